@@ -1,0 +1,385 @@
+//! The host seams: everything that belongs to the embedding browser comes in through these
+//! traits. Each is object-safe (`Arc<dyn Trait>`) and returns `Send` futures or streams, so
+//! an embedder can back them with any runtime, thread or IPC channel.
+//!
+//! | Seam | Trait | Reference implementation |
+//! |---|---|---|
+//! | storage | [`crate::store::Store`] | [`crate::MemoryStore`]; crate `background-fetch-redb` |
+//! | network | [`NetworkHost`] | crate `background-fetch-hyper`; [`crate::testing::ScriptedNetwork`] |
+//! | UI | [`UiHost`] | the `bgfetch` progress bars; [`crate::testing::RecordingUi`] |
+//! | service worker | [`WorkerHost`] | [`crate::testing::RecordingWorker`] |
+//! | permission | [`PermissionHost`] | [`Granted`] |
+//! | quota | [`QuotaHost`] | [`Unlimited`] |
+//! | policy (CSP) | [`PolicyHost`] | [`NoPolicy`] |
+//! | time | [`Clock`] | [`crate::testing::VirtualClock`] |
+//! | tasks | [`Spawn`] | [`crate::testing::Executor`] |
+
+use crate::events::FunctionalEvent;
+use crate::fetch::{Request, ResponseHead};
+use crate::model::{
+    BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
+    PermissionState, ServiceWorkerRegistrationId,
+};
+use crate::store::StoreError;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Runs futures to completion in the background. The engine spawns one task per running
+/// background fetch, plus short-lived timer tasks for throttled progress.
+pub trait Spawn: Send + Sync {
+    /// Runs `future` to completion, concurrently with the caller.
+    fn spawn(&self, future: BoxFuture<'static, ()>);
+}
+
+/// Time, as the host keeps it. Tests use a virtual clock, so nothing sleeps.
+pub trait Clock: Send + Sync {
+    /// A monotonic reading: time since an arbitrary, fixed epoch.
+    fn now(&self) -> Duration;
+    /// A future that completes once `duration` has passed.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Why a policy check blocked a request. Every block fails that record with `fetch-error`
+/// (its `responseReady` rejects with `TypeError`); `fetch()` itself still resolves, as the
+/// current WPT expects (outline §9.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlockReason {
+    /// The scheme is not `http`/`https` (Background Fetch is limited to HTTP(S)).
+    Scheme,
+    /// Plain `http` to a host that is not potentially trustworthy, from a secure context.
+    MixedContent,
+    /// A port on Fetch's bad-port list.
+    BadPort,
+    /// The caller's Content Security Policy (`connect-src`).
+    Csp,
+    /// The CORS check (or its preflight) failed.
+    Cors,
+    /// The host refused it for another reason.
+    Other,
+}
+
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlockReason::Scheme => "scheme not allowed",
+            BlockReason::MixedContent => "mixed content",
+            BlockReason::BadPort => "bad port",
+            BlockReason::Csp => "blocked by Content Security Policy",
+            BlockReason::Cors => "CORS check failed",
+            BlockReason::Other => "blocked",
+        })
+    }
+}
+
+/// How the engine must treat a network error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NetworkErrorKind {
+    /// The resource is *temporarily unavailable* (offline, connection refused or reset, DNS
+    /// failure, timeout, a body that stopped early): a `GET` record waits and resumes with a
+    /// Range request.
+    Temporary,
+    /// A network error that retrying will not fix (bad response, TLS failure, too many
+    /// redirects, ...): the record fails with `fetch-error`.
+    Fatal,
+    /// A policy blocked the request: the record fails with `fetch-error`, and no byte of any
+    /// response is counted or stored.
+    Blocked(BlockReason),
+    /// An *aborted network error*: the record's result becomes `aborted`.
+    Aborted,
+}
+
+/// A network error, with a message for logs and diagnostics (never shown to script).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkError {
+    /// How to treat it.
+    pub kind: NetworkErrorKind,
+    /// What happened.
+    pub message: String,
+}
+
+impl NetworkError {
+    /// A temporary error.
+    pub fn temporary(message: impl Into<String>) -> Self {
+        NetworkError {
+            kind: NetworkErrorKind::Temporary,
+            message: message.into(),
+        }
+    }
+    /// A fatal error.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        NetworkError {
+            kind: NetworkErrorKind::Fatal,
+            message: message.into(),
+        }
+    }
+    /// A policy block.
+    pub fn blocked(reason: BlockReason, message: impl Into<String>) -> Self {
+        NetworkError {
+            kind: NetworkErrorKind::Blocked(reason),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for NetworkError {}
+
+/// The validators of the stored response, for an `If-Range` on a resumed request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validators {
+    /// The stored response's `ETag`, if any (weak or strong; the host decides whether it can
+    /// use it in `If-Range`, which needs a strong one).
+    pub etag: Option<String>,
+    /// The stored response's `Last-Modified`, if any.
+    pub last_modified: Option<String>,
+}
+
+/// A request body streamed from the store to the network.
+pub struct RequestBodySource {
+    /// Its length in bytes.
+    pub length: u64,
+    /// The bytes, in order.
+    pub stream: BoxStream<'static, Result<Bytes, StoreError>>,
+}
+
+impl fmt::Debug for RequestBodySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestBodySource({} bytes)", self.length)
+    }
+}
+
+/// One fetch attempt for a record ("complete a record" step 11).
+#[derive(Debug)]
+pub struct NetworkRequest {
+    /// The record's request. Its keepalive flag is set and its service-workers mode is
+    /// `"none"` (steps 5 and 6): the host must not route it through a service worker.
+    pub request: Request,
+    /// The request body, if the request has one.
+    pub body: Option<RequestBodySource>,
+    /// `Some(n)` with n > 0 when resuming: the host sends `Range: bytes=n-` and
+    /// `Accept-Encoding: identity` ("add a range header", step 8).
+    pub range_start: Option<u64>,
+    /// The stored response's validators when resuming (for `If-Range`).
+    pub validators: Validators,
+    /// The caller of `fetch()`, captured then: origin, base URL, policy container.
+    pub client: ClientSnapshot,
+    /// Which background fetch and record this attempt is for (for logs and scheduling).
+    pub fetch: FetchUid,
+    /// The record's index in its background fetch.
+    pub record: usize,
+}
+
+/// What a fetch attempt reports, in order: any number of `UploadProgress`, then either an
+/// `Error`, or a `Response` followed by `Data` chunks and then either the end of the stream
+/// (the body finished normally) or an `Error` (the body stream errored).
+///
+/// Dropping the stream terminates the fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkEvent {
+    /// `processRequestBodyChunkLength`: this many more request body bytes were transmitted.
+    UploadProgress(u64),
+    /// The response head arrived (after redirects and CORS).
+    Response(ResponseHead),
+    /// Decoded body bytes (after content-coding).
+    Data(Bytes),
+    /// A network error: before the head, the response is a network error; after it, the body
+    /// stream errored.
+    Error(NetworkError),
+}
+
+/// The network. One call per fetch attempt; the host runs Fetch (redirects, CORS, policy
+/// checks, content decoding) and reports events.
+pub trait NetworkHost: Send + Sync {
+    /// Starts a fetch attempt. The returned stream must be `'static` and `Send`; dropping it
+    /// must cancel the transfer.
+    fn fetch(&self, request: NetworkRequest) -> BoxStream<'static, NetworkEvent>;
+}
+
+/// What the user sees for a background fetch (the "display" algorithm's inputs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiSnapshot {
+    /// Which fetch.
+    pub uid: FetchUid,
+    /// The origin of the registration's scope URL: the UI must display it prominently.
+    pub origin: String,
+    /// The fetch's id.
+    pub id: String,
+    /// Its title (from `fetch()` or `updateUI()`).
+    pub title: String,
+    /// Its icons (from `fetch()` or `updateUI()`).
+    pub icons: Vec<ImageResource>,
+    /// `downloadTotal` (0 = unknown).
+    pub download_total: u64,
+    /// Upload total.
+    pub upload_total: u64,
+    /// Stored body bytes total.
+    pub downloaded: u64,
+    /// Uploaded bytes.
+    pub uploaded: u64,
+    /// The paused flag.
+    pub paused: bool,
+    /// Whether the network reports being online.
+    pub online: bool,
+    /// The permission was `"prompt"`: the fetch waits for [`crate::Engine::permission_decision`].
+    pub awaiting_permission: bool,
+    /// Every record is `GET`, so the UI may offer pause.
+    pub can_pause: bool,
+    /// The result (empty while running).
+    pub result: BackgroundFetchResult,
+    /// The failure reason.
+    pub failure_reason: BackgroundFetchFailureReason,
+}
+
+/// The browser UI. The engine calls it; what the user does comes back through
+/// [`crate::Engine::pause`], [`crate::Engine::resume`], [`crate::Engine::user_abort`],
+/// [`crate::Engine::click`] and [`crate::Engine::permission_decision`].
+pub trait UiHost: Send + Sync {
+    /// Display a new background fetch (also called for every fetch restored after a restart).
+    /// The UI must show the origin, must not be dismissible until the result is set, and must
+    /// offer abort.
+    fn show(&self, ui: &UiSnapshot);
+    /// Progress, paused, title/icons or result changed. Throttled like progress events.
+    fn update(&self, ui: &UiSnapshot);
+    /// The fetch is gone (its registration was unregistered or its storage cleared).
+    fn remove(&self, uid: FetchUid);
+}
+
+/// What became of a functional event dispatch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// The event was dispatched and is no longer active (its `waitUntil` promises settled or
+    /// timed out).
+    Completed,
+    /// Not dispatched: no listener for the event type ("should skip event"), or no active
+    /// worker.
+    Skipped,
+    /// Running the service worker failed.
+    Failed(String),
+}
+
+/// The service worker side: registration state and functional event dispatch.
+pub trait WorkerHost: Send + Sync {
+    /// Whether the registration has an active worker (`fetch()` step 8.4).
+    fn has_active_worker(&self, registration: &ServiceWorkerRegistrationId) -> bool;
+    /// Fires a functional event at the registration's active worker and completes when the
+    /// event is no longer active. The engine marks the event inactive when this completes, so
+    /// `updateUI()` after that rejects.
+    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome>;
+}
+
+/// The permission state of `"background-fetch"`.
+pub trait PermissionHost: Send + Sync {
+    /// The permission state for the environment with origin `origin`.
+    fn permission_state(&self, origin: &str) -> PermissionState;
+}
+
+/// Quota per storage key.
+pub trait QuotaHost: Send + Sync {
+    /// The quota of `storage_key` in bytes, or `None` for unlimited.
+    fn quota(&self, storage_key: &str) -> Option<u64>;
+}
+
+/// Policy decisions that need the caller's policy container (CSP). Scheme, mixed content and
+/// bad ports are checked by the engine itself.
+pub trait PolicyHost: Send + Sync {
+    /// Whether `client`'s policies allow `request`. Called before every fetch attempt.
+    fn check(&self, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason>;
+}
+
+/// A [`PermissionHost`] that always answers `"granted"`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Granted;
+impl PermissionHost for Granted {
+    fn permission_state(&self, _origin: &str) -> PermissionState {
+        PermissionState::Granted
+    }
+}
+
+/// A [`QuotaHost`] with no limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unlimited;
+impl QuotaHost for Unlimited {
+    fn quota(&self, _storage_key: &str) -> Option<u64> {
+        None
+    }
+}
+
+/// A [`QuotaHost`] with the same fixed quota for every storage key.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedQuota(pub u64);
+impl QuotaHost for FixedQuota {
+    fn quota(&self, _storage_key: &str) -> Option<u64> {
+        Some(self.0)
+    }
+}
+
+/// A [`PolicyHost`] that allows everything (no CSP support).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPolicy;
+impl PolicyHost for NoPolicy {
+    fn check(&self, _client: &ClientSnapshot, _request: &Request) -> Result<(), BlockReason> {
+        Ok(())
+    }
+}
+
+/// A [`PolicyHost`] that understands the `connect-src` directive's `'none'` and `'self'`
+/// source expressions and explicit origins, which is what conformance tests use. Embedders
+/// with a real CSP implementation plug theirs in instead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimpleCsp;
+impl PolicyHost for SimpleCsp {
+    fn check(&self, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason> {
+        for policy in &client.policy.csp {
+            for directive in policy.split(';') {
+                let mut parts = directive.split_ascii_whitespace();
+                let Some(name) = parts.next() else { continue };
+                let name = name.to_ascii_lowercase();
+                if name != "connect-src" && name != "default-src" {
+                    continue;
+                }
+                let sources: Vec<&str> = parts.collect();
+                let origin = request.url.origin().ascii_serialization();
+                let allowed = sources.iter().any(|s| match *s {
+                    "'none'" => false,
+                    "'self'" => origin == client.origin,
+                    "*" => matches!(request.url.scheme(), "http" | "https"),
+                    other => other.trim_end_matches('/') == origin,
+                });
+                if !allowed {
+                    return Err(BlockReason::Csp);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use url::Url;
+
+    #[test]
+    fn simple_csp() {
+        let mut client = ClientSnapshot::for_url(Url::parse("https://a.test/page").unwrap());
+        let same = Request::get(Url::parse("https://a.test/x").unwrap());
+        let other = Request::get(Url::parse("https://b.test/x").unwrap());
+        assert_eq!(SimpleCsp.check(&client, &same), Ok(()));
+        client.policy.csp = vec!["connect-src 'none'".into()];
+        assert_eq!(SimpleCsp.check(&client, &same), Err(BlockReason::Csp));
+        client.policy.csp = vec!["script-src 'none'; connect-src 'self'".into()];
+        assert_eq!(SimpleCsp.check(&client, &same), Ok(()));
+        assert_eq!(SimpleCsp.check(&client, &other), Err(BlockReason::Csp));
+        client.policy.csp = vec!["default-src https://b.test".into()];
+        assert_eq!(SimpleCsp.check(&client, &other), Ok(()));
+    }
+}

@@ -1,0 +1,412 @@
+//! `BackgroundFetchManager.fetch()`.
+//!
+//! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
+
+use crate::engine::EngineInner;
+use crate::error::DomError;
+use crate::fetch::{
+    RequestBody, RequestInfo, RequestInit, RequestMode, RequestObject, construct_request,
+};
+use crate::model::{BackgroundFetchOptions, FetchUid, PermissionState};
+use crate::registration::{BackgroundFetchManager, BackgroundFetchRegistration};
+use crate::state::{BgFetch, BgFetchMut, Flags, Progress, Record, ResponseData, ResponseDataState};
+use crate::store::{FetchMeta, StoreErrorKind};
+use crate::sync::{Watch, lock};
+use futures::{FutureExt, StreamExt};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use url::Url;
+
+/// The `requests` argument of `fetch()`: `(RequestInfo or sequence<RequestInfo>)`.
+#[derive(Debug)]
+pub enum Requests {
+    /// A single `RequestInfo`.
+    One(RequestInfo),
+    /// A sequence.
+    Many(Vec<RequestInfo>),
+}
+
+impl From<RequestInfo> for Requests {
+    fn from(r: RequestInfo) -> Self {
+        Requests::One(r)
+    }
+}
+impl From<&str> for Requests {
+    fn from(s: &str) -> Self {
+        Requests::One(s.into())
+    }
+}
+impl From<String> for Requests {
+    fn from(s: String) -> Self {
+        Requests::One(s.into())
+    }
+}
+impl From<RequestObject> for Requests {
+    fn from(r: RequestObject) -> Self {
+        Requests::One(r.into())
+    }
+}
+impl From<Vec<RequestInfo>> for Requests {
+    fn from(v: Vec<RequestInfo>) -> Self {
+        Requests::Many(v)
+    }
+}
+impl From<Vec<&str>> for Requests {
+    fn from(v: Vec<&str>) -> Self {
+        Requests::Many(v.into_iter().map(RequestInfo::from).collect())
+    }
+}
+impl<const N: usize> From<[&str; N]> for Requests {
+    fn from(v: [&str; N]) -> Self {
+        Requests::Many(v.into_iter().map(RequestInfo::from).collect())
+    }
+}
+
+/// Deletes a fetch that was being created and gives back the quota its bodies took.
+async fn discard(engine: &EngineInner, storage_key: &str, uid: FetchUid) {
+    if let Err(e) = engine.hosts.store.delete_fetch(uid).await {
+        tracing::warn!(%uid, error = %e, "could not delete a fetch that failed to register");
+    }
+    engine.release_quota_uid(storage_key, uid);
+}
+
+impl BackgroundFetchManager {
+    /// `fetch(id, requests, options)`.
+    ///
+    /// Resolves with the registration once the fetch and its request bodies are stored; the
+    /// records are then fetched in the background.
+    ///
+    /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchmanager-fetch>
+    pub async fn fetch(
+        &self,
+        id: &str,
+        requests: impl Into<Requests>,
+        options: BackgroundFetchOptions,
+    ) -> Result<BackgroundFetchRegistration, DomError> {
+        let engine = self.engine()?;
+        let env = self.env()?;
+        let span = tracing::info_span!("fetch()", id, scope = %self.inner.registration.scope);
+        let _enter = span.enter();
+        // 1. Let registration be this's service worker registration.
+        let registration_id = self.inner.registration.clone();
+        // 2. Let records be a new list.
+        let mut records: Vec<RequestObject> = Vec::new();
+        // 3. Let uploadTotal be 0.
+        let mut upload_total: u64 = 0;
+        // 4. If requests is a RequestInfo, set requests to « requests ».
+        let requests = match requests.into() {
+            Requests::One(r) => vec![r],
+            Requests::Many(v) => v,
+        };
+        // 5. If requests is empty, then return a promise rejected with a TypeError.
+        if requests.is_empty() {
+            return Err(DomError::type_error("fetch(): requests must not be empty"));
+        }
+        // 6. For each request of requests:
+        for request in requests {
+            // 6.1. Let internalRequest be the request of the result of invoking the Request
+            //      constructor with request. If this throws an exception, return a promise
+            //      rejected with the exception.
+            let internal =
+                construct_request(request, RequestInit::default(), &env.settings.base_url)?;
+            // 6.2. If internalRequest's mode is "no-cors", then return a promise rejected with a
+            //      TypeError.
+            if internal.request.mode == RequestMode::NoCors {
+                return Err(DomError::type_error(format!(
+                    "fetch(): requests must not be in no-cors mode ({})",
+                    internal.request.url
+                )));
+            }
+            // 6.3. Set internalRequest's client to null.
+            // NOTE: the caller's origin, base URL and policy container are captured as a
+            //       ClientSnapshot below instead (outline §9.6).
+            // 6.4. Let record be a new background fetch record.
+            // 6.5. Set record's request to internalRequest.
+            // 6.6. Append record to records.
+            records.push(internal);
+        }
+        let client = env.client_snapshot();
+        // 7. Let promise be a new promise.
+
+        // AD-HOC: fail fast on what step 8 would reject anyway, before reading any body.
+        self.check_registrable(&engine, id).await?;
+
+        // AD-HOC: steps 8.6 to 8.11 (reading and storing the request bodies) run before the
+        //         edit queue, not inside it: a never-ending body stream would otherwise stall
+        //         every other fetch(), abort() and settle of the registration (spec issue 92).
+        //         The checks of step 8 all run again in the queue below.
+        let storage_key = registration_id.storage_key.clone();
+        engine
+            .ensure_quota_ledger(&storage_key)
+            .await
+            .map_err(|e| DomError::type_error(format!("fetch(): storage is unavailable: {e}")))?;
+        let uid = engine.allocate_uid();
+        let mut requests_meta = Vec::with_capacity(records.len());
+        let mut bodies = Vec::with_capacity(records.len());
+        for r in records {
+            requests_meta.push(r.request);
+            bodies.push(r.body);
+        }
+        let icons = options
+            .icons
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut icon| {
+                if let Ok(u) = env.settings.base_url.join(&icon.src) {
+                    icon.src = u.to_string();
+                }
+                icon
+            })
+            .collect::<Vec<_>>();
+        let title = options.title.clone().unwrap_or_default();
+        let meta = FetchMeta {
+            uid,
+            registration: registration_id.clone(),
+            id: id.to_owned(),
+            download_total: options.download_total,
+            title: title.clone(),
+            icons: icons.clone(),
+            client: client.clone(),
+            requests: requests_meta.clone(),
+            embedder_data: options.embedder_data.clone(),
+        };
+        if let Err(e) = engine.hosts.store.create_fetch(meta).await {
+            return Err(DomError::type_error(format!(
+                "fetch(): the fetch could not be stored: {e}"
+            )));
+        }
+        // 8.6. Let requestBodiesRemaining be the size of requests.
+        // AD-HOC: counting only the requests that have a body (outline §11.C.2: as written, a
+        //         request without a body is never counted down and step 8.10 never finishes).
+        // 8.7. Let requestReadFailed be false.
+        // 8.8. For each request of requests:
+        // AD-HOC: iterates the internal requests, not the RequestInfo values (outline §11.C.3).
+        //         Bodies are read one after the other; when one fails, the remaining ones are
+        //         dropped (cancelled) unread.
+        for (index, body) in bodies.into_iter().enumerate() {
+            // 8.8.1. If request's body is null, then continue.
+            let Some(body) = body else { continue };
+            // 8.8.2. Let stream be request's body's stream.
+            // 8.8.3.1.1. Wait for request's body.
+            // NOTE: "This ensures we have a copy of the request bytes before resolving."
+            let mut stream = match body {
+                RequestBody::Bytes(b) => futures::stream::once(async move { Ok(b) }).boxed(),
+                RequestBody::Stream(s) => s,
+            };
+            let mut length: u64 = 0;
+            let failure: Option<DomError> = loop {
+                let chunk = match stream.next().await {
+                    None => break None,
+                    // 8.8.3.1.2. If stream has errored, then set requestReadFailed to true.
+                    // 8.11. If requestReadFailed is true, then reject promise with a TypeError
+                    //       and abort these steps.
+                    Some(Err(e)) => {
+                        break Some(DomError::type_error(format!(
+                            "fetch(): reading the body of request {index} failed: {}",
+                            e.message
+                        )));
+                    }
+                    Some(Ok(c)) => c,
+                };
+                if chunk.is_empty() {
+                    continue;
+                }
+                let n = chunk.len() as u64;
+                // 8.9. If at any point storing requests fails due to exceeding a quota limit,
+                //      reject promise with a QuotaExceededError DOMException and abort these
+                //      steps.
+                if !engine.charge_quota(&storage_key, uid, n) {
+                    break Some(DomError::quota_exceeded(
+                        "fetch(): storing the request bodies would exceed the storage quota",
+                    ));
+                }
+                if let Err(e) = engine
+                    .hosts
+                    .store
+                    .append_request_body(uid, index, chunk)
+                    .await
+                {
+                    engine.uncharge_quota(&storage_key, uid, n);
+                    break Some(match e.kind {
+                        StoreErrorKind::QuotaExceeded => DomError::quota_exceeded(format!(
+                            "fetch(): storing the request bodies exceeded a quota: {}",
+                            e.message
+                        )),
+                        _ => DomError::type_error(format!(
+                            "fetch(): the request body could not be stored: {e}"
+                        )),
+                    });
+                }
+                length += n;
+            };
+            if let Some(err) = failure {
+                drop(stream);
+                discard(&engine, &storage_key, uid).await;
+                return Err(err);
+            }
+            // 8.8.3.3. Increment uploadTotal by request's body's length.
+            // AD-HOC: by the number of bytes stored (a stream body's length is null; outline
+            //         §11.D.9).
+            requests_meta[index].body_length = Some(length);
+            upload_total += length;
+            // 8.8.3.4. Decrement requestBodiesRemaining by 1.
+        }
+        // 8.10. Wait for requestBodiesRemaining to be 0, or requestReadFailed to be true.
+
+        // 8. Enqueue the following steps to registration's active background fetches edit
+        //    queue:
+        let registration = engine.registration(&registration_id);
+        let queue = registration.edit_queue.lock().await;
+        // 8.1. Let permission be the permission state for a PermissionDescriptor with name
+        //      "background-fetch", and this's relevant settings object.
+        let permission = engine.hosts.permission.permission_state(&client.origin);
+        // 8.2. If permission is "denied", then reject promise with a NotAllowedError
+        //      DOMException and abort these steps.
+        // 8.3. Let bgFetchMap be registration's active background fetches.
+        // 8.4. If registration's active worker is null, then reject promise with a TypeError
+        //      and abort these steps.
+        // 8.5. If bgFetchMap[id] exists, reject promise with a TypeError and abort these steps.
+        let rejection = if permission == PermissionState::Denied {
+            Some(DomError::not_allowed(
+                "fetch(): the \"background-fetch\" permission is denied",
+            ))
+        } else if !engine.hosts.worker.has_active_worker(&registration_id) {
+            Some(DomError::type_error(
+                "fetch(): the service worker registration has no active worker",
+            ))
+        } else if registration.get(id).is_some() {
+            Some(DomError::type_error(format!(
+                "fetch(): there is already an active background fetch with id {id:?}"
+            )))
+        } else if !engine.reserve_quota(&storage_key, uid, options.download_total) {
+            // AD-HOC: spec issue 110: downloadTotal must fit in the storage key's quota, and is
+            //         reserved atomically with this check (README; WPT fetch.https.window.js).
+            Some(DomError::quota_exceeded(format!(
+                "fetch(): downloadTotal ({}) cannot be reserved from the storage quota",
+                options.download_total
+            )))
+        } else {
+            None
+        };
+        if let Some(err) = rejection {
+            drop(queue);
+            discard(&engine, &storage_key, uid).await;
+            return Err(err);
+        }
+        // Display, permission paragraph: "If permission is "prompt", then the user agent may
+        // set bgFetch's paused flag at the beginning of this algorithm."
+        let prompt = permission == PermissionState::Prompt;
+        if let Err(e) = engine.hosts.store.commit_fetch(uid, prompt).await {
+            drop(queue);
+            discard(&engine, &storage_key, uid).await;
+            return Err(match e.kind {
+                StoreErrorKind::QuotaExceeded => {
+                    DomError::quota_exceeded(format!("fetch(): {}", e.message))
+                }
+                _ => DomError::type_error(format!("fetch(): the fetch could not be stored: {e}")),
+            });
+        }
+        // 8.12. Let bgFetch be a new background fetch with: id, records, download total, upload
+        //       total, icons (options' icons if present, otherwise an empty list), title
+        //       (options' title if present, otherwise the empty string), service worker
+        //       registration.
+        let all_get = requests_meta.iter().all(|r| r.is_get());
+        let bg = Arc::new(BgFetch {
+            uid,
+            id: id.to_owned(),
+            registration: registration_id.clone(),
+            download_total: options.download_total,
+            upload_total,
+            records: requests_meta
+                .into_iter()
+                .enumerate()
+                .map(|(index, request)| Record {
+                    index,
+                    request,
+                    response_data: Mutex::new(ResponseData::new(0, ResponseDataState::default())),
+                })
+                .collect(),
+            client,
+            embedder_data: options.embedder_data,
+            all_get,
+            state: Mutex::new(BgFetchMut {
+                title,
+                icons,
+                uploaded: 0,
+                result: Default::default(),
+                failure_reason: Default::default(),
+                records_available: true,
+                stored_total: 0,
+                in_flight: 0,
+                delivered: Progress {
+                    records_available: true,
+                    ..Default::default()
+                },
+                last_update: None,
+                update_scheduled: false,
+                immediate_failure: false,
+            }),
+            flags: Watch::new(Flags {
+                paused: prompt,
+                awaiting_permission: prompt,
+                ..Flags::default()
+            }),
+            settled: AtomicBool::new(false),
+        });
+        lock(&engine.state).fetches.insert(uid, bg.clone());
+        // 8.13. Set bgFetchMap[id] to bgFetch.
+        lock(&registration.active).push((id.to_owned(), bg.clone()));
+        drop(queue);
+        tracing::info!(%uid, records = bg.records.len(), upload_total, download_total = bg.download_total, "registered");
+        // 8.14. Queue a bgfetch task to resolve promise with the result of getting a
+        //       BackgroundFetchRegistration instance for bgFetch in this's relevant Realm.
+        let instance = self.inner.get_instance(&bg);
+        // 8.15. In parallel, display bgFetch from this's relevant settings object.
+        engine.hosts.ui.show(&engine.ui_snapshot(&bg));
+        // 8.16. In parallel, perform a background fetch with bgFetch.
+        engine
+            .hosts
+            .spawner
+            .spawn(crate::perform::perform_background_fetch(engine.clone(), bg).boxed());
+        // 9. Return promise.
+        Ok(instance)
+    }
+
+    /// The checks of `fetch()` step 8 that can fail before any body is read.
+    async fn check_registrable(&self, engine: &Arc<EngineInner>, id: &str) -> Result<(), DomError> {
+        let origin = self.env()?.origin.clone();
+        if engine.hosts.permission.permission_state(&origin) == PermissionState::Denied {
+            return Err(DomError::not_allowed(
+                "fetch(): the \"background-fetch\" permission is denied",
+            ));
+        }
+        if !engine
+            .hosts
+            .worker
+            .has_active_worker(&self.inner.registration)
+        {
+            return Err(DomError::type_error(
+                "fetch(): the service worker registration has no active worker",
+            ));
+        }
+        if engine
+            .registration(&self.inner.registration)
+            .get(id)
+            .is_some()
+        {
+            return Err(DomError::type_error(format!(
+                "fetch(): there is already an active background fetch with id {id:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `url` against `base` the way the `Request` constructor does (for embedders that
+/// build requests themselves).
+pub fn parse_request_url(url: &str, base: &Url) -> Result<Url, DomError> {
+    Ok(construct_request(url.into(), RequestInit::default(), base)?
+        .request
+        .url)
+}

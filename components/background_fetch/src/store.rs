@@ -1,0 +1,250 @@
+//! The storage seam: where background fetches, request bodies and response bodies live.
+//!
+//! # Contract
+//!
+//! A store keeps, per background fetch ([`FetchUid`]): its metadata ([`FetchMeta`]), the request
+//! bodies, the paused flag, the title and icons, the settled result, and per record a small state
+//! machine — *pending* → *active* (a response head and a body that grows) → *completed* (a final
+//! [`RecordResult`]) — with the response body stored as bytes.
+//!
+//! * **Creation is atomic.** [`Store::create_fetch`] and [`Store::append_request_body`] write
+//!   a fetch that does not exist yet for recovery; [`Store::commit_fetch`] makes it exist,
+//!   durably. [`Store::load`] never returns an uncommitted fetch (it discards them).
+//! * **Response data generations.** Each record's response data has a generation number. The
+//!   engine calls [`Store::begin_response`] with a generation at least the current one; a
+//!   greater generation discards the older bytes (a 200 answered a Range request, so the
+//!   record restarts). Reads and appends name the generation they expect and fail with
+//!   [`StoreErrorKind::Gone`] when it is not the current one.
+//! * **Durability.** Appends may be buffered. [`Store::complete_record`], [`Store::commit_fetch`]
+//!   and [`Store::settle`] return only once everything written before them for that fetch is
+//!   durable. After a crash, [`Store::load`] reports each active record's durable body length;
+//!   bytes past it are gone and the engine resumes from there with a Range request.
+//! * **Appends are contiguous.** [`Store::append_response_body`] carries the offset it writes
+//!   at, which must be the record's current length; anything else is
+//!   [`StoreErrorKind::Corrupt`].
+//! * **Errors lose nothing.** A failed write leaves everything written before it intact and the
+//!   store consistent; [`StoreErrorKind::QuotaExceeded`] and [`StoreErrorKind::Io`] fail only the
+//!   fetch being written.
+//!
+//! The engine serialises writes per record, and never writes to a record concurrently with a
+//! [`Store::begin_response`] for it. Different records and fetches are written concurrently.
+//!
+//! `crate::testing::store_contract` (feature `testing`) holds the contract as tests that any
+//! implementation can run.
+
+use crate::fetch::{Request, ResponseHead};
+use crate::model::{
+    BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
+    RecordResult, ServiceWorkerRegistrationId,
+};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What kind of store failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StoreErrorKind {
+    /// Writing would exceed a quota (the store's own limit, or the disk's).
+    QuotaExceeded,
+    /// An I/O error (disk full, read or write error).
+    Io,
+    /// The data is not what the contract says (wrong offset, unreadable entry).
+    Corrupt,
+    /// The fetch, record or response generation does not exist (any more).
+    Gone,
+    /// The store was closed.
+    Closed,
+}
+
+/// A store failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreError {
+    /// The kind.
+    pub kind: StoreErrorKind,
+    /// What happened, for logs and the user.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A new error.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// [`StoreErrorKind::Gone`]
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Gone, message)
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store error ({:?}): {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Everything about a background fetch that is fixed when it is created (plus title and icons,
+/// which `updateUI()` may change through [`Store::set_ui`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchMeta {
+    /// The fetch.
+    pub uid: FetchUid,
+    /// Its service worker registration.
+    pub registration: ServiceWorkerRegistrationId,
+    /// The id script gave it.
+    pub id: String,
+    /// `downloadTotal` (0 = no limit).
+    pub download_total: u64,
+    /// The title.
+    pub title: String,
+    /// The icons.
+    pub icons: Vec<ImageResource>,
+    /// The caller of `fetch()`, captured then.
+    pub client: ClientSnapshot,
+    /// The records' requests, in order. Bodies are stored separately.
+    pub requests: Vec<Request>,
+    /// Opaque embedder data (see [`crate::BackgroundFetchOptions::embedder_data`]).
+    pub embedder_data: Option<String>,
+}
+
+/// A record's state in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordState {
+    /// No response yet.
+    Pending,
+    /// A response head is stored and its body is growing.
+    Active,
+    /// The record has a final result.
+    Completed(RecordResult),
+}
+
+/// A record as [`Store::load`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    /// Its state.
+    pub state: RecordState,
+    /// The stored response head, if any.
+    pub response: Option<ResponseHead>,
+    /// The current response data generation.
+    pub generation: u32,
+    /// The durable length of the response body.
+    pub body_length: u64,
+}
+
+/// A background fetch as [`Store::load`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFetch {
+    /// Its metadata, with the latest title and icons.
+    pub meta: FetchMeta,
+    /// The total length of its request bodies.
+    pub upload_total: u64,
+    /// The paused flag.
+    pub paused: bool,
+    /// The result and failure reason, once settled.
+    pub settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
+    /// Its records, in order.
+    pub records: Vec<StoredRecord>,
+}
+
+/// The storage seam. See the module documentation for the contract.
+pub trait Store: Send + Sync {
+    /// Every committed background fetch, for recovery at start-up. Uncommitted ones are
+    /// discarded; active records report their durable body length.
+    fn load(&self) -> BoxFuture<'_, Result<Vec<StoredFetch>, StoreError>>;
+
+    /// Bytes stored for `storage_key` (request and response bodies).
+    fn usage(&self, storage_key: &str) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Writes a new, uncommitted fetch with empty request bodies and pending records.
+    fn create_fetch(&self, meta: FetchMeta) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Appends to record `record`'s request body of uncommitted fetch `uid`.
+    fn append_request_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        bytes: Bytes,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Makes fetch `uid` exist, durably, with its request bodies and the given paused flag.
+    fn commit_fetch(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Reads up to `max` bytes of record `record`'s request body from `offset` (empty at the end).
+    fn read_request_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        offset: u64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Bytes, StoreError>>;
+
+    /// Stores `head` as record `record`'s response for `generation` and marks it active. A
+    /// generation greater than the current one discards the stored body.
+    fn begin_response(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        head: ResponseHead,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Appends `bytes` at `offset` (which must equal the current body length) to record
+    /// `record`'s body of `generation`. May be buffered.
+    fn append_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        offset: u64,
+        bytes: Bytes,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Marks record `record` completed with `result`; durable when it returns, together with
+    /// every body byte appended before.
+    fn complete_record(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        result: RecordResult,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Reads up to `max` bytes of record `record`'s body of `generation` from `offset`. Bytes
+    /// appended but not yet durable are readable too.
+    fn read_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        offset: u64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Bytes, StoreError>>;
+
+    /// Sets the paused flag.
+    fn set_paused(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Sets the title and icons (`updateUI()`).
+    fn set_ui(
+        &self,
+        uid: FetchUid,
+        title: String,
+        icons: Vec<ImageResource>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Records the result and failure reason; durable when it returns.
+    fn settle(
+        &self,
+        uid: FetchUid,
+        result: BackgroundFetchResult,
+        failure_reason: BackgroundFetchFailureReason,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Deletes the fetch and all its bytes (committed or not). Deleting a fetch that does not
+    /// exist succeeds.
+    fn delete_fetch(&self, uid: FetchUid) -> BoxFuture<'_, Result<(), StoreError>>;
+}

@@ -1,0 +1,270 @@
+//! Small runtime-agnostic synchronisation primitives: a watched value and a fair semaphore.
+//! They need no executor, timer or thread of their own.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct WatchInner<T> {
+    value: T,
+    version: u64,
+    wakers: Vec<Waker>,
+}
+
+/// A value that tasks can wait on: every change wakes every waiter, which re-checks its
+/// condition.
+pub(crate) struct Watch<T> {
+    inner: Mutex<WatchInner<T>>,
+}
+
+impl<T> Watch<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Watch {
+            inner: Mutex::new(WatchInner {
+                value,
+                version: 0,
+                wakers: Vec::new(),
+            }),
+        }
+    }
+
+    /// Reads the value.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&lock(&self.inner).value)
+    }
+
+    /// Changes the value and wakes every waiter.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let (r, wakers) = {
+            let mut inner = lock(&self.inner);
+            let r = f(&mut inner.value);
+            inner.version += 1;
+            (r, std::mem::take(&mut inner.wakers))
+        };
+        for w in wakers {
+            w.wake();
+        }
+        r
+    }
+
+    /// The current version (incremented by every update).
+    pub(crate) fn version(&self) -> u64 {
+        lock(&self.inner).version
+    }
+
+    /// Completes once `pred` holds for the value.
+    pub(crate) fn wait_until<'a, P: Fn(&T) -> bool + 'a>(&'a self, pred: P) -> WaitUntil<'a, T, P> {
+        WaitUntil { watch: self, pred }
+    }
+
+    /// Completes once the value has been updated after version `since`.
+    pub(crate) fn changed_since(&self, since: u64) -> ChangedSince<'_, T> {
+        ChangedSince { watch: self, since }
+    }
+
+    fn register(inner: &mut WatchInner<T>, waker: &Waker) {
+        if !inner.wakers.iter().any(|w| w.will_wake(waker)) {
+            inner.wakers.push(waker.clone());
+        }
+    }
+}
+
+impl<T: Clone> Watch<T> {
+    /// A copy of the value.
+    pub(crate) fn get(&self) -> T {
+        self.with(T::clone)
+    }
+}
+
+pub(crate) struct WaitUntil<'a, T, P> {
+    watch: &'a Watch<T>,
+    pred: P,
+}
+
+impl<T, P: Fn(&T) -> bool> Future for WaitUntil<'_, T, P> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(&self.watch.inner);
+        if (self.pred)(&inner.value) {
+            Poll::Ready(())
+        } else {
+            Watch::register(&mut inner, cx.waker());
+            Poll::Pending
+        }
+    }
+}
+
+pub(crate) struct ChangedSince<'a, T> {
+    watch: &'a Watch<T>,
+    since: u64,
+}
+
+impl<T> Future for ChangedSince<'_, T> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(&self.watch.inner);
+        if inner.version != self.since {
+            Poll::Ready(())
+        } else {
+            Watch::register(&mut inner, cx.waker());
+            Poll::Pending
+        }
+    }
+}
+
+struct SemaphoreInner {
+    permits: usize,
+    next_ticket: u64,
+    /// Waiting tickets in arrival order, with their latest waker.
+    queue: VecDeque<(u64, Option<Waker>)>,
+}
+
+/// A counting semaphore that serves waiters in arrival order.
+pub(crate) struct Semaphore {
+    inner: Mutex<SemaphoreInner>,
+}
+
+impl Semaphore {
+    pub(crate) fn new(permits: usize) -> Arc<Self> {
+        Arc::new(Semaphore {
+            inner: Mutex::new(SemaphoreInner {
+                permits,
+                next_ticket: 0,
+                queue: VecDeque::new(),
+            }),
+        })
+    }
+
+    pub(crate) fn acquire(self: &Arc<Self>) -> Acquire {
+        Acquire {
+            sem: self.clone(),
+            ticket: None,
+        }
+    }
+
+    fn wake_front(inner: &mut SemaphoreInner) {
+        if inner.permits > 0
+            && let Some((_, Some(w))) = inner.queue.front()
+        {
+            w.wake_by_ref();
+        }
+    }
+}
+
+pub(crate) struct Acquire {
+    sem: Arc<Semaphore>,
+    ticket: Option<u64>,
+}
+
+/// A held permit; dropping it gives the permit back.
+pub(crate) struct Permit {
+    sem: Arc<Semaphore>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.sem.inner);
+        inner.permits += 1;
+        Semaphore::wake_front(&mut inner);
+    }
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let sem = self.sem.clone();
+        let mut inner = lock(&sem.inner);
+        match self.ticket {
+            None => {
+                if inner.permits > 0 && inner.queue.is_empty() {
+                    inner.permits -= 1;
+                    return Poll::Ready(Permit { sem: sem.clone() });
+                }
+                let t = inner.next_ticket;
+                inner.next_ticket += 1;
+                inner.queue.push_back((t, Some(cx.waker().clone())));
+                self.ticket = Some(t);
+                Poll::Pending
+            }
+            Some(t) => {
+                if inner.permits > 0 && inner.queue.front().map(|(f, _)| *f) == Some(t) {
+                    inner.queue.pop_front();
+                    inner.permits -= 1;
+                    Semaphore::wake_front(&mut inner);
+                    drop(inner);
+                    self.ticket = None;
+                    return Poll::Ready(Permit { sem });
+                }
+                if let Some(entry) = inner.queue.iter_mut().find(|(q, _)| *q == t) {
+                    entry.1 = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket {
+            let mut inner = lock(&self.sem.inner);
+            inner.queue.retain(|(q, _)| *q != t);
+            Semaphore::wake_front(&mut inner);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use futures::task::noop_waker;
+
+    #[test]
+    fn semaphore_is_fifo_and_cancel_safe() {
+        let sem = Semaphore::new(1);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let p1 = sem.acquire().now_or_never().unwrap();
+        let mut a = Box::pin(sem.acquire());
+        let mut b = Box::pin(sem.acquire());
+        assert!(a.as_mut().poll(&mut cx).is_pending());
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        drop(p1);
+        // b cannot jump the queue.
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        drop(a); // cancelled while first in line: b becomes first
+        let p2 = match b.as_mut().poll(&mut cx) {
+            Poll::Ready(p) => p,
+            Poll::Pending => panic!("b should get the permit"),
+        };
+        let mut c = Box::pin(sem.acquire());
+        assert!(c.as_mut().poll(&mut cx).is_pending());
+        drop(p2);
+        assert!(c.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn watch_wakes_waiters() {
+        let w = Watch::new(0);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut f = Box::pin(w.wait_until(|v| *v >= 2));
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        w.update(|v| *v = 1);
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        w.update(|v| *v = 2);
+        assert!(f.as_mut().poll(&mut cx).is_ready());
+        let v = w.version();
+        let mut c = Box::pin(w.changed_since(v));
+        assert!(c.as_mut().poll(&mut cx).is_pending());
+        w.update(|_| ());
+        assert!(c.as_mut().poll(&mut cx).is_ready());
+    }
+}

@@ -1,0 +1,192 @@
+//! Recording UI and worker hosts, and settable permission and quota hosts.
+
+use crate::events::{FunctionalEvent, FunctionalEventKind};
+use crate::hosts::{DispatchOutcome, PermissionHost, QuotaHost, UiHost, UiSnapshot, WorkerHost};
+use crate::model::{FetchUid, PermissionState, ServiceWorkerRegistrationId};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// A UI call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UiCall {
+    /// `show`
+    Show(UiSnapshot),
+    /// `update`
+    Update(UiSnapshot),
+    /// `remove`
+    Remove(FetchUid),
+}
+
+/// A [`UiHost`] that records every call.
+#[derive(Clone, Default)]
+pub struct RecordingUi {
+    calls: Arc<Mutex<Vec<UiCall>>>,
+}
+
+impl RecordingUi {
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<UiCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The latest snapshot shown for `uid`.
+    pub fn last(&self, uid: FetchUid) -> Option<UiSnapshot> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                UiCall::Show(s) | UiCall::Update(s) if s.uid == uid => Some(s.clone()),
+                _ => None,
+            })
+    }
+
+    /// Whether `remove(uid)` was called.
+    pub fn removed(&self, uid: FetchUid) -> bool {
+        self.calls.lock().unwrap().contains(&UiCall::Remove(uid))
+    }
+}
+
+impl UiHost for RecordingUi {
+    fn show(&self, ui: &UiSnapshot) {
+        self.calls.lock().unwrap().push(UiCall::Show(ui.clone()));
+    }
+    fn update(&self, ui: &UiSnapshot) {
+        self.calls.lock().unwrap().push(UiCall::Update(ui.clone()));
+    }
+    fn remove(&self, uid: FetchUid) {
+        self.calls.lock().unwrap().push(UiCall::Remove(uid));
+    }
+}
+
+/// A service worker's functional event handler: what it does with the event, as a future that
+/// completes when the event stops being active (its `waitUntil` promises settled).
+pub type EventHandler =
+    Arc<dyn Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync>;
+
+#[derive(Default)]
+struct WorkerInner {
+    inactive: HashSet<ServiceWorkerRegistrationId>,
+    events: Vec<FunctionalEvent>,
+    finished: Vec<(FunctionalEventKind, FetchUid)>,
+    handler: Option<EventHandler>,
+}
+
+/// A [`WorkerHost`] playing the service worker: every registration has an active worker unless
+/// told otherwise; events are recorded and handed to an optional handler.
+#[derive(Clone, Default)]
+pub struct RecordingWorker {
+    inner: Arc<Mutex<WorkerInner>>,
+}
+
+impl RecordingWorker {
+    /// Sets whether `registration` has an active worker.
+    pub fn set_active(&self, registration: &ServiceWorkerRegistrationId, active: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        if active {
+            inner.inactive.remove(registration);
+        } else {
+            inner.inactive.insert(registration.clone());
+        }
+    }
+
+    /// Installs the service worker's event handler.
+    pub fn set_handler(
+        &self,
+        handler: impl Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync + 'static,
+    ) {
+        self.inner.lock().unwrap().handler = Some(Arc::new(handler));
+    }
+
+    /// Every event dispatched so far, in order.
+    pub fn events(&self) -> Vec<FunctionalEvent> {
+        self.inner.lock().unwrap().events.clone()
+    }
+
+    /// Events of one kind.
+    pub fn events_of(&self, kind: FunctionalEventKind) -> Vec<FunctionalEvent> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.kind() == kind)
+            .collect()
+    }
+
+    /// Events whose dispatch completed (no longer active), in order.
+    pub fn finished(&self) -> Vec<(FunctionalEventKind, FetchUid)> {
+        self.inner.lock().unwrap().finished.clone()
+    }
+}
+
+impl WorkerHost for RecordingWorker {
+    fn has_active_worker(&self, registration: &ServiceWorkerRegistrationId) -> bool {
+        !self.inner.lock().unwrap().inactive.contains(registration)
+    }
+
+    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> {
+        let handler = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.events.push(event.clone());
+            inner.handler.clone()
+        };
+        let inner = self.inner.clone();
+        let kind = event.kind();
+        let uid = event.registration().uid();
+        async move {
+            let outcome = match handler {
+                Some(h) => h(event).await,
+                None => DispatchOutcome::Completed,
+            };
+            inner.lock().unwrap().finished.push((kind, uid));
+            outcome
+        }
+        .boxed()
+    }
+}
+
+/// A [`PermissionHost`] whose answer the test sets.
+#[derive(Clone)]
+pub struct TestPermission(Arc<Mutex<PermissionState>>);
+
+impl Default for TestPermission {
+    fn default() -> Self {
+        TestPermission(Arc::new(Mutex::new(PermissionState::Granted)))
+    }
+}
+
+impl TestPermission {
+    /// Sets the answer.
+    pub fn set(&self, state: PermissionState) {
+        *self.0.lock().unwrap() = state;
+    }
+}
+
+impl PermissionHost for TestPermission {
+    fn permission_state(&self, _origin: &str) -> PermissionState {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A [`QuotaHost`] whose quota the test sets (the same for every storage key).
+#[derive(Clone)]
+pub struct TestQuota(Arc<Mutex<Option<u64>>>);
+
+impl TestQuota {
+    /// A quota of `bytes` (`None` = unlimited).
+    pub fn new(bytes: Option<u64>) -> Self {
+        TestQuota(Arc::new(Mutex::new(bytes)))
+    }
+
+    /// Sets the quota.
+    pub fn set(&self, bytes: Option<u64>) {
+        *self.0.lock().unwrap() = bytes;
+    }
+}
+
+impl QuotaHost for TestQuota {
+    fn quota(&self, _storage_key: &str) -> Option<u64> {
+        *self.0.lock().unwrap()
+    }
+}

@@ -1,0 +1,208 @@
+//! Deterministic hosts for tests, conformance suites and fuzzers (feature `testing`).
+//!
+//! * [`Executor`] + [`VirtualClock`]: a single-threaded executor that advances virtual time
+//!   only when every task is waiting. No test sleeps.
+//! * [`ScriptedNetwork`]: resources in memory, Range-aware or not, chunked, delayed, with
+//!   faults per attempt (resets, errors, holds, changed validators, unsolicited 206s, ...).
+//! * [`RecordingUi`], [`RecordingWorker`]: record what the engine shows and dispatches; the
+//!   worker runs a handler playing the service worker script.
+//! * [`TestBed`]: all of the above wired to an [`Engine`] on a [`MemoryStore`], with one
+//!   service worker registration and one page.
+//! * [`store_contract`]: the [`crate::Store`] contract as tests any store can run.
+
+mod clock;
+mod executor;
+mod hosts;
+mod network;
+pub mod store_contract;
+
+pub use clock::VirtualClock;
+pub use executor::Executor;
+pub use hosts::{EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota, UiCall};
+pub use network::{Fault, LoggedRequest, Resource, ScriptedNetwork};
+
+use crate::engine::{Engine, EngineConfig, Environment, EnvironmentSettings, Hosts};
+use crate::hosts::{PolicyHost, SimpleCsp};
+use crate::memory_store::MemoryStore;
+use crate::model::ServiceWorkerRegistrationId;
+use crate::store::Store;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use url::Url;
+
+/// The origin every [`TestBed`] uses.
+pub const ORIGIN: &str = "https://example.com";
+
+/// An engine on deterministic hosts, with one service worker registration (scope
+/// `https://example.com/`) and one page (`https://example.com/page.html`).
+pub struct TestBed {
+    /// The executor every task runs on.
+    pub executor: Executor,
+    /// Virtual time.
+    pub clock: VirtualClock,
+    /// The store (kept across [`TestBed::restart`]).
+    pub store: MemoryStore,
+    /// The network.
+    pub network: ScriptedNetwork,
+    /// The UI.
+    pub ui: RecordingUi,
+    /// The service worker side.
+    pub worker: RecordingWorker,
+    /// The permission answer.
+    pub permission: TestPermission,
+    /// The quota (1 GiB unless changed).
+    pub quota: TestQuota,
+    /// The registration.
+    pub registration: ServiceWorkerRegistrationId,
+    /// The engine settings (used again by [`TestBed::restart`]).
+    pub config: EngineConfig,
+    engine: Mutex<Engine>,
+    page: Mutex<Environment>,
+}
+
+impl Default for TestBed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestBed {
+    /// A test bed with the default engine settings.
+    pub fn new() -> Self {
+        Self::with_config(EngineConfig::default())
+    }
+
+    /// A test bed with `config`.
+    pub fn with_config(config: EngineConfig) -> Self {
+        Self::with_store(config, MemoryStore::new())
+    }
+
+    /// A test bed on an existing store.
+    pub fn with_store(config: EngineConfig, store: MemoryStore) -> Self {
+        let executor = Executor::new();
+        let clock = VirtualClock::new();
+        let network = ScriptedNetwork::new(clock.clone());
+        let ui = RecordingUi::default();
+        let worker = RecordingWorker::default();
+        let permission = TestPermission::default();
+        let quota = TestQuota::new(Some(1 << 30));
+        let registration = ServiceWorkerRegistrationId::for_scope(
+            &Url::parse(&format!("{ORIGIN}/")).expect("static URL"),
+        );
+        let hosts = Self::hosts(
+            &executor,
+            &clock,
+            &store,
+            &network,
+            &ui,
+            &worker,
+            &permission,
+            &quota,
+        );
+        let engine = executor.block_on(&clock, Engine::start(hosts, config.clone()));
+        let engine = engine.expect("the engine starts on a memory store");
+        let page = engine.create_environment(EnvironmentSettings::window(
+            Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
+        ));
+        TestBed {
+            executor,
+            clock,
+            store,
+            network,
+            ui,
+            worker,
+            permission,
+            quota,
+            registration,
+            config,
+            engine: Mutex::new(engine),
+            page: Mutex::new(page),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hosts(
+        executor: &Executor,
+        clock: &VirtualClock,
+        store: &MemoryStore,
+        network: &ScriptedNetwork,
+        ui: &RecordingUi,
+        worker: &RecordingWorker,
+        permission: &TestPermission,
+        quota: &TestQuota,
+    ) -> Hosts {
+        Hosts {
+            store: Arc::new(store.clone()) as Arc<dyn Store>,
+            network: Arc::new(network.clone()),
+            ui: Arc::new(ui.clone()),
+            worker: Arc::new(worker.clone()),
+            permission: Arc::new(permission.clone()),
+            quota: Arc::new(quota.clone()),
+            policy: Arc::new(SimpleCsp) as Arc<dyn PolicyHost>,
+            clock: Arc::new(clock.clone()),
+            spawner: Arc::new(executor.clone()),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine.lock().unwrap().clone()
+    }
+
+    /// The page (a window environment at `https://example.com/page.html`).
+    pub fn page(&self) -> Environment {
+        self.page.lock().unwrap().clone()
+    }
+
+    /// `registration.backgroundFetch` in the page.
+    pub fn manager(&self) -> crate::BackgroundFetchManager {
+        self.page().background_fetch(&self.registration)
+    }
+
+    /// Runs `future` on the executor until it completes, advancing virtual time as needed.
+    pub fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        self.executor.block_on(&self.clock, future)
+    }
+
+    /// Runs every task until all are waiting with no timer pending.
+    pub fn run_until_idle(&self) {
+        self.executor.run_until_idle(&self.clock);
+    }
+
+    /// Inside [`TestBed::run`]: completes once every other task is waiting and no timer is
+    /// pending.
+    pub fn settle(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.executor.idle()
+    }
+
+    /// Tells both the engine and the scripted network that the network went on- or offline.
+    pub fn set_online(&self, online: bool) {
+        self.network.set_offline(!online);
+        self.engine().set_online(online);
+    }
+
+    /// Simulates a crash and restart: every in-flight task is dropped, and a new engine starts
+    /// on the same store (restoring and resuming what it holds). A new page is created.
+    pub fn restart(&self) {
+        self.executor.drop_all_tasks();
+        let hosts = Self::hosts(
+            &self.executor,
+            &self.clock,
+            &self.store,
+            &self.network,
+            &self.ui,
+            &self.worker,
+            &self.permission,
+            &self.quota,
+        );
+        let engine = self
+            .executor
+            .block_on(&self.clock, Engine::start(hosts, self.config.clone()))
+            .expect("the engine restarts on a memory store");
+        let page = engine.create_environment(EnvironmentSettings::window(
+            Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
+        ));
+        *self.engine.lock().unwrap() = engine;
+        *self.page.lock().unwrap() = page;
+    }
+}

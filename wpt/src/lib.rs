@@ -1,0 +1,1 @@
+//! The WPT background-fetch conformance suite, ported to Rust (see README.md).
