@@ -17,7 +17,8 @@ use crate::store::{RecordState, Store, StoreError, StoredFetch};
 use crate::sync::{Semaphore, Watch, lock};
 use futures::FutureExt;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use url::Url;
@@ -709,6 +710,32 @@ impl EngineInner {
         }
     }
 
+    /// Drops `bg`'s stored records once no body stream reads them any more (at once if none
+    /// does), and gives back its quota.
+    pub(crate) fn drop_stored_records(self: &Arc<Self>, bg: &Arc<BgFetch>) {
+        bg.drop_pending.store(true, Ordering::SeqCst);
+        if bg.readers.load(Ordering::SeqCst) == 0 && bg.drop_pending.swap(false, Ordering::SeqCst) {
+            self.spawn_record_drop(bg);
+        }
+    }
+
+    pub(crate) fn spawn_record_drop(self: &Arc<Self>, bg: &Arc<BgFetch>) {
+        let engine = self.clone();
+        let bg = bg.clone();
+        self.hosts.spawner.spawn(
+            async move {
+                if !bg.flags().silent
+                    && let Err(e) = engine.hosts.store.delete_fetch(bg.uid).await
+                {
+                    tracing::warn!(uid = %bg.uid, error = %e, "could not drop the stored records");
+                }
+                engine.release_quota(&bg);
+                lock(&engine.per_fetch_slots).remove(&bg.uid);
+            }
+            .boxed(),
+        );
+    }
+
     // ----- UI -----
 
     pub(crate) fn ui_snapshot(&self, bg: &BgFetch) -> UiSnapshot {
@@ -938,6 +965,8 @@ impl EngineInner {
                 ..Flags::default()
             }),
             settled: AtomicBool::new(settled.is_some()),
+            readers: AtomicUsize::new(0),
+            drop_pending: AtomicBool::new(false),
         });
         {
             let mut st = lock(&self.state);

@@ -13,7 +13,7 @@ use crate::state::{BgFetch, BgFetchMut, Flags, Progress, Record, ResponseData, R
 use crate::store::{FetchMeta, StoreErrorKind};
 use crate::sync::{Watch, lock};
 use futures::{FutureExt, StreamExt};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use url::Url;
 
@@ -49,11 +49,6 @@ impl From<RequestObject> for Requests {
 impl From<Vec<RequestInfo>> for Requests {
     fn from(v: Vec<RequestInfo>) -> Self {
         Requests::Many(v)
-    }
-}
-impl From<Vec<&str>> for Requests {
-    fn from(v: Vec<&str>) -> Self {
-        Requests::Many(v.into_iter().map(RequestInfo::from).collect())
     }
 }
 impl<const N: usize> From<[&str; N]> for Requests {
@@ -353,6 +348,8 @@ impl BackgroundFetchManager {
                 ..Flags::default()
             }),
             settled: AtomicBool::new(false),
+            readers: AtomicUsize::new(0),
+            drop_pending: AtomicBool::new(false),
         });
         lock(&engine.state).fetches.insert(uid, bg.clone());
         // 8.13. Set bgFetchMap[id] to bgFetch.

@@ -198,14 +198,9 @@ pub(crate) async fn fire_settle_event(engine: &Arc<EngineInner>, bg: &Arc<BgFetc
     // 8.13.3. Update background fetch instances for bgFetch.
     engine.update_instances(bg, true);
     // AD-HOC: the user agent may now drop the stored data (README: "It's removed once the
-    // operation is complete"); the fetch stays in memory for its UI (click).
-    if !bg.flags().silent
-        && let Err(e) = engine.hosts.store.delete_fetch(bg.uid).await
-    {
-        tracing::warn!(uid = %bg.uid, error = %e, "could not drop the stored records");
-    }
-    engine.release_quota(bg);
-    lock(&engine.per_fetch_slots).remove(&bg.uid);
+    // operation is complete"), once no Response body handed out earlier is still being read.
+    // The fetch stays in memory for its UI (click).
+    engine.drop_stored_records(bg);
 }
 
 /// What interrupted an attempt or a wait.

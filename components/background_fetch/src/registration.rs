@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use url::Url;
 
@@ -525,9 +526,11 @@ impl BackgroundFetchRecord {
         let engine = self.engine.clone();
         let uid = self.fetch.uid;
         let index = self.index;
+        let guard = Arc::new(ReadGuard::new(&self.fetch, &engine));
         Some(
             futures::stream::unfold(0u64, move |offset| {
                 let engine = engine.clone();
+                let _guard = guard.clone();
                 async move {
                     if offset >= len {
                         return None;
@@ -578,7 +581,7 @@ impl BackgroundFetchRecord {
     pub fn response_ready(&self) -> BoxFuture<'static, Result<Response, DomError>> {
         let data = self.response_data.clone();
         let engine = self.engine.clone();
-        let uid = self.fetch.uid;
+        let fetch = self.fetch.clone();
         let index = self.index;
         async move {
             // 2.9. In parallel:
@@ -604,7 +607,7 @@ impl BackgroundFetchRecord {
                     //          Response object whose response is response.
                     Ok(Response {
                         head,
-                        body: body_stream(engine, data.clone(), uid, index),
+                        body: body_stream(engine, &fetch, data.clone(), index),
                     })
                 }
                 // 2.9.3. Otherwise, if responseData's result is "aborted", then reject
@@ -622,24 +625,53 @@ impl BackgroundFetchRecord {
     }
 }
 
+/// Keeps a fetch's stored records from being dropped while a body stream reads them.
+pub(crate) struct ReadGuard {
+    fetch: Arc<BgFetch>,
+    engine: Weak<EngineInner>,
+}
+
+impl ReadGuard {
+    pub(crate) fn new(fetch: &Arc<BgFetch>, engine: &Weak<EngineInner>) -> Self {
+        fetch.readers.fetch_add(1, Ordering::SeqCst);
+        ReadGuard {
+            fetch: fetch.clone(),
+            engine: engine.clone(),
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        if self.fetch.readers.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.fetch.drop_pending.swap(false, Ordering::SeqCst)
+            && let Some(engine) = self.engine.upgrade()
+        {
+            engine.spawn_record_drop(&self.fetch);
+        }
+    }
+}
+
 /// The body stream of create record objects, step 2.7 and 2.8: bytes are pulled from the store
 /// as they arrive.
 fn body_stream(
     engine: Weak<EngineInner>,
+    fetch: &Arc<BgFetch>,
     data: Arc<ResponseData>,
-    uid: FetchUid,
     index: usize,
 ) -> BoxStream<'static, Result<Bytes, DomError>> {
     enum St {
-        Open(u64),
+        Open(u64, ReadGuard),
         Done,
     }
-    futures::stream::unfold(St::Open(0), move |st| {
+    let uid = fetch.uid;
+    let guard = ReadGuard::new(fetch, &engine);
+    futures::stream::unfold(St::Open(0, guard), move |st| {
         let engine = engine.clone();
         let data = data.clone();
         async move {
             // 2.6. Let transmittedBytes be 0.
-            let St::Open(transmitted) = st else {
+            let St::Open(transmitted, guard) = st else {
                 return None;
             };
             // 2.8. Set up stream with pullAlgorithm set to the following steps:
@@ -674,7 +706,7 @@ fn body_stream(
                         // 2.8.3.2. Increment transmittedBytes by the length of bytes.
                         let next = transmitted + bytes.len() as u64;
                         // 2.8.4.1. If bytes is not null, ... enqueue array into stream.
-                        Some((Ok(bytes), St::Open(next)))
+                        Some((Ok(bytes), St::Open(next, guard)))
                     }
                     Ok(_) => Some((
                         Err(DomError::type_error(

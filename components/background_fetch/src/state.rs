@@ -11,7 +11,7 @@ use crate::model::{
     RecordResult, ServiceWorkerRegistrationId,
 };
 use crate::sync::{Watch, lock};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,6 +155,10 @@ pub(crate) struct BgFetch {
     pub flags: Watch<Flags>,
     /// The settle step (perform step 8) has run.
     pub settled: AtomicBool,
+    /// Body streams (response or request) reading this fetch's stored bytes right now.
+    pub readers: AtomicUsize,
+    /// The stored records are to be dropped once no reader is left.
+    pub drop_pending: AtomicBool,
 }
 
 impl BgFetch {

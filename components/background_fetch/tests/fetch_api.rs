@@ -30,7 +30,7 @@ fn empty_requests_reject_with_type_error() {
     let bed = TestBed::new();
     let m = bed.manager();
     let err = bed
-        .run(async move { m.fetch("x", Vec::<&str>::new(), opts()).await })
+        .run(async move { m.fetch("x", Vec::<RequestInfo>::new(), opts()).await })
         .unwrap_err();
     assert_eq!(err.kind, DomErrorKind::TypeError);
     assert_eq!(bed.store.fetch_count(), 0);

@@ -5,7 +5,7 @@ use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchRegistration,
     BackgroundFetchResult as Result_, BlockReason, EngineConfig, FunctionalEventKind,
-    NetworkErrorKind, RequestInit, RetryPolicy, construct_request,
+    NetworkErrorKind, RequestInfo, RequestInit, RetryPolicy, construct_request,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +30,7 @@ fn start(
     let urls: Vec<String> = urls.iter().map(|s| s.to_string()).collect();
     let id = id.to_owned();
     bed.run(async move {
-        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let urls: Vec<RequestInfo> = urls.into_iter().map(RequestInfo::from).collect();
         m.fetch(
             &id,
             urls,
@@ -540,8 +540,7 @@ fn pause_stops_everything_and_resume_continues_with_range() {
     );
     let _holds = hold_events(&bed);
     let reg = start(&bed, "pause", &[A], 0);
-    bed.clock.advance(Duration::from_millis(3500));
-    bed.executor.run_until_stalled();
+    bed.advance(Duration::from_millis(3500));
     let engine = bed.engine();
     let uid = reg.uid();
     assert!(bed.run(async move { engine.pause(uid).await }));
@@ -605,8 +604,7 @@ fn offline_pauses_and_online_resumes_with_range() {
     );
     let _holds = hold_events(&bed);
     let reg = start(&bed, "offline", &[A], 0);
-    bed.clock.advance(Duration::from_millis(2500));
-    bed.executor.run_until_stalled();
+    bed.advance(Duration::from_millis(2500));
     bed.set_online(false);
     bed.run_until_idle();
     assert_eq!(bed.network.in_flight(), 0);
@@ -671,7 +669,7 @@ fn concurrency_is_limited_per_fetch_and_globally() {
         let a = m
             .fetch(
                 "a",
-                u1.iter().map(String::as_str).collect::<Vec<_>>(),
+                u1.into_iter().map(RequestInfo::from).collect::<Vec<_>>(),
                 Default::default(),
             )
             .await
@@ -679,7 +677,7 @@ fn concurrency_is_limited_per_fetch_and_globally() {
         let b = m
             .fetch(
                 "b",
-                u2.iter().map(String::as_str).collect::<Vec<_>>(),
+                u2.into_iter().map(RequestInfo::from).collect::<Vec<_>>(),
                 Default::default(),
             )
             .await

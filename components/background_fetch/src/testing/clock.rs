@@ -57,6 +57,13 @@ impl VirtualClock {
         true
     }
 
+    /// The deadline of the earliest pending timer.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.timers.retain(|_, w| w.strong_count() > 0);
+        inner.timers.keys().next().map(|(d, _)| *d)
+    }
+
     /// Advances time by `d`, firing every timer due.
     pub fn advance(&self, d: Duration) {
         let mut inner = self.inner.lock().unwrap();

@@ -169,6 +169,24 @@ impl TestBed {
         self.executor.run_until_idle(&self.clock);
     }
 
+    /// Lets `d` of virtual time pass with every task running as it would: timers fire in
+    /// order, and tasks run after each.
+    pub fn advance(&self, d: std::time::Duration) {
+        let target = self.clock.now_duration() + d;
+        loop {
+            self.executor.run_until_stalled();
+            match self.clock.next_deadline() {
+                Some(next) if next <= target => {
+                    self.clock.advance_to_next_timer();
+                }
+                _ => break,
+            }
+        }
+        let now = self.clock.now_duration();
+        self.clock.advance(target - now);
+        self.executor.run_until_stalled();
+    }
+
     /// Inside [`TestBed::run`]: completes once every other task is waiting and no timer is
     /// pending.
     pub fn settle(&self) -> impl Future<Output = ()> + Send + 'static {

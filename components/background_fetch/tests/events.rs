@@ -1,0 +1,563 @@
+//! Functional events, abort(), match()/matchAll(), record objects, updateUI(), click and
+//! unregistration.
+
+use background_fetch::testing::{Fault, Resource, TestBed};
+use background_fetch::{
+    BackgroundFetchFailureReason as Reason, BackgroundFetchResult as Result_,
+    BackgroundFetchUiOptions, CacheQueryOptions, DispatchOutcome, FunctionalEvent,
+    FunctionalEventKind as Kind, RequestInfo, RequestInit, construct_request,
+};
+use futures::channel::oneshot;
+use futures::{FutureExt, StreamExt};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
+
+const A: &str = "https://example.com/a.txt";
+const SLOW: &str = "https://example.com/slow";
+
+fn base() -> Url {
+    Url::parse("https://example.com/page.html").unwrap()
+}
+
+#[test]
+fn abort_returns_true_once_then_false() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"Background Fetch"[..]));
+    bed.network.serve(SLOW, Resource::ok(vec![]));
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    let m = bed.manager();
+    let (first, second) = bed.run(async move {
+        let reg = m.fetch("a", [A, SLOW], Default::default()).await.unwrap();
+        (reg.abort().await.unwrap(), reg.abort().await.unwrap())
+    });
+    assert!(first);
+    assert!(!second);
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
+    assert_eq!(bed.worker.events().len(), 1);
+}
+
+#[test]
+fn abort_after_settling_returns_false() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    assert!(!bed.run(async move { reg.abort().await.unwrap() }));
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 0);
+}
+
+#[test]
+fn abort_sets_fields_and_completed_responses_stay_available_in_the_abort_event() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"Background Fetch"[..]));
+    bed.network.serve(SLOW, Resource::ok(vec![]));
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    // The service worker reads every record during the abort event.
+    let seen: Arc<Mutex<Vec<Result<String, &'static str>>>> = Arc::default();
+    let s = seen.clone();
+    bed.worker.set_handler(move |e: FunctionalEvent| {
+        let s = s.clone();
+        async move {
+            let reg = e.registration().clone();
+            assert_eq!(reg.result(), Result_::Failure);
+            assert_eq!(reg.failure_reason(), Reason::Aborted);
+            for rec in reg.match_all(None, Default::default()).await.unwrap() {
+                let r = match rec.response_ready().await {
+                    Ok(resp) => Ok(resp.text().await.unwrap()),
+                    Err(e) => Err(e.name()),
+                };
+                s.lock().unwrap().push(r);
+            }
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let m = bed.manager();
+    let page_reg =
+        bed.run(async move { m.fetch("a", [A, SLOW], Default::default()).await.unwrap() });
+    bed.run_until_idle();
+    assert_eq!(page_reg.downloaded(), 16);
+    let r = page_reg.clone();
+    assert!(bed.run(async move { r.abort().await.unwrap() }));
+    bed.run_until_idle();
+    assert_eq!(page_reg.result(), Result_::Failure);
+    assert_eq!(page_reg.failure_reason(), Reason::Aborted);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Ok("Background Fetch".to_string()), Err("AbortError")]
+    );
+    assert!(!page_reg.records_available());
+}
+
+#[test]
+fn abort_wins_the_race_with_completion() {
+    // Every record completes, but abort() runs in the edit queue before the settle step.
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    let m = bed.manager();
+    let aborted = bed.run(async move {
+        let reg = m.fetch("race", A, Default::default()).await.unwrap();
+        reg.abort().await.unwrap()
+    });
+    assert!(aborted);
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
+    assert_eq!(bed.worker.events().len(), 1);
+}
+
+#[test]
+fn an_aborted_incomplete_record_rejects_with_abort_error() {
+    let bed = TestBed::new();
+    bed.network.serve(SLOW, Resource::ok(vec![]));
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    let m = bed.manager();
+    let ready = bed.run(async move {
+        let reg = m.fetch("a", SLOW, Default::default()).await.unwrap();
+        let rec = reg
+            .r#match(SLOW, Default::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(reg.abort().await.unwrap());
+        rec.response_ready().await.map(|_| ()).map_err(|e| e.name())
+    });
+    assert_eq!(ready, Err("AbortError"));
+}
+
+#[test]
+fn match_with_query_options() {
+    let bed = TestBed::new();
+    let feature = "https://example.com/resources/feature-name.txt";
+    bed.network
+        .serve(feature, Resource::ok(&b"Background Fetch"[..]));
+    bed.network.serve(
+        "https://example.com/resources/feature-name.txt?id=3",
+        Resource::ok(&b"3"[..]),
+    );
+    bed.network.serve(SLOW, Resource::ok(vec![]));
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    let put = construct_request(
+        "resources/feature-name.txt".into(),
+        RequestInit {
+            method: Some("PUT".into()),
+            ..Default::default()
+        },
+        &base(),
+    )
+    .unwrap();
+    let m = bed.manager();
+    let counts = bed.run(async move {
+        let reg = m
+            .fetch(
+                "q",
+                vec![
+                    RequestInfo::from("resources/feature-name.txt"),
+                    "resources/feature-name.txt".into(),
+                    "resources/feature-name.txt?id=3".into(),
+                    put.into(),
+                    SLOW.into(),
+                ],
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let mut counts = Vec::new();
+        for o in [
+            CacheQueryOptions::default(),
+            CacheQueryOptions {
+                ignore_search: true,
+                ..Default::default()
+            },
+            CacheQueryOptions {
+                ignore_method: true,
+                ..Default::default()
+            },
+            CacheQueryOptions {
+                ignore_search: true,
+                ignore_method: true,
+                ignore_vary: false,
+            },
+        ] {
+            counts.push(
+                reg.match_all(Some("resources/feature-name.txt".into()), o)
+                    .await
+                    .unwrap()
+                    .len(),
+            );
+        }
+        let all = reg.match_all(None, Default::default()).await.unwrap();
+        counts.push(all.len());
+        let idx: Vec<_> = all.iter().map(|r| r.index()).collect();
+        assert_eq!(idx, vec![0, 1, 2, 3, 4], "records in request order");
+        let none = reg
+            .r#match("resources/missing.txt", Default::default())
+            .await
+            .unwrap();
+        assert!(
+            none.is_none(),
+            "match() resolves undefined when nothing matches"
+        );
+        counts
+    });
+    assert_eq!(counts, vec![2, 3, 3, 4, 5]);
+}
+
+#[test]
+fn match_all_rejects_once_records_are_unavailable() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    bed.run_until_idle();
+    assert!(!reg.records_available());
+    let err = bed.run(async move { reg.match_all(None, Default::default()).await.unwrap_err() });
+    assert_eq!(err.name(), "InvalidStateError");
+}
+
+#[test]
+fn response_ready_resolves_at_the_head_and_streams_while_downloading() {
+    let bed = TestBed::new();
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    bed.network.serve(
+        A,
+        Resource::ok(data.clone())
+            .chunk_size(5000)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    let m = bed.manager();
+    let clock = bed.clock.clone();
+    let (at_head, first_chunk_at, all, reg) = bed.run(async move {
+        // match() right after fetch(), before any response: it follows the record.
+        let reg = m.fetch("stream", A, Default::default()).await.unwrap();
+        let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
+        let resp = rec.response_ready().await.unwrap();
+        let at_head = clock.now_duration();
+        let mut body = resp.into_body();
+        let first = body.next().await.unwrap().unwrap();
+        let first_chunk_at = clock.now_duration();
+        let mut all = first.to_vec();
+        while let Some(c) = body.next().await {
+            all.extend_from_slice(&c.unwrap());
+        }
+        (at_head, first_chunk_at, all, reg)
+    });
+    assert_eq!(at_head, Duration::ZERO, "resolved when the head arrived");
+    assert_eq!(
+        first_chunk_at,
+        Duration::from_secs(1),
+        "streamed before the download finished"
+    );
+    assert_eq!(all, data);
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    // The reader is gone: the stored records are dropped now.
+    assert_eq!(bed.store.fetch_count(), 0);
+}
+
+#[test]
+fn a_record_failing_before_its_head_rejects_with_type_error() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.network.fault_next(
+        A,
+        vec![Fault::ErrorBeforeHead(
+            background_fetch::NetworkErrorKind::Fatal,
+        )],
+    );
+    let m = bed.manager();
+    let ready = bed.run(async move {
+        let reg = m.fetch("f", A, Default::default()).await.unwrap();
+        let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
+        rec.response_ready().await.map(|_| ()).map_err(|e| e.name())
+    });
+    assert_eq!(ready, Err("TypeError"));
+}
+
+#[test]
+fn records_keep_their_request_body() {
+    let bed = TestBed::new();
+    bed.network
+        .serve("https://example.com/upload", Resource::echo());
+    bed.network.serve(SLOW, Resource::ok(vec![]));
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    let r = construct_request(
+        "/upload".into(),
+        RequestInit {
+            method: Some("POST".into()),
+            body: Some("Background Fetch request body".into()),
+            ..Default::default()
+        },
+        &base(),
+    )
+    .unwrap();
+    let m = bed.manager();
+    let (method, body) = bed.run(async move {
+        let reg = m
+            .fetch(
+                "body",
+                vec![RequestInfo::from(r), SLOW.into()],
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let rec = reg
+            .r#match(
+                "/upload",
+                CacheQueryOptions {
+                    ignore_method: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        let mut s = rec.request_body().unwrap();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        (rec.request().method.clone(), out)
+    });
+    assert_eq!(method, "POST");
+    assert_eq!(body, b"Background Fetch request body");
+}
+
+#[test]
+fn records_are_available_until_the_event_is_no_longer_active() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    let (tx, rx) = oneshot::channel::<()>();
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    bed.worker.set_handler(move |_e| {
+        let rx = rx.lock().unwrap().take().unwrap();
+        async move {
+            let _ = rx.await;
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    bed.run_until_idle();
+    // The event is dispatched and waiting (waitUntil): records still available.
+    assert_eq!(reg.result(), Result_::Success);
+    assert!(reg.records_available());
+    assert_eq!(bed.store.fetch_count(), 1);
+    tx.send(()).unwrap();
+    bed.run_until_idle();
+    assert!(!reg.records_available());
+    assert_eq!(bed.store.fetch_count(), 0, "the stored bodies are dropped");
+}
+
+#[test]
+fn the_page_sees_the_final_result_before_the_service_worker_event() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    let page = reg.clone();
+    let observed = Arc::new(Mutex::new(None));
+    let o = observed.clone();
+    bed.worker.set_handler(move |_e| {
+        *o.lock().unwrap() = Some((page.result(), page.failure_reason()));
+        async { DispatchOutcome::Completed }.boxed()
+    });
+    bed.network.release(A);
+    bed.run_until_idle();
+    assert_eq!(
+        *observed.lock().unwrap(),
+        Some((Result_::Success, Reason::Empty))
+    );
+}
+
+#[test]
+fn progress_is_not_fired_after_the_result_is_set_but_records_available_still_changes() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r = results.clone();
+    reg.on_progress(move |reg| {
+        r.lock()
+            .unwrap()
+            .push((reg.result(), reg.records_available()))
+    });
+    bed.network.release(A);
+    bed.run_until_idle();
+    let results = results.lock().unwrap().clone();
+    assert_eq!(
+        results.last(),
+        Some(&(Result_::Success, true)),
+        "{results:?}"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(r, _)| *r == Result_::Success)
+            .count(),
+        1
+    );
+    assert!(!reg.records_available());
+}
+
+type Outcomes = Arc<Mutex<Vec<Result<(), &'static str>>>>;
+
+fn update_ui_bed(calls: Vec<Option<&'static str>>, later: bool) -> (TestBed, Outcomes) {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    let results: Outcomes = Arc::default();
+    let r = results.clone();
+    let stash: Arc<Mutex<Vec<FunctionalEvent>>> = Arc::default();
+    let st = stash.clone();
+    bed.worker.set_handler(move |e: FunctionalEvent| {
+        let r = r.clone();
+        let calls = calls.clone();
+        if later {
+            st.lock().unwrap().push(e);
+            return async { DispatchOutcome::Completed }.boxed();
+        }
+        async move {
+            let ev = e.update_ui_event().unwrap().clone();
+            let futs: Vec<_> = calls
+                .iter()
+                .map(|t| {
+                    ev.update_ui(BackgroundFetchUiOptions {
+                        title: t.map(str::to_owned),
+                        icons: None,
+                    })
+                })
+                .collect();
+            for f in futs {
+                let res = f.await.map_err(|e| e.name());
+                r.lock().unwrap().push(res);
+            }
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let m = bed.manager();
+    bed.run(async move { m.fetch("ui", A, Default::default()).await.unwrap() });
+    bed.run_until_idle();
+    if later {
+        let ev = stash.lock().unwrap()[0].clone();
+        let res = bed.run(async move {
+            ev.update_ui_event()
+                .unwrap()
+                .update_ui(BackgroundFetchUiOptions {
+                    title: Some("New title".into()),
+                    icons: None,
+                })
+                .await
+        });
+        results.lock().unwrap().push(res.map_err(|e| e.name()));
+    }
+    (bed, results)
+}
+
+#[test]
+fn update_ui_resolves_once_and_keeps_the_title() {
+    let (bed, results) = update_ui_bed(vec![Some("Title1")], false);
+    assert_eq!(*results.lock().unwrap(), vec![Ok(())]);
+    let uid = bed.engine().fetches()[0].uid;
+    assert_eq!(bed.ui.last(uid).unwrap().title, "Title1");
+}
+
+#[test]
+fn update_ui_called_twice_fails() {
+    let (_bed, results) = update_ui_bed(vec![Some("Title1"), Some("Title2")], false);
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![Ok(()), Err("InvalidStateError")]
+    );
+}
+
+#[test]
+fn update_ui_fails_when_the_event_is_not_active() {
+    let (_bed, results) = update_ui_bed(vec![], true);
+    assert_eq!(*results.lock().unwrap(), vec![Err("InvalidStateError")]);
+}
+
+#[test]
+fn update_ui_on_an_untrusted_event_fails() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let err = bed.run(async move {
+        let reg = m.fetch("a", A, Default::default()).await.unwrap();
+        let ev = background_fetch::BackgroundFetchUpdateUiEvent::new_untrusted(Kind::Success, reg);
+        ev.update_ui(Default::default()).await.unwrap_err()
+    });
+    assert_eq!(err.name(), "InvalidStateError");
+}
+
+#[test]
+fn click_fires_backgroundfetchclick_before_and_after_completion() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    let engine = bed.engine();
+    let uid = reg.uid();
+    assert!(bed.run(async move { engine.click(uid).await }));
+    bed.network.release(A);
+    bed.run_until_idle();
+    let engine = bed.engine();
+    assert!(bed.run(async move { engine.click(uid).await }));
+    let clicks = bed.worker.events_of(Kind::Click);
+    assert_eq!(clicks.len(), 2);
+    // After settlement the records are unavailable to the click handler.
+    assert!(!clicks[1].registration().records_available());
+    let engine = bed.engine();
+    assert!(!bed.run(async move { engine.click(background_fetch::FetchUid(999)).await }));
+}
+
+#[test]
+fn no_listener_or_no_worker_still_releases_the_records() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.worker
+        .set_handler(|_e| async { DispatchOutcome::Skipped }.boxed());
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    bed.run_until_idle();
+    assert!(!reg.records_available());
+    assert_eq!(bed.store.fetch_count(), 0);
+}
+
+#[test]
+fn unregistering_aborts_everything_without_events_and_purges_storage() {
+    let bed = TestBed::new();
+    bed.network.serve(
+        A,
+        Resource::ok(vec![1u8; 100_000])
+            .chunk_size(1000)
+            .chunk_delay(Duration::from_millis(100)),
+    );
+    let m = bed.manager();
+    let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
+    bed.advance(Duration::from_secs(1));
+    assert!(bed.store.total_bytes() > 0);
+    let engine = bed.engine();
+    let registration = bed.registration.clone();
+    bed.run(async move { engine.unregister(&registration).await });
+    bed.run_until_idle();
+    assert!(bed.worker.events().is_empty(), "no event fires");
+    assert_eq!(bed.store.fetch_count(), 0);
+    assert_eq!(bed.store.total_bytes(), 0);
+    assert!(bed.ui.removed(reg.uid()));
+    assert_eq!(bed.network.in_flight(), 0);
+    let m = bed.manager();
+    assert!(
+        bed.run(async move { m.get_ids().await.unwrap() })
+            .is_empty()
+    );
+}

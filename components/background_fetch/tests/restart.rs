@@ -1,0 +1,190 @@
+//! Restarts: every fetch comes back from the store, interrupted records resume with Range,
+//! settled fetches whose event did not finish get it again.
+
+use background_fetch::testing::{Fault, Resource, TestBed};
+use background_fetch::{BackgroundFetchOptions, DispatchOutcome, FunctionalEventKind as Kind};
+use futures::FutureExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const A: &str = "https://example.com/a.bin";
+const B: &str = "https://example.com/b.bin";
+
+fn body(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
+        .collect()
+}
+
+/// Records every successful event's record bodies, as a service worker copying them to a cache.
+fn collect_bodies(bed: &TestBed) -> Arc<Mutex<Vec<Vec<Vec<u8>>>>> {
+    let out: Arc<Mutex<Vec<Vec<Vec<u8>>>>> = Arc::default();
+    let o = out.clone();
+    bed.worker.set_handler(move |e| {
+        let o = o.clone();
+        async move {
+            let mut bodies = Vec::new();
+            for rec in e
+                .registration()
+                .match_all(None, Default::default())
+                .await
+                .unwrap()
+            {
+                bodies.push(rec.response_ready().await.unwrap().bytes().await.unwrap());
+            }
+            o.lock().unwrap().push(bodies);
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    out
+}
+
+#[test]
+fn an_interrupted_fetch_resumes_after_a_restart_with_range() {
+    let bed = TestBed::new();
+    let (a, b) = (body(80_000, 1), body(30_000, 2));
+    bed.network.serve(
+        A,
+        Resource::ok(a.clone())
+            .chunk_size(10_000)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    bed.network
+        .serve(B, Resource::ok(b.clone()).chunk_size(10_000));
+    let m = bed.manager();
+    let reg = bed
+        .run(async move {
+            m.fetch(
+                "r",
+                [A, B],
+                BackgroundFetchOptions {
+                    title: Some("T".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+        })
+        .unwrap();
+    bed.advance(Duration::from_millis(3500));
+    assert_eq!(reg.downloaded(), 30_000 + 30_000);
+    // Crash: every in-flight task is dropped; a new engine starts on the same store.
+    let bodies = collect_bodies(&bed);
+    bed.restart();
+    let m = bed.manager();
+    let ids = bed.run(async move { m.get_ids().await.unwrap() });
+    assert_eq!(ids, vec!["r"], "the fetch came back");
+    bed.run_until_idle();
+    assert!(
+        *bodies.lock().unwrap() == vec![vec![a, b]],
+        "every byte, in order"
+    );
+    let log = bed.network.requests_for(A);
+    assert!(
+        log.last().unwrap().range_start.is_some_and(|s| s >= 30_000),
+        "{log:?}"
+    );
+    assert_eq!(
+        bed.network.requests_for(B).len(),
+        1,
+        "the completed record was not fetched again"
+    );
+    let f = bed.engine().fetches();
+    assert_eq!(f[0].ui.title, "T");
+}
+
+#[test]
+fn a_paused_fetch_stays_paused_after_a_restart() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(1000, 0)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("p", A, Default::default()).await })
+        .unwrap();
+    let engine = bed.engine();
+    let uid = reg.uid();
+    assert!(bed.run(async move { engine.pause(uid).await }));
+    bed.restart();
+    bed.run_until_idle();
+    assert_eq!(
+        bed.network.requests_for(A).len(),
+        1,
+        "nothing fetched while paused"
+    );
+    let engine = bed.engine();
+    assert!(bed.run(async move { engine.resume(uid).await }));
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+}
+
+#[test]
+fn a_crash_during_the_event_fires_it_again_and_loses_nothing() {
+    let bed = TestBed::new();
+    let a = body(5000, 3);
+    bed.network.serve(A, Resource::ok(a.clone()));
+    // The first service worker never finishes its event (the process dies meanwhile).
+    bed.worker
+        .set_handler(|_e| futures::future::pending().boxed());
+    let m = bed.manager();
+    bed.run(async move { m.fetch("e", A, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+    let bodies = collect_bodies(&bed);
+    bed.restart();
+    bed.run_until_idle();
+    assert!(
+        *bodies.lock().unwrap() == vec![vec![a]],
+        "the records were read again"
+    );
+    assert_eq!(
+        bed.worker.events_of(Kind::Success).len(),
+        2,
+        "fired again after the restart"
+    );
+    assert_eq!(bed.store.fetch_count(), 0, "then dropped");
+    assert_eq!(bed.network.requests_for(A).len(), 1);
+}
+
+#[test]
+fn an_unregistered_fetch_does_not_come_back() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(1000, 0)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    bed.run(async move { m.fetch("u", A, Default::default()).await })
+        .unwrap();
+    let engine = bed.engine();
+    let r = bed.registration.clone();
+    bed.run(async move { engine.unregister(&r).await });
+    bed.restart();
+    bed.run_until_idle();
+    assert!(bed.engine().fetches().is_empty());
+    assert!(bed.worker.events().is_empty());
+}
+
+#[test]
+fn ids_are_unique_across_restarts() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(10, 0)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let first = bed
+        .run(async move { m.fetch("x", A, Default::default()).await })
+        .unwrap();
+    bed.restart();
+    let m = bed.manager();
+    let again = bed.run(async move { m.fetch("x", A, Default::default()).await });
+    assert_eq!(
+        again.unwrap_err().name(),
+        "TypeError",
+        "still active after the restart"
+    );
+    let m = bed.manager();
+    let other = bed
+        .run(async move { m.fetch("y", A, Default::default()).await })
+        .unwrap();
+    assert!(other.uid() > first.uid());
+}
