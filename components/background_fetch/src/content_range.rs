@@ -118,6 +118,26 @@ pub fn extract_content_range_values(headers: &HeaderList) -> Option<ContentRange
     parse_single_byte_content_range(content_range_value)
 }
 
+/// The complete length of an unsatisfied-range `Content-Range` value (`bytes */N`), as a 416
+/// response carries it.
+pub fn parse_unsatisfied_content_range(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.len() < 6 || !value[..5].eq_ignore_ascii_case(b"bytes") {
+        return None;
+    }
+    let rest = value[5..].trim_ascii_start();
+    parse_digits(rest.strip_prefix(b"*/")?)
+}
+
+/// Whether `response`'s `ETag` and `Last-Modified` agree with `previous`'s, as step 4.1 of
+/// "validate a partial response" checks them.
+pub fn validators_match(previous: &ResponseHead, response: &ResponseHead) -> bool {
+    ["etag", "last-modified"].iter().all(|h| {
+        !previous.headers.contains(h)
+            || previous.headers.get_combined(h) == response.headers.get_combined(h)
+    })
+}
+
 /// Why a partial response was refused (for logs and the `fetch-error` message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartialResponseInvalid {
@@ -159,17 +179,12 @@ pub fn validate_partial_response(
     // 4. If previousResponse is not null, then:
     if let Some(previous) = previous_response {
         // 4.1. For each headerName of « `ETag`, `Last-Modified` »:
-        for header_name in ["etag", "last-modified"] {
-            // 4.1.1. If previousResponse's header list contains headerName and the combined
-            //        value of headerName in previousResponse's header list does not equal the
-            //        combined value of headerName in partialResponse's header list, then
-            //        return invalid.
-            if previous.headers.contains(header_name)
-                && previous.headers.get_combined(header_name)
-                    != partial_response.headers.get_combined(header_name)
-            {
-                return Err(PartialResponseInvalid::ValidatorMismatch);
-            }
+        //      1. If previousResponse's header list contains headerName and the combined
+        //         value of headerName in previousResponse's header list does not equal the
+        //         combined value of headerName in partialResponse's header list, then return
+        //         invalid.
+        if !validators_match(previous, partial_response) {
+            return Err(PartialResponseInvalid::ValidatorMismatch);
         }
         // 4.2. If previousResponse's status is 206, then:
         if previous.status == 206 {
@@ -353,6 +368,14 @@ mod tests {
             ),
             Err(PartialResponseInvalid::BadPreviousContentRange)
         );
+    }
+
+    #[test]
+    fn unsatisfied_ranges() {
+        assert_eq!(parse_unsatisfied_content_range(b"bytes */1234"), Some(1234));
+        assert_eq!(parse_unsatisfied_content_range(b" Bytes */0 "), Some(0));
+        assert_eq!(parse_unsatisfied_content_range(b"bytes 0-1/2"), None);
+        assert_eq!(parse_unsatisfied_content_range(b"bytes */"), None);
     }
 
     proptest! {

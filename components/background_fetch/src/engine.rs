@@ -338,7 +338,13 @@ impl Engine {
                 e.insert(u);
             }
         }
-        let next_uid = stored.iter().map(|f| f.meta.uid.0 + 1).max().unwrap_or(1);
+        let floor = hosts.store.uid_floor().await?;
+        let next_uid = stored
+            .iter()
+            .map(|f| f.meta.uid.0 + 1)
+            .chain([floor, 1])
+            .max()
+            .unwrap_or(1);
         let seed = hosts.clock.now().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
         let inner = Arc::new(EngineInner {
             global_slots: Semaphore::new(config.max_parallel_global.max(1)),

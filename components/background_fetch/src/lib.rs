@@ -91,7 +91,8 @@ pub mod testing;
 
 pub use content_range::{
     ContentRange, PartialResponseInvalid, extract_content_range_values,
-    parse_single_byte_content_range, validate_partial_response,
+    parse_single_byte_content_range, parse_unsatisfied_content_range, validate_partial_response,
+    validators_match,
 };
 pub use engine::{
     Engine, EngineConfig, Environment, EnvironmentKind, EnvironmentSettings, FetchInfo, Hosts,

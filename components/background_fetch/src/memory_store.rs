@@ -86,6 +86,7 @@ struct Inner {
     /// Let this many write operations succeed before the injected failures start.
     inject_after: u32,
     writes: u64,
+    uid_floor: u64,
 }
 
 impl Inner {
@@ -220,6 +221,10 @@ impl Store for MemoryStore {
         })
     }
 
+    fn uid_floor(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.now(|inner| Ok(inner.uid_floor))
+    }
+
     fn usage(&self, storage_key: &str) -> BoxFuture<'_, Result<u64, StoreError>> {
         let key = storage_key.to_owned();
         self.now(move |inner| {
@@ -241,6 +246,7 @@ impl Store for MemoryStore {
                     format!("fetch {} already exists", meta.uid),
                 ));
             }
+            inner.uid_floor = inner.uid_floor.max(meta.uid.0 + 1);
             let records = meta
                 .requests
                 .iter()

@@ -7,7 +7,10 @@
 //! ("abort when", "wait for the paused flag") is a race against the fetch's flags and the
 //! network's connectivity.
 
-use crate::content_range::{extract_content_range_values, validate_partial_response};
+use crate::content_range::{
+    extract_content_range_values, parse_unsatisfied_content_range, validate_partial_response,
+    validators_match,
+};
 use crate::engine::EngineInner;
 use crate::events::{self, FunctionalEventKind};
 use crate::fetch::ResponseHead;
@@ -580,6 +583,23 @@ async fn attempt(
                 if head.is_some() {
                     tracing::warn!("the network host sent a second response head");
                     return Attempt::Done(RecordResult::FetchError);
+                }
+                // AD-HOC: a 416 to a Range request whose `Content-Range: bytes */N` says the
+                //         resource is exactly the stored length (with the same validators)
+                //         means every byte was already stored: the previous attempt's stream
+                //         failed after its last byte. As written, the 416 would discard the
+                //         bytes and end "bad-status" (compare outline §11.C.17).
+                if h.status == 416
+                    && range_start > 0
+                    && let Some(previous) = response_data.response()
+                    && h.headers
+                        .get_first("content-range")
+                        .and_then(parse_unsatisfied_content_range)
+                        == Some(range_start)
+                    && validators_match(&previous, &h)
+                {
+                    tracing::info!(range_start, "416: every byte was already stored");
+                    return Attempt::Done(RecordResult::Success);
                 }
                 // 2. If response's status is 206, then:
                 if h.status == 206 {

@@ -22,6 +22,8 @@
 //! * **Appends are contiguous.** [`Store::append_response_body`] carries the offset it writes
 //!   at, which must be the record's current length; anything else is
 //!   [`StoreErrorKind::Corrupt`].
+//! * **Uids are never reused.** The store remembers the highest uid it was ever given
+//!   ([`Store::uid_floor`]), even after that fetch is deleted.
 //! * **Errors lose nothing.** A failed write leaves everything written before it intact and the
 //!   store consistent; [`StoreErrorKind::QuotaExceeded`] and [`StoreErrorKind::Io`] fail only the
 //!   fetch being written.
@@ -156,6 +158,11 @@ pub trait Store: Send + Sync {
     /// Every committed background fetch, for recovery at start-up. Uncommitted ones are
     /// discarded; active records report their durable body length.
     fn load(&self) -> BoxFuture<'_, Result<Vec<StoredFetch>, StoreError>>;
+
+    /// One more than the highest uid ever given to [`Store::create_fetch`], deleted fetches
+    /// included (0 for a new store). The engine allocates uids from there, so a uid is never
+    /// reused in the life of a profile, even across restarts.
+    fn uid_floor(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Bytes stored for `storage_key` (request and response bodies).
     fn usage(&self, storage_key: &str) -> BoxFuture<'_, Result<u64, StoreError>>;

@@ -726,3 +726,40 @@ fn progress_is_throttled_with_a_final_event_on_result() {
         }
     }
 }
+
+#[test]
+fn a_reset_after_the_last_byte_completes_on_the_416() {
+    let bed = TestBed::new();
+    let data = body(20_000, 1);
+    bed.network.serve(
+        A,
+        Resource::ok(data.clone())
+            .chunk_size(5000)
+            .header("etag", "\"e\""),
+    );
+    bed.network.fault_next(A, vec![Fault::ResetAfter(20_000)]);
+    let _holds = hold_events(&bed);
+    let reg = start(&bed, "416", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    let starts: Vec<_> = bed
+        .network
+        .requests_for(A)
+        .iter()
+        .map(|r| r.range_start)
+        .collect();
+    assert_eq!(starts, vec![None, Some(20_000)]);
+    assert!(stored(&bed, &reg, 0) == data);
+}
+
+#[test]
+fn a_416_for_another_length_restarts_nothing_and_fails() {
+    let bed = TestBed::new();
+    bed.network
+        .serve(A, Resource::ok(body(20_000, 1)).chunk_size(5000));
+    bed.network.fault_next(A, vec![Fault::ResetAfter(10_000)]);
+    bed.network.fault_next(A, vec![Fault::Status(416)]);
+    let reg = start(&bed, "416b", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(reg.failure_reason(), Reason::BadStatus);
+}

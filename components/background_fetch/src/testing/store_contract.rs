@@ -412,6 +412,26 @@ pub async fn unknown_fetch_is_gone(open: Open<'_>) {
     assert_eq!(e.kind, StoreErrorKind::Gone);
 }
 
+/// The uid floor stays above every uid ever created, deleted ones included, across reopens.
+pub async fn uids_are_never_reused(open: Open<'_>) {
+    let store = open();
+    let before = store.uid_floor().await.expect("uid_floor");
+    store
+        .create_fetch(meta(before.max(700) + 5, "contract-g", 1))
+        .await
+        .expect("create");
+    store
+        .delete_fetch(FetchUid(before.max(700) + 5))
+        .await
+        .expect("delete");
+    drop(store);
+    let store = open();
+    assert_eq!(
+        store.uid_floor().await.expect("uid_floor"),
+        before.max(700) + 6
+    );
+}
+
 /// Generates one `#[test]` per store contract check for the store `open` opens (an expression
 /// of type `impl Fn() -> Arc<dyn Store> + Sync`, evaluated once per test).
 #[macro_export]
@@ -423,6 +443,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@one $open, contract_active_record_resumes, active_record_resumes);
         $crate::store_contract_tests!(@one $open, contract_usage_per_storage_key, usage_per_storage_key);
         $crate::store_contract_tests!(@one $open, contract_unknown_fetch_is_gone, unknown_fetch_is_gone);
+        $crate::store_contract_tests!(@one $open, contract_uids_are_never_reused, uids_are_never_reused);
     };
     (@one $open:expr, $name:ident, $check:ident) => {
         #[test]
