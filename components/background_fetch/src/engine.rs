@@ -529,6 +529,23 @@ impl Engine {
         }
     }
 
+    /// The storage of `storage_key` was cleared (the user cleared site data,
+    /// `Clear-Site-Data: "storage"`, or the bucket was evicted): every registration of it is
+    /// treated as unregistered ([`Engine::unregister`]).
+    pub async fn clear_storage_key(&self, storage_key: &str) {
+        let mut registrations: Vec<ServiceWorkerRegistrationId> = lock(&self.inner.state)
+            .fetches
+            .values()
+            .filter(|f| f.registration.storage_key == storage_key)
+            .map(|f| f.registration.clone())
+            .collect();
+        registrations.sort();
+        registrations.dedup();
+        for r in registrations {
+            self.unregister(&r).await;
+        }
+    }
+
     /// Every background fetch the engine knows (active ones first, then settled ones whose UI
     /// may remain), ordered by uid.
     pub fn fetches(&self) -> Vec<FetchInfo> {

@@ -124,7 +124,7 @@ impl BackgroundFetchManager {
         // 7. Let promise be a new promise.
 
         // AD-HOC: fail fast on what step 8 would reject anyway, before reading any body.
-        self.check_registrable(&engine, id).await?;
+        self.check_registrable(&engine, id)?;
 
         // AD-HOC: steps 8.6 to 8.11 (reading and storing the request bodies) run before the
         //         edit queue, not inside it: a never-ending body stream would otherwise stall
@@ -371,7 +371,7 @@ impl BackgroundFetchManager {
     }
 
     /// The checks of `fetch()` step 8 that can fail before any body is read.
-    async fn check_registrable(&self, engine: &Arc<EngineInner>, id: &str) -> Result<(), DomError> {
+    fn check_registrable(&self, engine: &Arc<EngineInner>, id: &str) -> Result<(), DomError> {
         let origin = self.env()?.origin.clone();
         if engine.hosts.permission.permission_state(&origin) == PermissionState::Denied {
             return Err(DomError::not_allowed(

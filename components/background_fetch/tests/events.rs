@@ -561,3 +561,43 @@ fn unregistering_aborts_everything_without_events_and_purges_storage() {
             .is_empty()
     );
 }
+
+#[test]
+fn clearing_a_storage_key_purges_its_fetches_only() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(vec![1u8; 1000]));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let other = background_fetch::ServiceWorkerRegistrationId::for_scope(
+        &Url::parse("https://other.example/").unwrap(),
+    );
+    let page = bed.page();
+    let m1 = page.background_fetch(&bed.registration);
+    let m2 = page.background_fetch(&other);
+    let (a, b) = bed.run(async move {
+        (
+            m1.fetch("a", A, Default::default()).await.unwrap(),
+            m2.fetch("b", A, Default::default()).await.unwrap(),
+        )
+    });
+    let engine = bed.engine();
+    bed.run(async move { engine.clear_storage_key("https://example.com").await });
+    bed.network.release(A);
+    bed.run_until_idle();
+    assert!(bed.ui.removed(a.uid()));
+    assert!(!bed.ui.removed(b.uid()));
+    // (The page is not of other.example's origin, so its instance of `b` gets no updates: ask
+    // the engine.)
+    let info = bed
+        .engine()
+        .fetches()
+        .into_iter()
+        .find(|f| f.uid == b.uid())
+        .unwrap();
+    assert_eq!(info.ui.result, Result_::Success);
+    assert_eq!(
+        bed.worker.events().len(),
+        1,
+        "only the other storage key's fetch fired an event"
+    );
+}
