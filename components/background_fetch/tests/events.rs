@@ -5,7 +5,7 @@ use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchResult as Result_,
     BackgroundFetchUiOptions, CacheQueryOptions, DispatchOutcome, FunctionalEvent,
-    FunctionalEventKind as Kind, RequestInfo, RequestInit, construct_request,
+    FunctionalEventKind as Kind, RequestInfo, RequestInit,
 };
 use futures::channel::oneshot;
 use futures::{FutureExt, StreamExt};
@@ -15,10 +15,6 @@ use url::Url;
 
 const A: &str = "https://example.com/a.txt";
 const SLOW: &str = "https://example.com/slow";
-
-fn base() -> Url {
-    Url::parse("https://example.com/page.html").unwrap()
-}
 
 #[test]
 fn abort_returns_true_once_then_false() {
@@ -140,15 +136,13 @@ fn match_with_query_options() {
     );
     bed.network.serve(SLOW, Resource::ok(vec![]));
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
-    let put = construct_request(
-        "resources/feature-name.txt".into(),
+    let put = bed.request(
+        "resources/feature-name.txt",
         RequestInit {
             method: Some("PUT".into()),
             ..Default::default()
         },
-        &base(),
-    )
-    .unwrap();
+    );
     let m = bed.manager();
     let counts = bed.run(async move {
         let reg = m
@@ -284,16 +278,7 @@ fn records_keep_their_request_body() {
         .serve("https://example.com/upload", Resource::echo());
     bed.network.serve(SLOW, Resource::ok(vec![]));
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
-    let r = construct_request(
-        "/upload".into(),
-        RequestInit {
-            method: Some("POST".into()),
-            body: Some("Background Fetch request body".into()),
-            ..Default::default()
-        },
-        &base(),
-    )
-    .unwrap();
+    let r = bed.request_with_body("/upload", "POST", "Background Fetch request body");
     let m = bed.manager();
     let (method, body) = bed.run(async move {
         let reg = m

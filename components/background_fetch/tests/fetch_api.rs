@@ -4,7 +4,6 @@ use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchResult,
     DomErrorKind, FunctionalEventKind, PermissionState, RequestInfo, RequestInit, RequestMode,
-    RequestObject, construct_request,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -14,15 +13,6 @@ const URL: &str = "https://example.com/file.bin";
 
 fn opts() -> BackgroundFetchOptions {
     BackgroundFetchOptions::default()
-}
-
-fn request(url: &str, init: RequestInit) -> RequestObject {
-    construct_request(
-        url.into(),
-        init,
-        &Url::parse("https://example.com/page.html").unwrap(),
-    )
-    .unwrap()
 }
 
 #[test]
@@ -52,7 +42,7 @@ fn request_constructor_errors_are_rethrown() {
 fn no_cors_requests_reject_with_type_error() {
     let bed = TestBed::new();
     let m = bed.manager();
-    let r = request(
+    let r = bed.request(
         URL,
         RequestInit {
             mode: Some(RequestMode::NoCors),
@@ -220,7 +210,7 @@ fn request_bodies_are_stored_before_resolving_and_count_as_upload_total() {
         Ok(Bytes::from_static(b"2")),
     ])
     .boxed();
-    let r1 = request(
+    let r1 = bed.request(
         "/upload",
         RequestInit {
             method: Some("POST".into()),
@@ -229,7 +219,7 @@ fn request_bodies_are_stored_before_resolving_and_count_as_upload_total() {
             ..Default::default()
         },
     );
-    let r2 = request(
+    let r2 = bed.request(
         "/upload",
         RequestInit {
             method: Some("PUT".into()),
@@ -268,7 +258,7 @@ fn an_errored_body_stream_rejects_with_type_error_and_stores_nothing() {
         Err(background_fetch::DomError::type_error("boom")),
     ])
     .boxed();
-    let r = request(
+    let r = bed.request(
         "/upload",
         RequestInit {
             method: Some("POST".into()),
@@ -289,7 +279,7 @@ fn request_bodies_over_quota_reject_with_quota_exceeded_error() {
     let bed = TestBed::new();
     bed.quota.set(Some(10));
     let m = bed.manager();
-    let r = request(
+    let r = bed.request(
         "/upload",
         RequestInit {
             method: Some("POST".into()),

@@ -5,7 +5,7 @@ use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchRegistration,
     BackgroundFetchResult as Result_, BlockReason, EngineConfig, FunctionalEventKind,
-    NetworkErrorKind, RequestInfo, RequestInit, RetryPolicy, construct_request,
+    NetworkErrorKind, RequestInfo, RetryPolicy,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -379,16 +379,7 @@ fn non_get_records_are_not_retried() {
         vec![Fault::ErrorBeforeHead(NetworkErrorKind::Temporary)],
     );
     let m = bed.manager();
-    let r = construct_request(
-        "/upload".into(),
-        RequestInit {
-            method: Some("POST".into()),
-            body: Some("x".into()),
-            ..Default::default()
-        },
-        &Url::parse("https://example.com/").unwrap(),
-    )
-    .unwrap();
+    let r = bed.request_with_body("/upload", "POST", "x");
     let reg = bed
         .run(async move { m.fetch("post", r, Default::default()).await })
         .unwrap();
@@ -571,16 +562,7 @@ fn pause_is_refused_when_a_record_is_not_get() {
         Resource::echo().head_delay(Duration::from_secs(5)),
     );
     let m = bed.manager();
-    let r = construct_request(
-        "/upload".into(),
-        RequestInit {
-            method: Some("POST".into()),
-            body: Some("x".into()),
-            ..Default::default()
-        },
-        &Url::parse("https://example.com/").unwrap(),
-    )
-    .unwrap();
+    let r = bed.request_with_body("/upload", "POST", "x");
     let reg = bed
         .run(async move { m.fetch("post", r, Default::default()).await })
         .unwrap();

@@ -159,6 +159,25 @@ impl TestBed {
         self.page().background_fetch(&self.registration)
     }
 
+    /// `new Request(url, init)` in the page (relative URLs resolve against the page's URL).
+    /// Panics if the Request constructor throws.
+    pub fn request(&self, url: &str, init: crate::RequestInit) -> crate::RequestObject {
+        crate::construct_request(url.into(), init, &self.page().settings().base_url)
+            .expect("the Request constructor accepts it")
+    }
+
+    /// `new Request(url, {method, body})` in the page.
+    pub fn request_with_body(&self, url: &str, method: &str, body: &str) -> crate::RequestObject {
+        self.request(
+            url,
+            crate::RequestInit {
+                method: Some(method.to_owned()),
+                body: Some(body.to_owned().into()),
+                ..Default::default()
+            },
+        )
+    }
+
     /// Runs `future` on the executor until it completes, advancing virtual time as needed.
     pub fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
         self.executor.block_on(&self.clock, future)
