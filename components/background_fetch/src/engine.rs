@@ -86,6 +86,10 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Size of the slices read from the store when streaming a body to script or to the network.
     pub read_chunk_size: usize,
+    /// Whether [`Engine::start`] resumes the fetches it restores (and fires the events a previous
+    /// process did not finish). When false, they are restored (visible to `get()`, `getIds()`,
+    /// `match()`, `abort()`) but stay idle until [`Engine::resume_restored`].
+    pub resume_on_start: bool,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +100,7 @@ impl Default for EngineConfig {
             progress_interval: Duration::from_millis(100),
             retry: RetryPolicy::default(),
             read_chunk_size: 64 * 1024,
+            resume_on_start: true,
         }
     }
 }
@@ -280,6 +285,8 @@ pub(crate) struct EngineState {
     environments: Vec<Weak<EnvInner>>,
     sw_environments: HashMap<ServiceWorkerRegistrationId, Environment>,
     next_uid: u64,
+    /// Restored work not started yet (`resume_on_start` false).
+    deferred: HashMap<FetchUid, futures::future::BoxFuture<'static, ()>>,
     quota: HashMap<String, QuotaLedger>,
     rng: u64,
 }
@@ -356,6 +363,7 @@ impl Engine {
                 environments: Vec::new(),
                 sw_environments: HashMap::new(),
                 next_uid,
+                deferred: HashMap::new(),
                 quota: usage
                     .into_iter()
                     .map(|(k, u)| {
@@ -378,6 +386,27 @@ impl Engine {
             engine.inner.restore(f);
         }
         Ok(engine)
+    }
+
+    /// Starts the restored work held back by `resume_on_start: false`: of fetch `uid`, or of
+    /// every restored fetch when `uid` is `None`. Returns how many fetches were started.
+    pub fn resume_restored(&self, uid: Option<FetchUid>) -> usize {
+        let work: Vec<_> = {
+            let mut st = lock(&self.inner.state);
+            match uid {
+                Some(uid) => st.deferred.remove(&uid).into_iter().collect(),
+                None => {
+                    let mut all: Vec<_> = st.deferred.drain().collect();
+                    all.sort_by_key(|(uid, _)| *uid);
+                    all.into_iter().map(|(_, f)| f).collect()
+                }
+            }
+        };
+        let n = work.len();
+        for f in work {
+            self.inner.hosts.spawner.spawn(f);
+        }
+        n
     }
 
     /// Creates an environment (a document or worker realm) that can use the API.
@@ -1014,20 +1043,22 @@ impl EngineInner {
         tracing::info!(uid = %bg.uid, id = %bg.id, settled = settled.is_some(), "restored a background fetch");
         self.hosts.ui.show(&self.ui_snapshot(&bg));
         let engine = self.clone();
-        if settled.is_some() {
+        let uid = bg.uid;
+        let work = if settled.is_some() {
             // The previous process settled it but did not finish its event: fire it again
             // (functional events are delivered at least once across crashes).
-            self.hosts.spawner.spawn(
-                async move {
-                    crate::perform::fire_settle_event(&engine, &bg).await;
-                }
-                .boxed(),
-            );
+            async move {
+                crate::perform::fire_settle_event(&engine, &bg).await;
+            }
+            .boxed()
         } else {
             lock(&self.registration(&meta.registration).active).push((meta.id, bg.clone()));
-            self.hosts
-                .spawner
-                .spawn(crate::perform::perform_background_fetch(engine, bg).boxed());
+            crate::perform::perform_background_fetch(engine, bg).boxed()
+        };
+        if self.config.resume_on_start {
+            self.hosts.spawner.spawn(work);
+        } else {
+            lock(&self.state).deferred.insert(uid, work);
         }
     }
 }

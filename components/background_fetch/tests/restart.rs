@@ -188,3 +188,45 @@ fn ids_are_unique_across_restarts() {
         .unwrap();
     assert!(other.uid() > first.uid());
 }
+
+#[test]
+fn restored_fetches_can_wait_to_be_resumed() {
+    let config = background_fetch::EngineConfig {
+        resume_on_start: false,
+        ..Default::default()
+    };
+    let bed = TestBed::with_config(config);
+    bed.network.serve(A, Resource::ok(body(1000, 0)));
+    bed.network.serve(B, Resource::ok(body(1000, 1)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    bed.network.fault_next(B, vec![Fault::Hold]);
+    let m = bed.manager();
+    let (a, b) = bed.run(async move {
+        (
+            m.fetch("a", A, Default::default()).await.unwrap(),
+            m.fetch("b", B, Default::default()).await.unwrap(),
+        )
+    });
+    bed.restart();
+    bed.run_until_idle();
+    assert_eq!(
+        bed.network.log().len(),
+        2,
+        "nothing fetched after the restart yet"
+    );
+    // Restored and visible, though idle.
+    let m = bed.manager();
+    let ids = bed.run(async move { m.get_ids().await.unwrap() });
+    assert_eq!(ids, vec!["a", "b"]);
+    // Abort one and resume only it: it settles as aborted; the other stays idle.
+    let m = bed.manager();
+    assert!(bed.run(async move { m.get("a").await.unwrap().unwrap().abort().await.unwrap() }));
+    assert_eq!(bed.engine().resume_restored(Some(a.uid())), 1);
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
+    assert_eq!(bed.network.log().len(), 2);
+    assert_eq!(bed.engine().resume_restored(None), 1);
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+    assert_eq!(bed.worker.finished().last().map(|(_, u)| *u), Some(b.uid()));
+}
