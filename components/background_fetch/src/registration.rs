@@ -573,6 +573,17 @@ impl BackgroundFetchRecord {
         self.response_data.result()
     }
 
+    /// The stored response head right now, if one arrived (not web-exposed; for embedders that
+    /// show a record's state without waiting on [`Self::response_ready`]).
+    pub fn response_head(&self) -> Option<ResponseHead> {
+        self.response_data.response()
+    }
+
+    /// How many body bytes are stored for the record right now (not web-exposed).
+    pub fn stored_bytes(&self) -> u64 {
+        self.response_data.len()
+    }
+
     /// `responseReady`: resolves with the response once its head is stored (while its body may
     /// still be arriving), or rejects: `AbortError` if the record was aborted, `TypeError` if it
     /// failed otherwise. Each call gives a new [`Response`] with its own body stream.

@@ -228,11 +228,14 @@ fn response_ready_resolves_at_the_head_and_streams_while_downloading() {
         // match() right after fetch(), before any response: it follows the record.
         let reg = m.fetch("stream", A, Default::default()).await.unwrap();
         let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
+        assert!(rec.response_head().is_none() && rec.stored_bytes() == 0);
         let resp = rec.response_ready().await.unwrap();
         let at_head = clock.now_duration();
+        assert_eq!(rec.response_head().map(|h| h.status), Some(200));
         let mut body = resp.into_body();
         let first = body.next().await.unwrap().unwrap();
         let first_chunk_at = clock.now_duration();
+        assert_eq!(rec.stored_bytes(), 5000);
         let mut all = first.to_vec();
         while let Some(c) = body.next().await {
             all.extend_from_slice(&c.unwrap());
