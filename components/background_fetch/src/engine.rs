@@ -956,6 +956,10 @@ impl EngineInner {
             .map(|(index, (request, sr))| {
                 let result = match sr.state {
                     RecordState::Completed(r) => r,
+                    // AD-HOC: a non-GET record the previous process had not finished may have
+                    // been sent already; sending it again would be the retry complete a record
+                    // forbids for non-GET requests ("not reissued"). It fails instead.
+                    _ if !request.is_get() => RecordResult::FetchError,
                     _ => RecordResult::Empty,
                 };
                 stored_total += sr.body_length;

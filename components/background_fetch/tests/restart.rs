@@ -230,3 +230,34 @@ fn restored_fetches_can_wait_to_be_resumed() {
     assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
     assert_eq!(bed.worker.finished().last().map(|(_, u)| *u), Some(b.uid()));
 }
+
+#[test]
+fn an_unfinished_upload_is_not_sent_again_after_a_restart() {
+    let bed = TestBed::new();
+    let upload = "https://example.com/upload";
+    bed.network.serve(upload, Resource::echo());
+    bed.network.serve(A, Resource::ok(body(100, 0)));
+    bed.network.fault_next(upload, vec![Fault::Hold]);
+    let r = bed.request_with_body("/upload", "POST", "once");
+    let m = bed.manager();
+    bed.run(async move {
+        m.fetch(
+            "up",
+            vec![background_fetch::RequestInfo::from(r), A.into()],
+            Default::default(),
+        )
+        .await
+    })
+    .unwrap();
+    bed.run_until_idle();
+    assert_eq!(bed.network.requests_for(upload).len(), 1);
+    bed.restart();
+    bed.run_until_idle();
+    assert_eq!(bed.network.requests_for(upload).len(), 1, "not sent again");
+    assert_eq!(bed.worker.events_of(Kind::Fail).len(), 1);
+    let ev = &bed.worker.events_of(Kind::Fail)[0];
+    assert_eq!(
+        ev.registration().failure_reason(),
+        background_fetch::BackgroundFetchFailureReason::FetchError
+    );
+}
