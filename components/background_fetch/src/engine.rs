@@ -555,6 +555,7 @@ impl Engine {
             }
             self.inner.release_quota(&bg);
             self.inner.hosts.ui.remove(bg.uid);
+            bg.finished.update(|f| *f = true);
         }
     }
 
@@ -592,6 +593,18 @@ impl Engine {
             .collect();
         out.sort_by_key(|f| f.uid);
         out
+    }
+
+    /// Completes once fetch `uid` is over: its settle event finished and its stored records are
+    /// dropped from the store (or its registration was unregistered). Returns false at once if
+    /// the fetch is unknown. An embedder that shuts down after a fetch settles waits for this
+    /// before closing its store.
+    pub async fn finished(&self, uid: FetchUid) -> bool {
+        let Some(bg) = self.inner.fetch_by_uid(uid) else {
+            return false;
+        };
+        bg.finished.wait_until(|f| *f).await;
+        true
     }
 
     /// Forgets a settled fetch (its UI was dismissed): it can no longer be clicked.
@@ -783,6 +796,7 @@ impl EngineInner {
                 }
                 engine.release_quota(&bg);
                 lock(&engine.per_fetch_slots).remove(&bg.uid);
+                bg.finished.update(|f| *f = true);
             }
             .boxed(),
         );
@@ -1023,6 +1037,7 @@ impl EngineInner {
             settled: AtomicBool::new(settled.is_some()),
             readers: AtomicUsize::new(0),
             drop_pending: AtomicBool::new(false),
+            finished: Watch::new(false),
         });
         {
             let mut st = lock(&self.state);

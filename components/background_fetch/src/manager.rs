@@ -350,6 +350,7 @@ impl BackgroundFetchManager {
             settled: AtomicBool::new(false),
             readers: AtomicUsize::new(0),
             drop_pending: AtomicBool::new(false),
+            finished: Watch::new(false),
         });
         lock(&engine.state).fetches.insert(uid, bg.clone());
         // 8.13. Set bgFetchMap[id] to bgFetch.

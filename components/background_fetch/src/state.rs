@@ -159,6 +159,9 @@ pub(crate) struct BgFetch {
     pub readers: AtomicUsize,
     /// The stored records are to be dropped once no reader is left.
     pub drop_pending: AtomicBool,
+    /// Everything is over: the settle event finished and the stored records are dropped (or
+    /// the registration was purged).
+    pub finished: Watch<bool>,
 }
 
 impl BgFetch {

@@ -335,7 +335,18 @@ fn records_are_available_until_the_event_is_no_longer_active() {
     assert_eq!(reg.result(), Result_::Success);
     assert!(reg.records_available());
     assert_eq!(bed.store.fetch_count(), 1);
-    tx.send(()).unwrap();
+    let engine = bed.engine();
+    let uid = reg.uid();
+    let finished = bed.run(async move {
+        let engine2 = engine.clone();
+        let waiter = async move { engine2.finished(uid).await };
+        tx.send(()).unwrap();
+        waiter.await
+    });
+    assert!(
+        finished,
+        "Engine::finished resolves once the records are dropped"
+    );
     bed.run_until_idle();
     assert!(!reg.records_available());
     assert_eq!(bed.store.fetch_count(), 0, "the stored bodies are dropped");
