@@ -1,0 +1,7 @@
+//! Integration tests of the hyper network host against servers started on 127.0.0.1 (one
+//! test binary, to keep link time down).
+
+mod basics;
+mod errors;
+mod resume;
+mod support;
