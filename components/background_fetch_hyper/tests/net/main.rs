@@ -2,6 +2,9 @@
 //! test binary, to keep link time down).
 
 mod basics;
+mod cors;
+mod decoding;
 mod errors;
+mod redirects;
 mod resume;
 mod support;
