@@ -12,12 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A resolver whose answers the test scripts, call by call (the last answer repeats).
+/// Answers scripted per call.
 pub struct ScriptedResolver {
     answers: Vec<Result<Vec<SocketAddr>, ResolveErrorKind>>,
+    /// How many times it was asked.
     pub calls: AtomicUsize,
 }
 
 impl ScriptedResolver {
+    /// A resolver giving `answers` in turn (the last one repeats).
     pub fn new(answers: Vec<Result<Vec<SocketAddr>, ResolveErrorKind>>) -> Arc<Self> {
         Arc::new(ScriptedResolver {
             answers,

@@ -2,9 +2,11 @@
 //! test binary, to keep link time down).
 
 mod basics;
+mod connectivity;
 mod cors;
 mod decoding;
-mod errors;
+mod engine;
+pub mod errors;
 mod redirects;
 mod resume;
 mod support;

@@ -254,6 +254,9 @@ impl TestServer {
                     return;
                 };
                 let conn = conns.fetch_add(1, Ordering::SeqCst);
+                // No Nagle: a head and a body written separately must not wait for a delayed
+                // ACK (40 ms of real time, which paused-time tests would see as idleness).
+                let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let log = log2.clone();
                 let tls = tls.clone();
