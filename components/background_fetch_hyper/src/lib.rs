@@ -42,6 +42,11 @@
 //!   restarted or the validator changed, or a 416); the engine runs "validate a partial
 //!   response" and decides. A content-coded 206 is a fatal error: its bytes could not line up
 //!   with the stored ones.
+//! * **Integrity.** A request with integrity metadata (`sha256`/`sha384`/`sha512`) has the
+//!   decoded body hashed as it streams and checked at its end; a mismatch is a fatal error
+//!   (after the bytes, which the engine then discards with the record). Such a request is never
+//!   resumed: the part already stored could not be hashed, so a resumed attempt asks for the
+//!   whole body and the engine restarts the record on the 200.
 //!
 //! ## Who does what: this host and the engine
 //!
@@ -72,7 +77,7 @@
 //! | certificate refused, TLS alert | `Fatal` |
 //! | a malformed response head | `Fatal` |
 //! | too many redirects (loops included), redirect mode `"error"`, an unparsable `Location` | `Fatal` |
-//! | a corrupt content-coded body; a content-coded 206 | `Fatal` |
+//! | a corrupt content-coded body; a content-coded 206; a body that fails its integrity metadata | `Fatal` |
 //! | the request body could not be read from the store; a 307/308 needing a body that was not kept | `Fatal` |
 //! | cache mode `"only-if-cached"` (there is no HTTP cache) | `Fatal` |
 //! | scheme not `http(s)`, mixed content, bad port (on any hop) | `Blocked(Scheme / MixedContent / BadPort)` |
@@ -139,6 +144,7 @@ pub mod cors;
 mod credentials;
 pub mod decode;
 mod fetch;
+mod integrity;
 
 pub use config::{Config, ConnectRetry, ConnectivityConfig, TlsConfig};
 pub use connect::{Resolve, ResolveError, ResolveErrorKind, StaticResolver, SystemResolver};

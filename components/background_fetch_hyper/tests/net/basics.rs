@@ -318,3 +318,38 @@ fn an_internal_runtime_serves_streams_polled_from_another_executor() {
     drop(host);
     drop(server);
 }
+
+#[tokio::test]
+async fn integrity_is_checked_at_the_end_of_the_body_and_requests_with_it_are_not_resumed() {
+    use base64::Engine as _;
+    let data = pattern(50_000);
+    let digest = ring::digest::digest(&ring::digest::SHA384, &data);
+    let good = format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    );
+    let res = Resource::new(data.clone()).gzip();
+    let server = TestServer::http(move |r| res.reply(r)).await;
+    let host = host(config(None));
+    let mut req = Request::get(server.url("/f"));
+    req.integrity = good.clone();
+    let o = run(&host, request(req.clone(), &server.origin())).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.body, data, "checked over the decoded body");
+    req.integrity = "sha256-AAAA".into();
+    let o = run(&host, request(req.clone(), &server.origin())).await;
+    assert_eq!(o.kind(), NetworkErrorKind::Fatal);
+    assert!(
+        o.error().message.contains("integrity"),
+        "{}",
+        o.error().message
+    );
+    // A resumed attempt fetches the whole body again.
+    req.integrity = good;
+    let mut nr = request(req, &server.origin());
+    nr.range_start = Some(1000);
+    let o = run(&host, nr).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.status(), 200);
+    assert_eq!(server.requests()[2].header("range"), None);
+}

@@ -277,3 +277,80 @@ async fn cors_resume_keeps_what_the_engine_needs_to_validate() {
     // Range: bytes=N- is safelisted and If-Range is the user agent's: no preflight.
     assert_eq!(server.count(), 1);
 }
+
+/// A cookie jar with one cookie, recording the `Set-Cookie` values it is shown.
+#[derive(Default)]
+struct Jar(std::sync::Mutex<Vec<String>>);
+
+impl background_fetch_hyper::Credentials for Jar {
+    fn request_headers(&self, _url: &url::Url) -> Vec<(String, String)> {
+        vec![("cookie".into(), "session=1".into())]
+    }
+    fn response_headers(&self, _url: &url::Url, headers: &http::HeaderMap) {
+        for v in headers.get_all("set-cookie") {
+            self.0.lock().unwrap().push(v.to_str().unwrap().to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_credentials_hook_is_used_only_when_the_credentials_flag_is_set() {
+    let server = TestServer::http(|_| {
+        Reply::ok("x")
+            .acao(APP)
+            .header("access-control-allow-credentials", "true")
+            .header("set-cookie", "seen=1")
+    })
+    .await;
+    let jar = std::sync::Arc::new(Jar::default());
+    let mut c = config(None);
+    c.credentials = Some(jar.clone());
+    let host = host(c);
+    let with = |origin: &str, mode: CredentialsMode| {
+        let mut r = Request::get(server.url("/x"));
+        r.credentials = mode;
+        request(r, origin)
+    };
+    // Same-origin with the default mode: credentials flag set.
+    assert!(
+        run(&host, with(&server.origin(), CredentialsMode::SameOrigin))
+            .await
+            .error
+            .is_none()
+    );
+    // Cross-origin with the default mode, and with omit: not set.
+    assert!(
+        run(&host, with(APP, CredentialsMode::SameOrigin))
+            .await
+            .error
+            .is_none()
+    );
+    assert!(
+        run(&host, with(&server.origin(), CredentialsMode::Omit))
+            .await
+            .error
+            .is_none()
+    );
+    // Cross-origin with include: set (and the server allows credentials).
+    assert!(
+        run(&host, with(APP, CredentialsMode::Include))
+            .await
+            .error
+            .is_none()
+    );
+    let cookies: Vec<Option<String>> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("cookie").map(Into::into))
+        .collect();
+    assert_eq!(
+        cookies,
+        [
+            Some("session=1".into()),
+            None,
+            None,
+            Some("session=1".into())
+        ]
+    );
+    assert_eq!(*jar.0.lock().unwrap(), ["seen=1", "seen=1"]);
+}
