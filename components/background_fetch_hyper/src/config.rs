@@ -181,6 +181,12 @@ pub struct ConnectivityConfig {
     /// unavailable) take the signal offline at all. With `false` the signal only changes
     /// through [`crate::Connectivity::set_online`].
     pub detect: bool,
+    /// After this long offline (as detected, not as set by the embedder) with no successful
+    /// probe, the signal goes back online anyway so that the engine tries real requests again;
+    /// a failure takes it offline again. This bounds the harm of a false "offline", for example
+    /// one broken name server answering SERVFAIL (which `getaddrinfo` reports just like having
+    /// no network). `None`: stay offline until a probe or a connection succeeds.
+    pub recheck_after: Option<Duration>,
 }
 
 impl Default for ConnectivityConfig {
@@ -189,6 +195,7 @@ impl Default for ConnectivityConfig {
             probe_interval: Duration::from_secs(5),
             probe_targets: Vec::new(),
             detect: true,
+            recheck_after: Some(Duration::from_secs(60)),
         }
     }
 }

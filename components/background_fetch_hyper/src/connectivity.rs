@@ -24,7 +24,10 @@ const MAX_PROBE_TARGETS: usize = 4;
 /// * It goes back **online** when any later connection succeeds, or when the probe succeeds:
 ///   while offline, every [`ConnectivityConfig::probe_interval`] the host opens a TCP
 ///   connection to [`ConnectivityConfig::probe_targets`] (or, when none are configured, to the
-///   last few destinations whose failures took it offline) and closes it at once.
+///   last few destinations whose failures took it offline) and closes it at once. After
+///   [`ConnectivityConfig::recheck_after`] offline with no successful probe, it goes back
+///   online anyway so that real requests are tried again (a false "offline" cannot stall every
+///   download for ever).
 /// * The embedder may also say so itself with [`Connectivity::set_online`] (an operating
 ///   system signal, say); detection keeps running.
 ///
@@ -44,6 +47,8 @@ struct Inner {
     handle: Handle,
     targets: Mutex<VecDeque<(String, u16)>>,
     probing: AtomicBool,
+    /// The embedder set the state itself (no optimistic recheck then).
+    manual: AtomicBool,
 }
 
 impl std::fmt::Debug for Connectivity {
@@ -71,6 +76,7 @@ impl Connectivity {
                 handle,
                 targets: Mutex::new(VecDeque::new()),
                 probing: AtomicBool::new(false),
+                manual: AtomicBool::new(false),
             }),
         }
     }
@@ -96,6 +102,7 @@ impl Connectivity {
     /// Sets the state from outside (for example from the operating system's network
     /// notifications). Going offline starts the probe, as a detected failure does.
     pub fn set_online(&self, online: bool) {
+        self.inner.manual.store(!online, Ordering::SeqCst);
         self.set(online);
     }
 
@@ -125,6 +132,9 @@ impl Connectivity {
         if !self.inner.config.detect {
             return;
         }
+        if self.is_online() {
+            self.inner.manual.store(false, Ordering::SeqCst);
+        }
         {
             let mut t = self.inner.targets.lock().unwrap_or_else(|e| e.into_inner());
             t.retain(|(h, p)| !(h == host && *p == port));
@@ -151,9 +161,21 @@ impl Connectivity {
     }
 
     async fn probe(&self) {
+        let since = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.inner.config.probe_interval).await;
             if self.is_online() {
+                return;
+            }
+            if !self.inner.manual.load(Ordering::SeqCst)
+                && let Some(after) = self.inner.config.recheck_after
+                && since.elapsed() >= after
+            {
+                tracing::info!(
+                    ?after,
+                    "offline for long without a successful probe: trying real requests again"
+                );
+                self.set(true);
                 return;
             }
             let targets: Vec<(String, u16)> = if self.inner.config.probe_targets.is_empty() {

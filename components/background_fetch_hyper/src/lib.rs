@@ -64,7 +64,7 @@
 //! request is sent (refused, reset during connect/TLS, name resolution, connect timeout,
 //! unreachable), a couple of times within a second or two, which also saves non-`GET` records
 //! (the engine never retries those) from a momentary refusal. Whatever still fails is reported
-//! once as [`NetworkErrorKind::Temporary`], and from then on the engine's retry policy alone
+//! once as [`NetworkErrorKind::Temporary`](background_fetch::NetworkErrorKind::Temporary), and from then on the engine's retry policy alone
 //! decides when to try again.
 //!
 //! ## Error classification

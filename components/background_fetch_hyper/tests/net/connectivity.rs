@@ -66,3 +66,34 @@ async fn detection_can_be_turned_off() {
     assert_eq!(o.kind(), NetworkErrorKind::Temporary);
     assert!(host.connectivity().is_online());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_false_offline_is_rechecked_with_real_requests() {
+    // The only destination's name server keeps failing: the probe never succeeds, but the
+    // signal does not stay offline for ever.
+    let resolver = ScriptedResolver::new(vec![Err(ResolveErrorKind::Unavailable)]);
+    let mut c = config(None);
+    c.resolver = Some(resolver);
+    c.connectivity.probe_interval = Duration::from_secs(5);
+    c.connectivity.recheck_after = Some(Duration::from_secs(60));
+    let host = host(c);
+    let mut changes = host.connectivity().changes();
+    assert_eq!(changes.next().await, Some(true));
+    let o = run(
+        &host,
+        get(
+            &url::Url::parse("http://a.localhost:8080/x").unwrap(),
+            "https://app.test",
+        ),
+    )
+    .await;
+    assert_eq!(o.kind(), NetworkErrorKind::Temporary);
+    assert_eq!(changes.next().await, Some(false));
+    let start = tokio::time::Instant::now();
+    assert_eq!(changes.next().await, Some(true));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(60) && waited <= Duration::from_secs(66),
+        "{waited:?}"
+    );
+}

@@ -341,6 +341,7 @@ async fn the_engine_waits_while_offline_and_resumes_when_the_probe_finds_the_net
     let mut c = config(None);
     c.resolver = Some(resolver.clone());
     c.connectivity.probe_interval = Duration::from_secs(30);
+    c.connectivity.recheck_after = None;
     let net = host(c);
     let origin = format!("http://a.localhost:{}", server.port());
     let b = bed(&net, &origin).await;
