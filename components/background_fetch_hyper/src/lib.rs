@@ -12,7 +12,10 @@
 //!   tokio runtime; it forwards [`NetworkEvent`]s through a channel of
 //!   [`Config::channel_capacity`] events (2 by default). While the engine is storing a chunk and
 //!   the channel is full, the task does not read the socket, so TCP (or HTTP/2 flow control)
-//!   pushes back on the server. Memory per download is a few chunks whatever its size.
+//!   pushes back on the server. Memory per download is a few chunks whatever its size: the
+//!   channel, hyper's HTTP/1.1 read buffer (at most about 400 KiB), or, on HTTP/2, the stream's
+//!   flow-control window (adaptive, at most 16 MiB: credit is only returned as the engine takes
+//!   the bytes). The benchmark in `BENCHMARKS.md` shows 8 MiB peak RSS for a 1 GiB download.
 //!   Dropping the returned stream aborts the task, which closes the HTTP/1.1 connection (or
 //!   resets the HTTP/2 stream): that is how the engine terminates a fetch. Request bodies stream
 //!   from the store to the socket, with an `UploadProgress` event as each chunk goes out.
