@@ -1,0 +1,323 @@
+//! Configuration of a [`crate::HyperNetwork`].
+
+use crate::connect::Resolve;
+use crate::credentials::Credentials;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a [`crate::HyperNetwork`] can be tuned with. `Config::default()` is a sensible
+/// browser-like setup: HTTP/2 over TLS when the server offers it, the webpki roots, 30 s to
+/// connect, 60 s for a response head, 60 s of silence before a body is given up as stalled.
+#[derive(Clone)]
+pub struct Config {
+    /// Budget for one connection attempt: name resolution, TCP connect and TLS handshake
+    /// together. Exceeding it is a temporary error (retried under [`Config::connect_retry`]).
+    pub connect_timeout: Duration,
+    /// How long to wait for the response head once the request (and its body) has been handed
+    /// to a connection. Exceeding it is a temporary error.
+    pub response_head_timeout: Duration,
+    /// How long the response body (or the request body upload) may make no progress before the
+    /// transfer is given up as stalled: a temporary error, after which the engine resumes with a
+    /// Range request. Time the engine spends storing a chunk does not count (the socket is not
+    /// read then).
+    pub idle_timeout: Duration,
+    /// Transparent retries of *connection establishment* inside one attempt (nothing has been
+    /// sent yet, so this is safe for every method). See the crate docs for how this divides the
+    /// work with the engine's own [`background_fetch::RetryPolicy`].
+    pub connect_retry: ConnectRetry,
+    /// Redirects followed before the fetch fails (Fetch: 20).
+    pub max_redirects: u32,
+    /// Offer HTTP/2 by ALPN on TLS connections (plain `http` always uses HTTP/1.1).
+    pub http2: bool,
+    /// Certificate roots and TLS settings.
+    pub tls: TlsConfig,
+    /// The `User-Agent` header sent when the request has none (`None`: none sent).
+    pub user_agent: Option<String>,
+    /// Capacity, in events, of the channel between the socket task and the stream returned by
+    /// [`background_fetch::NetworkHost::fetch`]. This is the backpressure: while the channel is
+    /// full the socket is not read. 1 to 4 is plenty.
+    pub channel_capacity: usize,
+    /// Largest chunk of decoded bytes produced from a content-coded body in one event.
+    pub max_decoded_chunk: usize,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept per host.
+    pub pool_max_idle_per_host: usize,
+    /// A request body up to this size is kept in memory while it is sent, so that a 307 or
+    /// 308 redirect can send it again. A larger body met by such a redirect fails the fetch.
+    pub max_replay_body: usize,
+    /// Cache CORS-preflight results (for `Access-Control-Max-Age`, at most 2 hours).
+    pub preflight_cache: bool,
+    /// The online/offline signal. See [`crate::Connectivity`].
+    pub connectivity: ConnectivityConfig,
+    /// Name resolution (`None`: the system resolver through `getaddrinfo`).
+    pub resolver: Option<Arc<dyn Resolve>>,
+    /// Cookies and HTTP authentication, if the embedder has them. `None`: requests are sent
+    /// without credentials whatever their credentials mode (the mode still governs the CORS
+    /// check).
+    pub credentials: Option<Arc<dyn Credentials>>,
+    /// Worker threads of the runtime [`crate::HyperNetwork::new`] creates (ignored by
+    /// [`crate::HyperNetwork::with_handle`]).
+    pub worker_threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            connect_timeout: Duration::from_secs(30),
+            response_head_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            connect_retry: ConnectRetry::default(),
+            max_redirects: 20,
+            http2: true,
+            tls: TlsConfig::default(),
+            user_agent: Some(concat!("background-fetch-hyper/", env!("CARGO_PKG_VERSION")).into()),
+            channel_capacity: 2,
+            max_decoded_chunk: 64 * 1024,
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 8,
+            max_replay_body: 1 << 20,
+            preflight_cache: true,
+            connectivity: ConnectivityConfig::default(),
+            resolver: None,
+            credentials: None,
+            worker_threads: 2,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_head_timeout", &self.response_head_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connect_retry", &self.connect_retry)
+            .field("max_redirects", &self.max_redirects)
+            .field("http2", &self.http2)
+            .field("tls", &self.tls)
+            .field("user_agent", &self.user_agent)
+            .field("channel_capacity", &self.channel_capacity)
+            .field("max_decoded_chunk", &self.max_decoded_chunk)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("max_replay_body", &self.max_replay_body)
+            .field("preflight_cache", &self.preflight_cache)
+            .field("connectivity", &self.connectivity)
+            .field("resolver", &self.resolver.is_some())
+            .field("credentials", &self.credentials.is_some())
+            .field("worker_threads", &self.worker_threads)
+            .finish()
+    }
+}
+
+/// Retries of connection establishment inside one fetch attempt, with exponential backoff and
+/// jitter. Only failures that happen before any byte of the request is sent are retried
+/// (connection refused or reset, name resolution, connect timeout, unreachable network, a
+/// TLS handshake cut short); certificate errors are not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectRetry {
+    /// Retries after the first failure (0 disables retrying).
+    pub max_retries: u32,
+    /// Delay before the first retry.
+    pub initial_delay: Duration,
+    /// Upper bound of a delay.
+    pub max_delay: Duration,
+    /// Each retry multiplies the delay by this.
+    pub multiplier: f64,
+    /// Fraction of the delay randomised away (0 = none, 0.5 = up to half).
+    pub jitter: f64,
+}
+
+impl Default for ConnectRetry {
+    fn default() -> Self {
+        ConnectRetry {
+            max_retries: 2,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            multiplier: 3.0,
+            jitter: 0.3,
+        }
+    }
+}
+
+impl ConnectRetry {
+    /// No retries: every connect failure is reported at once.
+    pub fn none() -> Self {
+        ConnectRetry {
+            max_retries: 0,
+            ..Default::default()
+        }
+    }
+
+    /// The delay before retry number `retry` (1 = first), with `random` in [0, 1).
+    pub fn delay(&self, retry: u32, random: f64) -> Duration {
+        if retry == 0 {
+            return Duration::ZERO;
+        }
+        let base = self.initial_delay.as_secs_f64()
+            * self
+                .multiplier
+                .max(1.0)
+                .powi(retry.saturating_sub(1).min(64) as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let jittered = capped * (1.0 - self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0));
+        Duration::from_secs_f64(jittered.max(0.0))
+    }
+}
+
+/// The online/offline signal's settings. See [`crate::Connectivity`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectivityConfig {
+    /// While offline, how often to probe whether the network is back.
+    pub probe_interval: Duration,
+    /// `host:port` pairs the probe connects to (TCP only). Empty: the destinations whose
+    /// failures took the signal offline.
+    pub probe_targets: Vec<(String, u16)>,
+    /// Whether failures of the network itself (network unreachable, name resolution
+    /// unavailable) take the signal offline at all. With `false` the signal only changes
+    /// through [`crate::Connectivity::set_online`].
+    pub detect: bool,
+    /// After this long offline (as detected, not as set by the embedder) with no successful
+    /// probe, the signal goes back online anyway so that the engine tries real requests again;
+    /// a failure takes it offline again. This bounds the harm of a false "offline", for example
+    /// one broken name server answering SERVFAIL (which `getaddrinfo` reports just like having
+    /// no network). `None`: stay offline until a probe or a connection succeeds.
+    pub recheck_after: Option<Duration>,
+}
+
+impl Default for ConnectivityConfig {
+    fn default() -> Self {
+        ConnectivityConfig {
+            probe_interval: Duration::from_secs(5),
+            probe_targets: Vec::new(),
+            detect: true,
+            recheck_after: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Certificate roots for `https`, and optionally a whole rustls configuration.
+///
+/// The crypto provider is always *ring*, given explicitly: the process-wide default provider
+/// of rustls is neither read nor installed, so an embedding engine's own TLS setup is not
+/// disturbed.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// Trust the Mozilla root program (the `webpki-roots` crate).
+    pub webpki_roots: bool,
+    /// Further trusted roots (DER), for example an enterprise or test CA.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// A complete rustls client configuration to use instead of the one built from the fields
+    /// above. Its ALPN list is replaced according to [`Config::http2`].
+    pub client_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            webpki_roots: true,
+            extra_roots: Vec::new(),
+            client_config: None,
+        }
+    }
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("webpki_roots", &self.webpki_roots)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("client_config", &self.client_config.is_some())
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// Adds a trusted root certificate in DER form.
+    pub fn add_root_der(&mut self, der: impl Into<Vec<u8>>) {
+        self.extra_roots.push(CertificateDer::from(der.into()));
+    }
+
+    /// Adds every certificate of a PEM document as a trusted root; returns how many.
+    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, crate::BuildError> {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| crate::BuildError::Tls(format!("bad PEM: {e}")))?;
+            self.extra_roots.push(cert);
+            n += 1;
+        }
+        if n == 0 {
+            return Err(crate::BuildError::Tls(
+                "no certificate in the PEM document".into(),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The rustls configuration, with ALPN set for `http2`.
+    pub(crate) fn build(
+        &self,
+        http2: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, crate::BuildError> {
+        let mut config = match &self.client_config {
+            Some(c) => (**c).clone(),
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                if self.webpki_roots {
+                    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                }
+                for der in &self.extra_roots {
+                    roots.add(der.clone()).map_err(|e| {
+                        crate::BuildError::Tls(format!("bad root certificate: {e}"))
+                    })?;
+                }
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| crate::BuildError::Tls(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+            }
+        };
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_retry_delays_grow_and_cap() {
+        let r = ConnectRetry {
+            max_retries: 5,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+            multiplier: 2.0,
+            jitter: 0.5,
+        };
+        assert_eq!(r.delay(0, 0.0), Duration::ZERO);
+        assert_eq!(r.delay(1, 0.0), Duration::from_millis(100));
+        assert_eq!(r.delay(2, 0.0), Duration::from_millis(200));
+        assert_eq!(r.delay(3, 0.0), Duration::from_millis(400));
+        assert_eq!(r.delay(4, 0.0), Duration::from_millis(500));
+        assert_eq!(r.delay(1, 0.999_999_999), Duration::from_nanos(50_000_000));
+    }
+
+    #[test]
+    fn pem_roots() {
+        let mut t = TlsConfig::default();
+        assert!(t.add_roots_pem(b"not pem").is_err());
+        assert_eq!(t.extra_roots.len(), 0);
+    }
+}

@@ -1,0 +1,600 @@
+//! The CORS protocol as Fetch defines it: safelisted request headers, the CORS check, the
+//! CORS-preflight check and its cache, and the CORS filtered response's header list.
+//!
+//! <https://fetch.spec.whatwg.org/#http-cors-protocol>
+
+use background_fetch::HeaderList;
+use http::HeaderMap;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::time::{Duration, Instant};
+
+/// <https://fetch.spec.whatwg.org/#cors-unsafe-request-header-byte>
+fn is_cors_unsafe_request_header_byte(b: u8) -> bool {
+    (b < 0x20 && b != 0x09)
+        || matches!(
+            b,
+            b'"' | b'('
+                | b')'
+                | b':'
+                | b'<'
+                | b'>'
+                | b'?'
+                | b'@'
+                | b'['
+                | b'\\'
+                | b']'
+                | b'{'
+                | b'}'
+                | 0x7f
+        )
+}
+
+/// The essence of a MIME type (`type/subtype`, lowercased), or `None` if it does not parse.
+fn mime_essence(value: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(value).ok()?;
+    let essence = s
+        .split(';')
+        .next()?
+        .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    let (ty, sub) = essence.split_once('/')?;
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    if !token(ty) || !token(sub) {
+        return None;
+    }
+    Some(essence.to_ascii_lowercase())
+}
+
+/// Whether `value` is a *simple range header value* with a first position (`bytes=N-` or
+/// `bytes=N-M`, no whitespace).
+///
+/// <https://fetch.spec.whatwg.org/#simple-range-header-value>
+fn is_safelisted_range(value: &[u8]) -> bool {
+    let Some(rest) = value.strip_prefix(b"bytes=") else {
+        return false;
+    };
+    let Some(dash) = rest.iter().position(|&b| b == b'-') else {
+        return false;
+    };
+    let (first, last) = (&rest[..dash], &rest[dash + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !digits(first) {
+        // A suffix range (`bytes=-N`) is not safelisted.
+        return false;
+    }
+    if last.is_empty() {
+        return true;
+    }
+    if !digits(last) {
+        return false;
+    }
+    let parse = |s: &[u8]| std::str::from_utf8(s).ok()?.parse::<u64>().ok();
+    matches!((parse(first), parse(last)), (Some(a), Some(b)) if a <= b)
+}
+
+/// <https://fetch.spec.whatwg.org/#cors-safelisted-request-header>
+pub fn is_cors_safelisted_request_header(name: &str, value: &[u8]) -> bool {
+    // 1. If value's length is greater than 128, then return false.
+    if value.len() > 128 {
+        return false;
+    }
+    // 2. Byte-lowercase name and switch on the result:
+    match name.to_ascii_lowercase().as_str() {
+        "accept" => !value.iter().any(|&b| is_cors_unsafe_request_header_byte(b)),
+        "accept-language" | "content-language" => value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b" *,-.;=".contains(&b)),
+        "content-type" => {
+            if value.iter().any(|&b| is_cors_unsafe_request_header_byte(b)) {
+                return false;
+            }
+            matches!(
+                mime_essence(value).as_deref(),
+                Some("application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
+            )
+        }
+        "range" => is_safelisted_range(value),
+        _ => false,
+    }
+}
+
+/// The sorted, lowercased names of `headers` that are not CORS-safelisted.
+///
+/// <https://fetch.spec.whatwg.org/#cors-unsafe-request-header-names>
+pub fn cors_unsafe_request_header_names(headers: &HeaderList) -> Vec<String> {
+    // 1. Let unsafeNames be a new list.
+    let mut unsafe_names = Vec::new();
+    // 2. Let potentiallyUnsafeNames be a new list.
+    let mut potentially = Vec::new();
+    // 3. Let safelistValueSize be 0.
+    let mut size = 0usize;
+    // 4. For each header of headers:
+    for (name, value) in headers.iter() {
+        if !is_cors_safelisted_request_header(name, value) {
+            unsafe_names.push(name.to_ascii_lowercase());
+        } else {
+            potentially.push(name.to_ascii_lowercase());
+            size += value.len();
+        }
+    }
+    // 5. If safelistValueSize is greater than 1024, then for each name of
+    //    potentiallyUnsafeNames, append name to unsafeNames.
+    if size > 1024 {
+        unsafe_names.extend(potentially);
+    }
+    // 6. Return the result of convert header names to a sorted-lowercase set with unsafeNames.
+    unsafe_names.sort();
+    unsafe_names.dedup();
+    unsafe_names
+}
+
+/// The combined value of `name` in an HTTP header map (Fetch's *get*).
+pub(crate) fn get_combined(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for v in headers.get_all(name) {
+        match &mut out {
+            None => out = Some(v.as_bytes().to_vec()),
+            Some(acc) => {
+                acc.extend_from_slice(b", ");
+                acc.extend_from_slice(v.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Fetch's *get, decode, and split* for a list-valued header, keeping non-empty items.
+/// `None` when the header is absent; `Err` when an item is not a valid token.
+fn get_list(headers: &HeaderMap, name: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(v) = get_combined(headers, name) else {
+        return Ok(None);
+    };
+    let s = String::from_utf8_lossy(&v);
+    let mut out = Vec::new();
+    for item in s.split(',') {
+        let item = item.trim_matches(|c| matches!(c, ' ' | '\t'));
+        if item.is_empty() {
+            continue;
+        }
+        let ok = item == "*"
+            || item
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !ok {
+            return Err(format!("{name} has an invalid item {item:?}"));
+        }
+        out.push(item.to_owned());
+    }
+    Ok(Some(out))
+}
+
+/// The CORS check.
+///
+/// <https://fetch.spec.whatwg.org/#concept-cors-check>
+pub fn cors_check(
+    headers: &HeaderMap,
+    origin: &str,
+    include_credentials: bool,
+) -> Result<(), String> {
+    // 1. Let origin be the result of getting `Access-Control-Allow-Origin` from response's
+    //    header list.
+    // 2. If origin is null, then return failure.
+    let Some(allow) = get_combined(headers, "access-control-allow-origin") else {
+        return Err("no Access-Control-Allow-Origin header".into());
+    };
+    // 3. If request's credentials mode is not "include" and origin is `*`, then return success.
+    if !include_credentials && allow == b"*" {
+        return Ok(());
+    }
+    // 4. If the result of byte-serializing a request origin with request is not origin, then
+    //    return failure.
+    if allow != origin.as_bytes() {
+        return Err(format!(
+            "Access-Control-Allow-Origin {:?} does not match the origin {origin:?}{}",
+            String::from_utf8_lossy(&allow),
+            if allow == b"*" {
+                " (a wildcard is not allowed with credentials)"
+            } else {
+                ""
+            }
+        ));
+    }
+    // 5. If request's credentials mode is not "include", then return success.
+    if !include_credentials {
+        return Ok(());
+    }
+    // 6. Let credentials be the result of getting `Access-Control-Allow-Credentials` from
+    //    response's header list.
+    // 7. If credentials is `true`, then return success.
+    if get_combined(headers, "access-control-allow-credentials").as_deref() == Some(b"true") {
+        return Ok(());
+    }
+    // 8. Return failure.
+    Err("credentials mode is \"include\" and Access-Control-Allow-Credentials is not `true`".into())
+}
+
+/// What a successful preflight allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreflightResult {
+    /// `Access-Control-Allow-Methods` (as given; `*` kept).
+    pub methods: Vec<String>,
+    /// `Access-Control-Allow-Headers`, lowercased (`*` kept).
+    pub headers: Vec<String>,
+    /// `Access-Control-Max-Age` in seconds (default 5).
+    pub max_age: u64,
+}
+
+/// Steps 7.2 to 7.9 of CORS-preflight fetch: checks a preflight response (which already passed
+/// the CORS check and has an ok status) against the request's method and unsafe header names.
+///
+/// <https://fetch.spec.whatwg.org/#cors-preflight-fetch-0>
+pub fn check_preflight(
+    headers: &HeaderMap,
+    method: &str,
+    unsafe_names: &[String],
+    include_credentials: bool,
+) -> Result<PreflightResult, String> {
+    // 7.1. Let methods be the result of extracting header list values given
+    //      `Access-Control-Allow-Methods` and response's header list.
+    // 7.2. Let headerNames be the result of extracting header list values given
+    //      `Access-Control-Allow-Headers` and response's header list.
+    // 7.3. If either methods or headerNames is failure, return a network error.
+    let methods = get_list(headers, "access-control-allow-methods")?.unwrap_or_default();
+    let header_names: Vec<String> = get_list(headers, "access-control-allow-headers")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    // 7.4. If methods is null and request's use-CORS-preflight flag is set, then set methods to
+    //      a new list containing request's method. (The flag is never set here.)
+    // 7.5. If request's method is not in methods, request's method is not a CORS-safelisted
+    //      method, and request's credentials mode is "include" or methods does not contain
+    //      `*`, then return a network error.
+    let method_ok = methods.iter().any(|m| m == method)
+        || background_fetch::is_cors_safelisted_method(method)
+        || (!include_credentials && methods.iter().any(|m| m == "*"));
+    if !method_ok {
+        return Err(format!(
+            "the preflight does not allow the method {method} (Access-Control-Allow-Methods: {methods:?})"
+        ));
+    }
+    // 7.6. If one of request's header list's names is a CORS non-wildcard request-header name
+    //      and is not a byte-case-insensitive match for an item in headerNames, then return a
+    //      network error.
+    for name in unsafe_names {
+        if name == "authorization" && !header_names.iter().any(|h| h == name) {
+            return Err("the preflight does not allow the Authorization header (a wildcard does not cover it)".into());
+        }
+    }
+    // 7.7. For each unsafeName of the CORS-unsafe request-header names with request's header
+    //      list: if unsafeName is not a byte-case-insensitive match for an item in headerNames
+    //      and request's credentials mode is "include" or headerNames does not contain `*`,
+    //      return a network error.
+    for name in unsafe_names {
+        let ok = header_names.iter().any(|h| h == name)
+            || (!include_credentials && header_names.iter().any(|h| h == "*"));
+        if !ok {
+            return Err(format!(
+                "the preflight does not allow the header {name} (Access-Control-Allow-Headers: {header_names:?})"
+            ));
+        }
+    }
+    // 7.8. Let max-age be the result of extracting header list values given
+    //      `Access-Control-Max-Age` and response's header list.
+    // 7.9. If max-age is failure or null, then set max-age to 5.
+    let max_age = get_combined(headers, "access-control-max-age")
+        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(5);
+    Ok(PreflightResult {
+        methods,
+        headers: header_names,
+        max_age,
+    })
+}
+
+/// <https://fetch.spec.whatwg.org/#cors-safelisted-response-header-name>
+const SAFELISTED_RESPONSE_HEADERS: [&str; 7] = [
+    "cache-control",
+    "content-language",
+    "content-length",
+    "content-type",
+    "expires",
+    "last-modified",
+    "pragma",
+];
+
+/// Headers the engine needs to resume a download ("validate a partial response" and
+/// `If-Range`), kept in a CORS filtered response even when not exposed.
+///
+/// AD-HOC: the seam has one header list per response head; Fetch would keep these in the
+/// internal response and filter them from the exposed one. The engine strips `Content-Range`
+/// itself before exposing a response; `ETag` stays visible to script.
+const KEPT_FOR_RESUME: [&str; 3] = ["content-range", "etag", "last-modified"];
+
+/// The header list of a CORS filtered response (and, for any response, without the forbidden
+/// response-header names).
+///
+/// <https://fetch.spec.whatwg.org/#concept-filtered-response-cors>
+pub fn cors_filter(
+    headers: &HeaderList,
+    expose: &HeaderMap,
+    include_credentials: bool,
+) -> HeaderList {
+    let exposed: Vec<String> = match get_list(expose, "access-control-expose-headers") {
+        Ok(Some(v)) => v.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+        _ => Vec::new(),
+    };
+    // A wildcard exposes every name when credentials are not included.
+    let all = !include_credentials && exposed.iter().any(|h| h == "*");
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !is_forbidden_response_header(name)
+                && (all
+                    || SAFELISTED_RESPONSE_HEADERS.contains(name)
+                    || KEPT_FOR_RESUME.contains(name)
+                    || exposed.iter().any(|h| h == name))
+        })
+        .collect()
+}
+
+/// <https://fetch.spec.whatwg.org/#forbidden-response-header-name>
+pub fn is_forbidden_response_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("set-cookie2")
+}
+
+/// The CORS-preflight cache.
+///
+/// <https://fetch.spec.whatwg.org/#concept-cache>
+#[derive(Default)]
+pub(crate) struct PreflightCache {
+    entries: Mutex<HashMap<(String, String, bool), CacheEntry>>,
+}
+
+struct CacheEntry {
+    result: PreflightResult,
+    expires: Instant,
+}
+
+/// Most entries the cache keeps before it drops expired ones (and then everything).
+const MAX_CACHE_ENTRIES: usize = 1024;
+
+impl PreflightCache {
+    /// Whether a fresh entry for (origin, url, credentials) allows `method` and every name of
+    /// `unsafe_names`.
+    pub fn allows(
+        &self,
+        origin: &str,
+        url: &str,
+        include_credentials: bool,
+        method: &str,
+        unsafe_names: &[String],
+    ) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = entries.get(&(origin.to_owned(), url.to_owned(), include_credentials)) else {
+            return false;
+        };
+        if e.expires <= Instant::now() {
+            return false;
+        }
+        let r = &e.result;
+        let wildcard = |v: &Vec<String>| !include_credentials && v.iter().any(|x| x == "*");
+        let method_ok = background_fetch::is_cors_safelisted_method(method)
+            || r.methods.iter().any(|m| m == method)
+            || wildcard(&r.methods);
+        let headers_ok = unsafe_names.iter().all(|n| {
+            r.headers.iter().any(|h| h == n) || (n != "authorization" && wildcard(&r.headers))
+        });
+        method_ok && headers_ok
+    }
+
+    /// Stores a preflight result (max-age capped at 2 hours, as Chromium does).
+    pub fn store(
+        &self,
+        origin: &str,
+        url: &str,
+        include_credentials: bool,
+        result: PreflightResult,
+    ) {
+        let age = Duration::from_secs(result.max_age.min(7200));
+        if age.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_CACHE_ENTRIES {
+            let now = Instant::now();
+            entries.retain(|_, e| e.expires > now);
+            if entries.len() >= MAX_CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            (origin.to_owned(), url.to_owned(), include_credentials),
+            CacheEntry {
+                result,
+                expires: Instant::now() + age,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(*n, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn safelisted_request_headers() {
+        assert!(is_cors_safelisted_request_header("Accept", b"*/*"));
+        assert!(!is_cors_safelisted_request_header("accept", b"a\"b"));
+        assert!(is_cors_safelisted_request_header(
+            "content-type",
+            b"text/plain;charset=UTF-8"
+        ));
+        assert!(!is_cors_safelisted_request_header(
+            "content-type",
+            b"text/json"
+        ));
+        assert!(!is_cors_safelisted_request_header(
+            "content-type",
+            b"application/json"
+        ));
+        assert!(is_cors_safelisted_request_header(
+            "accept-language",
+            b"en-GB,en;q=0.9"
+        ));
+        assert!(!is_cors_safelisted_request_header(
+            "content-language",
+            b"en/GB"
+        ));
+        assert!(is_cors_safelisted_request_header("range", b"bytes=100-"));
+        assert!(is_cors_safelisted_request_header("range", b"bytes=0-99"));
+        assert!(!is_cors_safelisted_request_header("range", b"bytes=-100"));
+        assert!(!is_cors_safelisted_request_header("range", b"bytes=9-1"));
+        assert!(!is_cors_safelisted_request_header(
+            "range",
+            b"bytes=0-1,5-6"
+        ));
+        assert!(!is_cors_safelisted_request_header("x-custom", b"1"));
+        assert!(!is_cors_safelisted_request_header("accept", &[b'a'; 129]));
+    }
+
+    #[test]
+    fn unsafe_names_sorted_lowercase_and_size_rule() {
+        let h: HeaderList = [("X-B", "1"), ("x-a", "2"), ("Accept", "*/*"), ("X-A", "3")]
+            .into_iter()
+            .collect();
+        assert_eq!(cors_unsafe_request_header_names(&h), vec!["x-a", "x-b"]);
+        let long = "a".repeat(120);
+        let h: HeaderList = (0..9).map(|_| ("accept", long.as_str())).collect();
+        assert_eq!(cors_unsafe_request_header_names(&h), vec!["accept"]);
+    }
+
+    #[test]
+    fn cors_check_cases() {
+        let o = "https://a.test";
+        assert!(cors_check(&map(&[]), o, false).is_err());
+        assert!(cors_check(&map(&[("access-control-allow-origin", "*")]), o, false).is_ok());
+        assert!(cors_check(&map(&[("access-control-allow-origin", "*")]), o, true).is_err());
+        assert!(
+            cors_check(
+                &map(&[("access-control-allow-origin", "https://a.test")]),
+                o,
+                false
+            )
+            .is_ok()
+        );
+        assert!(
+            cors_check(
+                &map(&[("access-control-allow-origin", "https://b.test")]),
+                o,
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            cors_check(
+                &map(&[("access-control-allow-origin", "https://a.test")]),
+                o,
+                true
+            )
+            .is_err()
+        );
+        assert!(
+            cors_check(
+                &map(&[
+                    ("access-control-allow-origin", "https://a.test"),
+                    ("access-control-allow-credentials", "true")
+                ]),
+                o,
+                true
+            )
+            .is_ok()
+        );
+        // Two values combine to "a, b", which matches nothing.
+        assert!(
+            cors_check(
+                &map(&[
+                    ("access-control-allow-origin", "*"),
+                    ("access-control-allow-origin", "*")
+                ]),
+                o,
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            cors_check(
+                &map(&[("access-control-allow-origin", "null")]),
+                "null",
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn preflight_checks() {
+        let h = map(&[("access-control-allow-methods", "PUT, DELETE")]);
+        assert!(check_preflight(&h, "PUT", &[], false).is_ok());
+        assert!(check_preflight(&h, "PATCH", &[], false).is_err());
+        assert!(check_preflight(&h, "POST", &[], false).is_ok());
+        let h = map(&[
+            ("access-control-allow-methods", "*"),
+            ("access-control-allow-headers", "*"),
+        ]);
+        assert!(check_preflight(&h, "PATCH", &["x-a".into()], false).is_ok());
+        assert!(check_preflight(&h, "PATCH", &[], true).is_err());
+        assert!(check_preflight(&h, "GET", &["x-a".into()], true).is_err());
+        assert!(check_preflight(&h, "GET", &["authorization".into()], false).is_err());
+        let h = map(&[
+            ("access-control-allow-headers", "X-A, content-type"),
+            ("access-control-max-age", "600"),
+        ]);
+        let r = check_preflight(&h, "POST", &["content-type".into(), "x-a".into()], true).unwrap();
+        assert_eq!(r.max_age, 600);
+        assert!(check_preflight(&h, "POST", &["x-b".into()], false).is_err());
+        let bad = map(&[("access-control-allow-methods", "PU T")]);
+        assert!(check_preflight(&bad, "PUT", &[], false).is_err());
+    }
+
+    #[test]
+    fn filter_keeps_safelisted_exposed_and_resume_headers() {
+        let h: HeaderList = [
+            ("content-type", "text/plain"),
+            ("x-secret-header", "SuperSecretValue"),
+            ("x-exposed", "1"),
+            ("set-cookie", "a=b"),
+            ("etag", "\"v1\""),
+            ("content-range", "bytes 0-1/2"),
+        ]
+        .into_iter()
+        .collect();
+        let f = cors_filter(
+            &h,
+            &map(&[("access-control-expose-headers", "X-Exposed")]),
+            false,
+        );
+        let names: Vec<&str> = f.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["content-type", "x-exposed", "etag", "content-range"]
+        );
+        let f = cors_filter(&h, &map(&[("access-control-expose-headers", "*")]), false);
+        assert_eq!(f.len(), 5);
+        let f = cors_filter(&h, &map(&[("access-control-expose-headers", "*")]), true);
+        assert_eq!(f.len(), 3);
+    }
+}

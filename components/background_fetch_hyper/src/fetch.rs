@@ -1,0 +1,1175 @@
+//! One fetch attempt: Fetch's *main fetch* / *HTTP fetch* / *HTTP-redirect fetch* /
+//! *CORS-preflight fetch*, reduced to what a background fetch needs, over hyper-util's pooled
+//! client, reporting [`NetworkEvent`]s through a bounded channel.
+
+use crate::config::Config;
+use crate::connect::{ConnectError, Connector};
+use crate::connectivity::Connectivity;
+use crate::cors::{self, PreflightCache};
+use crate::decode::{self, Coding, Decoder};
+use crate::integrity::Verifier;
+use background_fetch::policy::{check_request_url, is_potentially_trustworthy};
+use background_fetch::{
+    BlockReason, CacheMode, ClientSnapshot, CredentialsMode, HeaderList, NetworkError,
+    NetworkErrorKind, NetworkEvent, NetworkRequest, RedirectMode, Request, RequestBodySource,
+    RequestMode, ResponseHead, ResponseType, Validators, is_cors_safelisted_method,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::capture_connection;
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use url::Url;
+
+/// The pooled client every fetch shares.
+pub(crate) type HttpClient = Client<Connector, ReqBody>;
+
+/// What the host shares between fetches.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub client: HttpClient,
+    pub connectivity: Connectivity,
+    pub preflight: PreflightCache,
+}
+
+/// What the socket task sends to the stream the engine polls.
+pub(crate) enum Msg {
+    Event(NetworkEvent),
+    /// The attempt finished normally (the body ended, or there is none).
+    End,
+}
+
+/// Why an attempt stopped early.
+pub(crate) enum Stop {
+    /// The engine dropped the stream: terminate quietly.
+    Closed,
+    /// A network error to report.
+    Error(NetworkError),
+}
+
+impl From<NetworkError> for Stop {
+    fn from(e: NetworkError) -> Self {
+        Stop::Error(e)
+    }
+}
+
+/// The sending side of the event channel.
+pub(crate) struct Tx(pub mpsc::Sender<Msg>);
+
+impl Tx {
+    async fn event(&self, e: NetworkEvent) -> Result<(), Stop> {
+        self.0.send(Msg::Event(e)).await.map_err(|_| Stop::Closed)
+    }
+}
+
+/// Runs one attempt and reports its outcome.
+pub(crate) async fn run(shared: Arc<Shared>, request: NetworkRequest, tx: Tx) {
+    let outcome = Attempt::new(&shared, request, &tx).run().await;
+    match outcome {
+        Ok(()) => {
+            let _ = tx.0.send(Msg::End).await;
+        }
+        Err(Stop::Closed) => tracing::debug!("terminated by the engine"),
+        Err(Stop::Error(e)) => {
+            tracing::info!(error = %e, "fetch attempt failed");
+            let _ = tx.0.send(Msg::Event(NetworkEvent::Error(e))).await;
+        }
+    }
+}
+
+fn temporary(m: impl Into<String>) -> Stop {
+    Stop::Error(NetworkError::temporary(m))
+}
+fn fatal(m: impl Into<String>) -> Stop {
+    Stop::Error(NetworkError::fatal(m))
+}
+fn blocked(r: BlockReason, m: impl Into<String>) -> Stop {
+    Stop::Error(NetworkError::blocked(r, m))
+}
+
+/// The request body, as far as the attempt knows it.
+enum BodyState {
+    /// No body.
+    None,
+    /// Not sent yet.
+    Fresh(RequestBodySource),
+    /// Sent once; what was kept of it for a 307/308 redirect.
+    Sent { keep: Arc<Mutex<Keep>>, length: u64 },
+}
+
+/// A copy of the request body kept while sending it, up to a limit.
+pub(crate) struct Keep {
+    chunks: Vec<Bytes>,
+    len: usize,
+    limit: usize,
+    overflow: bool,
+    complete: bool,
+}
+
+/// A store error while reading the request body.
+#[derive(Debug)]
+struct BodyReadError(String);
+impl std::fmt::Display for BodyReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body could not be read: {}", self.0)
+    }
+}
+impl StdError for BodyReadError {}
+
+/// The request body handed to hyper: streamed from the store (or replayed from memory), with
+/// the transmitted byte count published for `UploadProgress`.
+pub(crate) struct ReqBody {
+    source: Option<BoxStream<'static, Result<Bytes, background_fetch::store::StoreError>>>,
+    replay: VecDeque<Bytes>,
+    remaining: u64,
+    pending: u64,
+    sent: u64,
+    progress: Option<watch::Sender<u64>>,
+    keep: Option<Arc<Mutex<Keep>>>,
+}
+
+impl ReqBody {
+    fn empty() -> Self {
+        ReqBody {
+            source: None,
+            replay: VecDeque::new(),
+            remaining: 0,
+            pending: 0,
+            sent: 0,
+            progress: None,
+            keep: None,
+        }
+    }
+
+    fn report_pending(&mut self) {
+        if self.pending > 0 {
+            self.sent += self.pending;
+            self.pending = 0;
+            if let Some(p) = &self.progress {
+                p.send_replace(self.sent);
+            }
+        }
+    }
+
+    fn yielded(&mut self, b: &Bytes) {
+        let n = b.len() as u64;
+        self.remaining = self.remaining.saturating_sub(n);
+        self.pending = n;
+        if let Some(k) = &self.keep {
+            let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
+            if !k.overflow {
+                if k.len + b.len() > k.limit {
+                    k.overflow = true;
+                    k.chunks.clear();
+                } else {
+                    k.len += b.len();
+                    k.chunks.push(b.clone());
+                }
+            }
+            if self.remaining == 0 {
+                k.complete = true;
+            }
+        }
+        if self.remaining == 0 {
+            // No further poll may come: the last chunk counts as transmitted now.
+            self.report_pending();
+        }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = Box<dyn StdError + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        // hyper asks for more: the previous chunk went to the connection.
+        this.report_pending();
+        if let Some(b) = this.replay.pop_front() {
+            this.yielded(&b);
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        let Some(source) = this.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            return match source.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(b))) if b.is_empty() => continue,
+                Poll::Ready(Some(Ok(b))) => {
+                    this.yielded(&b);
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.source = None;
+                    Poll::Ready(Some(Err(Box::new(BodyReadError(e.to_string())))))
+                }
+                Poll::Ready(None) => {
+                    this.source = None;
+                    if this.remaining > 0 {
+                        return Poll::Ready(Some(Err(Box::new(BodyReadError(
+                            "the stored body is shorter than its length".into(),
+                        )))));
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0 && self.replay.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(
+            self.remaining + self.replay.iter().map(|b| b.len() as u64).sum::<u64>(),
+        )
+    }
+}
+
+/// The state of one attempt (Fetch's request, as it changes over redirects).
+struct Attempt<'a> {
+    shared: &'a Shared,
+    tx: &'a Tx,
+    request: Request,
+    url_list: Vec<Url>,
+    body: BodyState,
+    client: ClientSnapshot,
+    range_start: Option<u64>,
+    validators: Validators,
+    /// Fetch's *tainted origin flag*.
+    tainted_origin: bool,
+    /// Fetch's *response tainting* is `"cors"` (otherwise `"basic"`).
+    cors_tainting: bool,
+    redirect_count: u32,
+}
+
+/// The statuses Fetch treats as redirects.
+fn is_redirect_status(s: u16) -> bool {
+    matches!(s, 301 | 302 | 303 | 307 | 308)
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.origin() == b.origin()
+}
+
+impl<'a> Attempt<'a> {
+    fn new(shared: &'a Shared, r: NetworkRequest, tx: &'a Tx) -> Self {
+        let body = match r.body {
+            Some(b) => BodyState::Fresh(b),
+            None => BodyState::None,
+        };
+        let mut range_start = r.range_start.filter(|&n| n > 0);
+        if range_start.is_some() && Verifier::new(&r.request.integrity).is_some() {
+            // AD-HOC: integrity metadata covers the whole body, and this attempt could not hash
+            //         the part already stored; so a request with integrity is never resumed: it
+            //         asks for everything again, and the engine restarts the record on the 200.
+            tracing::debug!("integrity metadata: fetching the whole body instead of resuming");
+            range_start = None;
+        }
+        Attempt {
+            shared,
+            tx,
+            url_list: vec![r.request.url.clone()],
+            request: r.request,
+            body,
+            client: r.client,
+            range_start,
+            validators: r.validators,
+            tainted_origin: false,
+            cors_tainting: false,
+            redirect_count: 0,
+        }
+    }
+
+    fn current_url(&self) -> &Url {
+        self.url_list.last().expect("the URL list is never empty")
+    }
+
+    /// The serialised request origin (Fetch's *byte-serializing a request origin*).
+    fn serialized_origin(&self) -> String {
+        if self.tainted_origin {
+            "null".into()
+        } else {
+            self.client.origin.clone()
+        }
+    }
+
+    fn origin_is_same_as(&self, url: &Url) -> bool {
+        url.origin().ascii_serialization() == self.client.origin
+    }
+
+    /// Fetch's *include credentials*.
+    fn include_credentials(&self) -> bool {
+        match self.request.credentials {
+            CredentialsMode::Include => true,
+            CredentialsMode::SameOrigin => !self.cors_tainting && !self.tainted_origin,
+            CredentialsMode::Omit => false,
+        }
+    }
+
+    async fn run(mut self) -> Result<(), Stop> {
+        // 4.1 (HTTP-network-or-cache fetch): with no HTTP cache, "only-if-cached" can never be
+        //     answered.
+        if self.request.cache == CacheMode::OnlyIfCached {
+            return Err(fatal(
+                "cache mode \"only-if-cached\": this host has no HTTP cache",
+            ));
+        }
+        loop {
+            self.main_fetch_checks()?;
+            let include_credentials = self.include_credentials();
+            let origin = self.serialized_origin();
+            // CORS-preflight fetch, when the method or a header is not safelisted.
+            if self.cors_tainting {
+                let unsafe_names = cors::cors_unsafe_request_header_names(&self.request.headers);
+                if !is_cors_safelisted_method(&self.request.method) || !unsafe_names.is_empty() {
+                    let url = self.current_url().as_str().to_owned();
+                    let cached = self.shared.config.preflight_cache
+                        && self.shared.preflight.allows(
+                            &origin,
+                            &url,
+                            include_credentials,
+                            &self.request.method,
+                            &unsafe_names,
+                        );
+                    if !cached {
+                        self.preflight(&origin, &unsafe_names, include_credentials)
+                            .await?;
+                    }
+                }
+            }
+            let response = self.send(&origin, include_credentials).await?;
+            if include_credentials && let Some(c) = &self.shared.config.credentials {
+                c.response_headers(self.current_url(), response.headers());
+            }
+            // HTTP fetch 4.4: if response tainting is "cors" and a CORS check for request and
+            // response returns failure, return a network error. (For redirects too: before
+            // any byte of the body is read, so nothing of a refused response is counted.)
+            if self.cors_tainting
+                && let Err(why) = cors::cors_check(response.headers(), &origin, include_credentials)
+            {
+                return Err(blocked(
+                    BlockReason::Cors,
+                    format!("CORS check failed for {}: {why}", self.current_url()),
+                ));
+            }
+            let status = response.status().as_u16();
+            if is_redirect_status(status)
+                && let Some(location) = response.headers().get(http::header::LOCATION)
+            {
+                // Fetch's "location URL": parse relative to the response's URL; a failure is a
+                // network error.
+                let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+                let mut next = self
+                    .current_url()
+                    .join(&location)
+                    .map_err(|e| fatal(format!("redirect to an invalid URL {location:?}: {e}")))?;
+                if next.fragment().is_none() {
+                    next.set_fragment(self.current_url().fragment());
+                }
+                match self.request.redirect {
+                    RedirectMode::Error => {
+                        return Err(fatal(format!(
+                            "redirect to {next} with redirect mode \"error\""
+                        )));
+                    }
+                    RedirectMode::Manual => {
+                        // An opaque-redirect filtered response: status 0, no headers, no body.
+                        let head = ResponseHead {
+                            status: 0,
+                            status_text: String::new(),
+                            headers: HeaderList::new(),
+                            url_list: self.url_list.clone(),
+                            response_type: ResponseType::OpaqueRedirect,
+                        };
+                        self.tx.event(NetworkEvent::Response(head)).await?;
+                        return Ok(());
+                    }
+                    RedirectMode::Follow => {
+                        drop(response);
+                        self.follow_redirect(status, next)?;
+                        continue;
+                    }
+                }
+            }
+            return self.deliver(response, include_credentials).await;
+        }
+    }
+
+    /// The checks main fetch runs on every request, redirects included: scheme, mixed content
+    /// and bad port (the engine runs them before the first request too), then the mode and
+    /// response tainting decision.
+    fn main_fetch_checks(&mut self) -> Result<(), Stop> {
+        let url = self.current_url().clone();
+        if let Err(reason) = check_request_url(&self.client, &url) {
+            return Err(blocked(reason, format!("{url}: {reason}")));
+        }
+        // Main fetch 12: request's current URL's origin is same origin with request's origin,
+        // and request's response tainting is "basic" → scheme fetch.
+        if self.origin_is_same_as(&url) && !self.cors_tainting && !self.tainted_origin {
+            return Ok(());
+        }
+        match self.request.mode {
+            // request's mode is "same-origin" → a network error.
+            RequestMode::SameOrigin => Err(blocked(
+                BlockReason::Cors,
+                format!(
+                    "mode \"same-origin\" but {url} is cross-origin to {}",
+                    self.client.origin
+                ),
+            )),
+            // AD-HOC: background fetch refuses no-cors requests at fetch() time; should one
+            //         arrive here, refuse it instead of producing an opaque response whose
+            //         size would leak.
+            RequestMode::NoCors => Err(blocked(
+                BlockReason::Other,
+                "no-cors requests are not supported by background fetch",
+            )),
+            // request's mode is "navigate" → scheme fetch (no CORS).
+            RequestMode::Navigate => Ok(()),
+            RequestMode::Cors => {
+                // Otherwise: set request's response tainting to "cors" and run an HTTP fetch.
+                self.cors_tainting = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// CORS-preflight fetch.
+    ///
+    /// <https://fetch.spec.whatwg.org/#cors-preflight-fetch-0>
+    async fn preflight(
+        &mut self,
+        origin: &str,
+        unsafe_names: &[String],
+        include_credentials: bool,
+    ) -> Result<(), Stop> {
+        let url = self.current_url().clone();
+        // 1. Let preflight be a new request whose method is `OPTIONS`, URL list is a clone of
+        //    request's URL list, ... origin, referrer, referrer policy, mode "cors", and
+        //    response tainting "cors".
+        // 2. Append (`Accept`, `*/*`) to preflight's header list.
+        // 3. Append (`Access-Control-Request-Method`, request's method).
+        // 4. Let headers be the CORS-unsafe request-header names with request's header list.
+        // 5. If headers is not empty: append `Access-Control-Request-Headers` with the
+        //    names separated by `,`.
+        let mut req = http::Request::builder()
+            .method(http::Method::OPTIONS)
+            .uri(request_target(&url))
+            .header(http::header::ACCEPT, "*/*")
+            .header(
+                "access-control-request-method",
+                self.request.method.as_str(),
+            )
+            .header(http::header::ORIGIN, origin);
+        if !unsafe_names.is_empty() {
+            req = req.header("access-control-request-headers", unsafe_names.join(","));
+        }
+        if let Some(r) = self.referrer_for(&url) {
+            req = req.header(http::header::REFERER, r);
+        }
+        if let Some(ua) = &self.shared.config.user_agent {
+            req = req.header(http::header::USER_AGENT, ua.as_str());
+        }
+        let req = req
+            .body(ReqBody::empty())
+            .map_err(|e| fatal(format!("cannot build the preflight request: {e}")))?;
+        // 6. Let response be the result of running HTTP-network-or-cache fetch given
+        //    preflight.
+        let timeout = self.shared.config.response_head_timeout + self.connect_budget();
+        let response = match tokio::time::timeout(timeout, self.shared.client.request(req)).await {
+            Err(_) => {
+                return Err(temporary(format!(
+                    "no preflight response from {url} within {timeout:?}"
+                )));
+            }
+            Ok(Err(e)) => return Err(Stop::Error(classify_request_error(&e))),
+            Ok(Ok(r)) => r,
+        };
+        // 7. If a CORS check for request and response returns success and response's status is
+        //    an ok status, then: [checks below]
+        if let Err(why) = cors::cors_check(response.headers(), origin, include_credentials) {
+            return Err(blocked(
+                BlockReason::Cors,
+                format!("CORS preflight for {url} failed: {why}"),
+            ));
+        }
+        if !response.status().is_success() {
+            return Err(blocked(
+                BlockReason::Cors,
+                format!(
+                    "CORS preflight for {url} failed: status {}",
+                    response.status()
+                ),
+            ));
+        }
+        let result = cors::check_preflight(
+            response.headers(),
+            &self.request.method,
+            unsafe_names,
+            include_credentials,
+        )
+        .map_err(|why| {
+            blocked(
+                BlockReason::Cors,
+                format!("CORS preflight for {url} failed: {why}"),
+            )
+        })?;
+        // 7.10-7.11: the CORS-preflight cache.
+        if self.shared.config.preflight_cache {
+            self.shared
+                .preflight
+                .store(origin, url.as_str(), include_credentials, result);
+        }
+        // Drain a small body so the connection can be reused; give up on a large one.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let mut body = response.into_body();
+            let mut n = 0usize;
+            while let Some(Ok(f)) = body.frame().await {
+                n += f.data_ref().map_or(0, |d| d.len());
+                if n > 64 * 1024 {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    /// The longest connection establishment can take (timeouts and backoff included).
+    fn connect_budget(&self) -> std::time::Duration {
+        let c = &self.shared.config;
+        let r = &c.connect_retry;
+        let mut total = c.connect_timeout * (r.max_retries + 1);
+        for i in 1..=r.max_retries {
+            total += r.delay(i, 0.0);
+        }
+        total
+    }
+
+    /// The `Referer` value for a request to `target`, by the client's referrer policy.
+    fn referrer_for(&self, target: &Url) -> Option<String> {
+        referrer_value(
+            self.request.referrer.as_ref(),
+            &self.client.policy.referrer_policy,
+            target,
+        )
+    }
+
+    /// HTTP-network-or-cache fetch + HTTP-network fetch for the current URL: builds the
+    /// request, sends it with its body, and waits for the response head under the timeouts.
+    async fn send(
+        &mut self,
+        origin: &str,
+        include_credentials: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, Stop> {
+        let url = self.current_url().clone();
+        let config = &self.shared.config;
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.request.headers.iter() {
+            let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) else {
+                tracing::warn!(name, "dropping a header that is not valid in HTTP");
+                continue;
+            };
+            headers.append(n, v);
+        }
+        // Fetch: the default `Accept` for the empty destination is `*/*`.
+        if !headers.contains_key(http::header::ACCEPT) {
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        // Append a request `Origin` header: for CORS requests, and for other methods than GET
+        // and HEAD.
+        let method = self.request.method.clone();
+        if (self.cors_tainting || (method != "GET" && method != "HEAD"))
+            && let Ok(v) = HeaderValue::from_str(origin)
+        {
+            headers.insert(http::header::ORIGIN, v);
+        }
+        if let Some(r) = self.referrer_for(&url)
+            && let Ok(v) = HeaderValue::from_str(&r)
+        {
+            headers.insert(http::header::REFERER, v);
+        }
+        if let Some(ua) = &config.user_agent
+            && !headers.contains_key(http::header::USER_AGENT)
+            && let Ok(v) = HeaderValue::from_str(ua)
+        {
+            headers.insert(http::header::USER_AGENT, v);
+        }
+        // HTTP-network-or-cache fetch: cache modes "no-store" and "reload" add `Pragma` and
+        // `Cache-Control: no-cache`; "no-cache" adds `Cache-Control: max-age=0`.
+        match self.request.cache {
+            CacheMode::NoStore | CacheMode::Reload => {
+                if !headers.contains_key(http::header::PRAGMA) {
+                    headers.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+                }
+                if !headers.contains_key(http::header::CACHE_CONTROL) {
+                    headers.insert(
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-cache"),
+                    );
+                }
+            }
+            CacheMode::NoCache if !headers.contains_key(http::header::CACHE_CONTROL) => {
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=0"),
+                );
+            }
+            _ => {}
+        }
+        // "Add a range header" (complete a record, step 8): `Range: bytes=N-`, and then Fetch
+        // sets `Accept-Encoding: identity`, so the bytes line up with what is stored.
+        if let Some(start) = self.range_start {
+            headers.insert(
+                http::header::RANGE,
+                HeaderValue::from_str(&format!("bytes={start}-")).expect("a valid header value"),
+            );
+            headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            // AD-HOC: the spec has no If-Range (it validates after the fact). We add one as a
+            //         user-agent header, outside the author's header list (so it does not make
+            //         a CORS request need a preflight): a strong ETag, else Last-Modified. A
+            //         server whose resource changed then answers 200 and the record restarts,
+            //         instead of a 206 that validation would reject.
+            if let Some(v) = if_range_value(&self.validators)
+                && let Ok(v) = HeaderValue::from_str(&v)
+            {
+                headers.insert(http::header::IF_RANGE, v);
+            }
+        } else if !headers.contains_key(http::header::RANGE) {
+            headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static(decode::ACCEPT_ENCODING),
+            );
+        } else {
+            // An author Range request: byte positions refer to the identity representation.
+            headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+        if include_credentials && let Some(c) = &config.credentials {
+            for (n, v) in c.request_headers(&url) {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(n.as_bytes()),
+                    HeaderValue::from_str(&v),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+        }
+        // The body: streamed from the store the first time, replayed from memory after a
+        // 307/308 redirect.
+        let (progress_tx, mut progress_rx) = watch::channel(0u64);
+        let (body, body_len) = match std::mem::replace(&mut self.body, BodyState::None) {
+            BodyState::None => (ReqBody::empty(), None),
+            BodyState::Fresh(source) => {
+                let keep = Arc::new(Mutex::new(Keep {
+                    chunks: Vec::new(),
+                    len: 0,
+                    limit: config.max_replay_body,
+                    overflow: false,
+                    complete: source.length == 0,
+                }));
+                let length = source.length;
+                self.body = BodyState::Sent {
+                    keep: keep.clone(),
+                    length,
+                };
+                let body = ReqBody {
+                    source: Some(source.stream),
+                    replay: VecDeque::new(),
+                    remaining: length,
+                    pending: 0,
+                    sent: 0,
+                    progress: Some(progress_tx),
+                    keep: Some(keep),
+                };
+                (body, Some(length))
+            }
+            BodyState::Sent { keep, length } => {
+                let chunks = {
+                    let k = keep.lock().unwrap_or_else(|e| e.into_inner());
+                    if k.overflow || !k.complete {
+                        return Err(fatal(format!(
+                            "a redirect needs the request body again, but it was not kept (more than {} bytes)",
+                            config.max_replay_body
+                        )));
+                    }
+                    k.chunks.clone()
+                };
+                self.body = BodyState::Sent {
+                    keep: keep.clone(),
+                    length,
+                };
+                let body = ReqBody {
+                    source: None,
+                    replay: chunks.into(),
+                    remaining: length,
+                    pending: 0,
+                    sent: 0,
+                    progress: Some(progress_tx),
+                    keep: None,
+                };
+                (body, Some(length))
+            }
+        };
+        if let Some(len) = body_len {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        let method = http::Method::from_bytes(method.as_bytes())
+            .map_err(|e| fatal(format!("invalid method {method:?}: {e}")))?;
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(request_target(&url))
+            .body(body)
+            .map_err(|e| fatal(format!("cannot build the request for {url}: {e}")))?;
+        *req.headers_mut() = headers;
+        let mut capture = capture_connection(&mut req);
+        tracing::debug!(%url, range_start = ?self.range_start, "sending request");
+        let response = self.shared.client.request(req);
+        tokio::pin!(response);
+        // Timeouts: connecting is bounded by the connector; then the upload may not stall for
+        // the idle timeout; then the head must arrive within the head timeout.
+        let body_len = body_len.unwrap_or(0);
+        let mut upload_done = body_len == 0;
+        let mut connected = false;
+        let mut deadline: Option<Instant> =
+            Some(Instant::now() + self.connect_budget() + config.response_head_timeout);
+        let mut reported = 0u64;
+        loop {
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                r = &mut response => {
+                    return match r {
+                        Ok(r) => Ok(r),
+                        Err(e) => Err(Stop::Error(classify_request_error(&e))),
+                    };
+                }
+                r = progress_rx.changed(), if !upload_done => {
+                    let total = *progress_rx.borrow_and_update();
+                    if total > reported {
+                        self.tx.event(NetworkEvent::UploadProgress(total - reported)).await?;
+                        reported = total;
+                    }
+                    if total >= body_len || r.is_err() {
+                        upload_done = true;
+                        deadline = Some(Instant::now() + config.response_head_timeout);
+                    } else {
+                        deadline = Some(Instant::now() + config.idle_timeout);
+                    }
+                }
+                _ = async { capture.wait_for_connection_metadata().await.is_some() }, if !connected => {
+                    connected = true;
+                    deadline = Some(Instant::now() + if upload_done { config.response_head_timeout } else { config.idle_timeout });
+                }
+                _ = sleep => {
+                    return Err(temporary(if !connected {
+                        format!("could not connect to {url}")
+                    } else if upload_done {
+                        format!("no response head from {url} within {:?}", config.response_head_timeout)
+                    } else {
+                        format!("the upload to {url} made no progress for {:?}", config.idle_timeout)
+                    }));
+                }
+            }
+        }
+    }
+
+    /// HTTP-redirect fetch, from step 4 (the location URL is known and mode is "follow").
+    ///
+    /// <https://fetch.spec.whatwg.org/#http-redirect-fetch>
+    fn follow_redirect(&mut self, status: u16, location: Url) -> Result<(), Stop> {
+        let current = self.current_url().clone();
+        // 4. If locationURL's scheme is not an HTTP(S) scheme, then return a network error.
+        if !matches!(location.scheme(), "http" | "https") {
+            return Err(blocked(
+                BlockReason::Scheme,
+                format!("redirect from {current} to a {} URL", location.scheme()),
+            ));
+        }
+        // 5. If request's redirect count is 20, then return a network error.
+        if self.redirect_count >= self.shared.config.max_redirects {
+            return Err(fatal(format!(
+                "too many redirects ({}), last from {current} to {location}",
+                self.redirect_count + 1
+            )));
+        }
+        // 6. Increase request's redirect count by 1.
+        self.redirect_count += 1;
+        let has_credentials = !location.username().is_empty() || location.password().is_some();
+        // 7. If request's mode is "cors", locationURL includes credentials, and request's
+        //    origin is not same origin with locationURL's origin, then return a network error.
+        if self.request.mode == RequestMode::Cors
+            && has_credentials
+            && !self.origin_is_same_as(&location)
+        {
+            return Err(blocked(
+                BlockReason::Cors,
+                "a CORS redirect to a URL with credentials",
+            ));
+        }
+        // 8. If request's response tainting is "cors" and locationURL includes credentials, then
+        //    return a network error.
+        if self.cors_tainting && has_credentials {
+            return Err(blocked(
+                BlockReason::Cors,
+                "a CORS redirect to a URL with credentials",
+            ));
+        }
+        // 9. If internalResponse's status is not 303, request's body is non-null, and
+        //    request's body's source is null, then return a network error.
+        //    (Our body can be sent again while it was kept in memory: see `send`.)
+        // 10. If locationURL's origin is not same origin with request's current URL's origin
+        //     and request's origin is not same origin with request's current URL's origin, then
+        //     set request's tainted origin flag.
+        if !same_origin(&location, &current) && !self.origin_is_same_as(&current) {
+            self.tainted_origin = true;
+        }
+        // 11. If one of the following is true: internalResponse's status is 301 or 302 and
+        //     request's method is `POST`; internalResponse's status is 303 and request's method
+        //     is not `GET` or `HEAD`; then:
+        let method = self.request.method.as_str();
+        if ((status == 301 || status == 302) && method == "POST")
+            || (status == 303 && method != "GET" && method != "HEAD")
+        {
+            // 11.1. Set request's method to `GET` and request's body to null.
+            self.request.method = "GET".into();
+            self.body = BodyState::None;
+            self.request.body_length = None;
+            // 11.2. For each headerName of request-body-header name, delete headerName from
+            //       request's header list.
+            for name in [
+                "content-encoding",
+                "content-language",
+                "content-location",
+                "content-type",
+            ] {
+                self.request.headers.delete(name);
+            }
+        }
+        // 12. If request's current URL's origin is not same origin with locationURL's origin,
+        //     then for each headerName of CORS non-wildcard request-header name, delete
+        //     headerName from request's header list.
+        if !same_origin(&current, &location) {
+            self.request.headers.delete("authorization");
+        }
+        // 13. If request's body is non-null, then set request's body to the first return value
+        //     of safely extracting request's body's source. (`send` replays the kept copy.)
+        // 15. Append locationURL to request's URL list.
+        tracing::debug!(from = %current, to = %location, status, "following a redirect");
+        self.url_list.push(location);
+        // 16. Invoke set request's referrer policy on redirect (the client's policy applies).
+        Ok(())
+    }
+
+    /// Reports the final response and streams its body.
+    async fn deliver(
+        self,
+        response: http::Response<hyper::body::Incoming>,
+        include_credentials: bool,
+    ) -> Result<(), Stop> {
+        let config = &self.shared.config;
+        let status = response.status().as_u16();
+        let status_text = match response.extensions().get::<hyper::ext::ReasonPhrase>() {
+            Some(r) => String::from_utf8_lossy(r.as_bytes()).into_owned(),
+            None if response.version() < http::Version::HTTP_2 => response
+                .status()
+                .canonical_reason()
+                .unwrap_or("")
+                .to_owned(),
+            None => String::new(),
+        };
+        let raw: HeaderList = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        let coding = Coding::from_header(
+            response
+                .headers()
+                .get(http::header::CONTENT_ENCODING)
+                .map(|v| v.as_bytes()),
+        );
+        // A 206 is a slice of the identity representation the engine appends to what it has:
+        // a content-coded one cannot line up with the stored bytes.
+        if status == 206 && coding != Coding::Identity {
+            return Err(fatal(format!(
+                "a 206 response with Content-Encoding {:?}: its bytes cannot be appended",
+                String::from_utf8_lossy(
+                    response.headers()[http::header::CONTENT_ENCODING].as_bytes()
+                )
+            )));
+        }
+        let (headers, response_type) = if self.cors_tainting {
+            (
+                cors::cors_filter(&raw, response.headers(), include_credentials),
+                ResponseType::Cors,
+            )
+        } else {
+            (
+                raw.iter()
+                    .filter(|(n, _)| !cors::is_forbidden_response_header(n))
+                    .collect(),
+                ResponseType::Basic,
+            )
+        };
+        let head = ResponseHead {
+            status,
+            status_text,
+            headers,
+            url_list: self.url_list.clone(),
+            response_type,
+        };
+        tracing::debug!(status, url = %self.current_url(), ?coding, "response");
+        self.tx.event(NetworkEvent::Response(head)).await?;
+        let mut body = response.into_body();
+        let mut decoder = Decoder::new(coding, config.max_decoded_chunk);
+        let identity = decoder.is_identity();
+        let mut received = 0u64;
+        // Subresource Integrity over the decoded body, checked at its end.
+        let mut integrity = Verifier::new(&self.request.integrity);
+        loop {
+            let frame = match tokio::time::timeout(config.idle_timeout, body.frame()).await {
+                Err(_) => {
+                    return Err(temporary(format!(
+                        "the body of {} stalled: no bytes for {:?} (after {received} bytes)",
+                        self.current_url(),
+                        config.idle_timeout
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(temporary(format!(
+                        "the body of {} stopped after {received} bytes: {}",
+                        self.current_url(),
+                        error_chain(&e)
+                    )));
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if data.is_empty() {
+                continue;
+            }
+            received += data.len() as u64;
+            if identity {
+                if let Some(v) = &mut integrity {
+                    v.update(&data);
+                }
+                self.tx.event(NetworkEvent::Data(data)).await?;
+            } else {
+                decoder.push(&data);
+                while let Some(chunk) = decoder.next_chunk().map_err(|e| fatal(e.to_string()))? {
+                    if let Some(v) = &mut integrity {
+                        v.update(&chunk);
+                    }
+                    self.tx.event(NetworkEvent::Data(chunk)).await?;
+                }
+            }
+        }
+        decoder.finish().map_err(|e| fatal(e.to_string()))?;
+        if let Some(v) = integrity {
+            v.finish().map_err(fatal)?;
+        }
+        tracing::debug!(received, "body complete");
+        Ok(())
+    }
+}
+
+/// The request target: the URL without its fragment.
+fn request_target(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// The `If-Range` value for resuming: a strong ETag, else Last-Modified.
+pub(crate) fn if_range_value(v: &Validators) -> Option<String> {
+    if let Some(etag) = &v.etag {
+        let etag = etag.trim();
+        // A strong entity tag is a quoted string without the W/ prefix; a combined value of
+        // several ETag headers ("a", "b") is not usable.
+        if etag.len() >= 2
+            && etag.starts_with('"')
+            && etag.ends_with('"')
+            && !etag[1..etag.len() - 1].contains('"')
+        {
+            return Some(etag.to_owned());
+        }
+    }
+    v.last_modified
+        .as_ref()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+}
+
+/// Determine request's referrer, for a referrer already resolved at `fetch()` time.
+///
+/// <https://w3c.github.io/webappsec-referrer-policy/#determine-requests-referrer>
+pub(crate) fn referrer_value(referrer: Option<&Url>, policy: &str, target: &Url) -> Option<String> {
+    let referrer = referrer?;
+    // 3-5. Let referrerURL be the result of stripping referrerSource for use as a referrer,
+    //      and referrerOrigin the same with the origin-only flag.
+    let mut full = referrer.clone();
+    let _ = full.set_username("");
+    let _ = full.set_password(None);
+    full.set_fragment(None);
+    let origin_only = format!("{}/", referrer.origin().ascii_serialization());
+    // 6. If the result of serializing referrerURL is a string whose length is greater than
+    //    4096, set referrerURL to referrerOrigin.
+    let full = if full.as_str().len() > 4096 {
+        origin_only.clone()
+    } else {
+        full.to_string()
+    };
+    let same = same_origin(referrer, target);
+    let downgrade = is_potentially_trustworthy(referrer) && !is_potentially_trustworthy(target);
+    match policy {
+        "no-referrer" => None,
+        "no-referrer-when-downgrade" => (!downgrade).then_some(full),
+        "same-origin" => same.then_some(full),
+        "origin" => Some(origin_only),
+        "strict-origin" => (!downgrade).then_some(origin_only),
+        "origin-when-cross-origin" => Some(if same { full } else { origin_only }),
+        "unsafe-url" => Some(full),
+        // "strict-origin-when-cross-origin", the default.
+        _ => {
+            if same {
+                Some(full)
+            } else if downgrade {
+                None
+            } else {
+                Some(origin_only)
+            }
+        }
+    }
+}
+
+/// The error and its sources, for messages.
+fn error_chain(e: &dyn StdError) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Classifies an error from sending a request (before the response head).
+pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> NetworkError {
+    let message = error_chain(e);
+    let mut src: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(c) = s.downcast_ref::<ConnectError>() {
+            return NetworkError {
+                kind: if c.is_temporary() {
+                    NetworkErrorKind::Temporary
+                } else {
+                    NetworkErrorKind::Fatal
+                },
+                message,
+            };
+        }
+        if s.downcast_ref::<BodyReadError>().is_some() {
+            return NetworkError::fatal(message);
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
+                return NetworkError::fatal(format!("bad response: {message}"));
+            }
+            if h.is_user() && !h.is_body_write_aborted() {
+                // A body error is found further down the chain; anything else the user (this
+                // host) did wrong will not improve by retrying.
+                let mut inner = s.source();
+                while let Some(i) = inner {
+                    if i.downcast_ref::<BodyReadError>().is_some() {
+                        return NetworkError::fatal(message);
+                    }
+                    inner = i.source();
+                }
+            }
+        }
+        src = s.source();
+    }
+    // Connection closed or reset before the head, canceled, HTTP/2 stream errors: temporary.
+    NetworkError::temporary(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_range_prefers_a_strong_etag() {
+        let v = |e: Option<&str>, l: Option<&str>| Validators {
+            etag: e.map(Into::into),
+            last_modified: l.map(Into::into),
+        };
+        assert_eq!(
+            if_range_value(&v(Some("\"abc\""), Some("x"))).as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(
+            if_range_value(&v(Some("W/\"abc\""), Some("Tue"))).as_deref(),
+            Some("Tue")
+        );
+        assert_eq!(if_range_value(&v(Some("W/\"abc\""), None)), None);
+        assert_eq!(if_range_value(&v(Some("\"a\", \"b\""), None)), None);
+        assert_eq!(if_range_value(&v(None, None)), None);
+    }
+
+    #[test]
+    fn referrer_policies() {
+        let r = Url::parse("https://a.test/page?q#frag").unwrap();
+        let same = Url::parse("https://a.test/x").unwrap();
+        let cross = Url::parse("https://b.test/x").unwrap();
+        let down = Url::parse("http://b.test/x").unwrap();
+        let rv = |p: &str, t: &Url| referrer_value(Some(&r), p, t);
+        assert_eq!(rv("", &same).as_deref(), Some("https://a.test/page?q"));
+        assert_eq!(rv("", &cross).as_deref(), Some("https://a.test/"));
+        assert_eq!(rv("", &down), None);
+        assert_eq!(rv("no-referrer", &same), None);
+        assert_eq!(
+            rv("unsafe-url", &down).as_deref(),
+            Some("https://a.test/page?q")
+        );
+        assert_eq!(rv("same-origin", &cross), None);
+        assert_eq!(rv("origin", &same).as_deref(), Some("https://a.test/"));
+        assert_eq!(referrer_value(None, "", &same), None);
+    }
+}

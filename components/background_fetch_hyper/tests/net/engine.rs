@@ -1,0 +1,365 @@
+//! End to end through the real engine: `Engine::start` on a `MemoryStore` with this host, a
+//! tokio clock and spawner, and the recording worker reading the records in the
+//! success/fail event. Paused time: the engine's retry backoff costs nothing.
+
+use crate::support::*;
+use background_fetch::testing::{RecordingUi, RecordingWorker};
+use background_fetch::{
+    BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult, BoxFuture, Clock,
+    DispatchOutcome, Engine, EngineConfig, EnvironmentSettings, FunctionalEventKind, Granted,
+    Hosts, MemoryStore, NoPolicy, RequestInfo, RequestInit, RetryPolicy,
+    ServiceWorkerRegistrationId, Spawn, Unlimited,
+};
+use background_fetch_hyper::HyperNetwork;
+use futures::FutureExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
+
+struct TokioClock(tokio::time::Instant);
+impl Clock for TokioClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        async move { tokio::time::sleep(d).await }.boxed()
+    }
+}
+
+struct TokioSpawn(tokio::runtime::Handle);
+impl Spawn for TokioSpawn {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        self.0.spawn(future);
+    }
+}
+
+/// What the service worker saw in its success/fail event: each record's body (None when its
+/// `responseReady` rejected), and `downloaded`.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    kind: Option<FunctionalEventKind>,
+    bodies: Vec<Option<Vec<u8>>>,
+    downloaded: u64,
+}
+
+struct Bed {
+    engine: Engine,
+    worker: RecordingWorker,
+    registration: ServiceWorkerRegistrationId,
+    page: background_fetch::Environment,
+    seen: Arc<Mutex<Seen>>,
+}
+
+async fn bed(network: &HyperNetwork, origin: &str) -> Bed {
+    let worker = RecordingWorker::default();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen2 = seen.clone();
+    worker.set_handler(move |event| {
+        let seen = seen2.clone();
+        async move {
+            let kind = event.kind();
+            let reg = event.registration().clone();
+            let mut bodies = Vec::new();
+            if let Ok(records) = reg.match_all(None, Default::default()).await {
+                for r in records {
+                    bodies.push(match r.response_ready().await {
+                        Ok(resp) => resp.bytes().await.ok(),
+                        Err(_) => None,
+                    });
+                }
+            }
+            *seen.lock().unwrap() = Seen {
+                kind: Some(kind),
+                bodies,
+                downloaded: reg.downloaded(),
+            };
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let hosts = Hosts {
+        store: Arc::new(MemoryStore::new()),
+        network: Arc::new(network.clone()),
+        ui: Arc::new(RecordingUi::default()),
+        worker: Arc::new(worker.clone()),
+        permission: Arc::new(Granted),
+        quota: Arc::new(Unlimited),
+        policy: Arc::new(NoPolicy),
+        clock: Arc::new(TokioClock(tokio::time::Instant::now())),
+        spawner: Arc::new(TokioSpawn(tokio::runtime::Handle::current())),
+    };
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            initial_delay: Duration::from_millis(50),
+            max_attempts: Some(5),
+            ..RetryPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(hosts, config).await.unwrap();
+    let page_url = Url::parse(&format!("{origin}/page.html")).unwrap();
+    let registration =
+        ServiceWorkerRegistrationId::for_scope(&Url::parse(&format!("{origin}/")).unwrap());
+    let page = engine.create_environment(EnvironmentSettings::window(page_url));
+    Bed {
+        engine,
+        worker,
+        registration,
+        page,
+        seen,
+    }
+}
+
+impl Bed {
+    /// Runs a background fetch to its event and returns what the worker saw.
+    async fn fetch(
+        &self,
+        requests: Vec<RequestInfo>,
+    ) -> (background_fetch::BackgroundFetchRegistration, Seen) {
+        let manager = self.page.background_fetch(&self.registration);
+        let reg = manager
+            .fetch(
+                "id",
+                background_fetch::Requests::Many(requests),
+                BackgroundFetchOptions::default(),
+            )
+            .await
+            .expect("fetch() resolves");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        while self.worker.finished().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the fetch never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = self.seen.lock().unwrap().clone();
+        (reg, seen)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_download_resumes_with_range_and_stores_every_byte() {
+    let data = pattern(3_000_000);
+    let res = Resource::new(data.clone());
+    let server = TestServer::http(move |r| {
+        let reply = res.reply(r);
+        match r.index {
+            0 => reply.fault(Fault::ResetAt(1_000_000)),
+            1 => reply.fault(Fault::CloseAt(700_001)),
+            _ => reply,
+        }
+    })
+    .await;
+    let net = host(config(None));
+    let b = bed(&net, &server.origin()).await;
+    let (reg, seen) = b.fetch(vec![server.url("/file.bin").as_str().into()]).await;
+    assert_eq!(seen.kind, Some(FunctionalEventKind::Success));
+    assert_eq!(reg.result(), BackgroundFetchResult::Success);
+    assert_eq!(seen.bodies.len(), 1);
+    assert!(
+        seen.bodies[0].as_deref() == Some(&data[..]),
+        "the stored body differs"
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3);
+    let r1 = reqs[1].header("range").unwrap().to_owned();
+    let r2 = reqs[2].header("range").unwrap().to_owned();
+    assert!(
+        r1.starts_with("bytes=") && r2.starts_with("bytes="),
+        "{r1} {r2}"
+    );
+    assert_eq!(reqs[1].header("if-range"), Some("\"v1\""));
+    assert_eq!(reqs[2].header("accept-encoding"), Some("identity"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_etag_that_changes_between_attempts_restarts_the_record() {
+    let old = pattern(500_000);
+    let new = bytes::Bytes::from(vec![9u8; 400_000]);
+    let (res_old, res_new) = (
+        Resource::new(old.clone()),
+        Resource::new(new.clone()).etag(Some("\"v2\"")),
+    );
+    let server = TestServer::http(move |r| {
+        if r.index == 0 {
+            res_old.reply(r).fault(Fault::ResetAt(200_000))
+        } else {
+            res_new.reply(r)
+        }
+    })
+    .await;
+    let net = host(config(None));
+    let b = bed(&net, &server.origin()).await;
+    let (reg, seen) = b.fetch(vec![server.url("/f").as_str().into()]).await;
+    assert_eq!(reg.result(), BackgroundFetchResult::Success);
+    assert!(
+        seen.bodies[0].as_deref() == Some(&new[..]),
+        "the new resource, from scratch"
+    );
+    assert_eq!(server.requests()[1].header("if-range"), Some("\"v1\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_without_range_support_restarts_from_scratch() {
+    let data = pattern(600_000);
+    let res = Resource::new(data.clone()).no_ranges();
+    let server = TestServer::http(move |r| {
+        let reply = res.reply(r);
+        if r.index == 0 {
+            reply.fault(Fault::ResetAt(250_000))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let net = host(config(None));
+    let b = bed(&net, &server.origin()).await;
+    let (reg, seen) = b.fetch(vec![server.url("/f").as_str().into()]).await;
+    assert_eq!(reg.result(), BackgroundFetchResult::Success);
+    assert!(seen.bodies[0].as_deref() == Some(&data[..]));
+    assert_eq!(
+        reg.downloaded(),
+        data.len() as u64,
+        "the first attempt's bytes were dropped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gzip_download_cut_short_resumes_in_identity() {
+    let data = pattern(1_500_000);
+    let res = Resource::new(data.clone()).gzip();
+    let server = TestServer::http(move |r| {
+        let reply = res.reply(r);
+        if r.index == 0 {
+            let n = reply.body.len() / 3;
+            reply.fault(Fault::ResetAt(n))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let net = host(config(None));
+    let b = bed(&net, &server.origin()).await;
+    let (reg, seen) = b.fetch(vec![server.url("/z").as_str().into()]).await;
+    assert_eq!(reg.result(), BackgroundFetchResult::Success);
+    assert!(seen.bodies[0].as_deref() == Some(&data[..]));
+    assert_eq!(
+        server.requests()[1].header("accept-encoding"),
+        Some("identity")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_failing_cors_is_not_leaked_through_the_engine() {
+    // WPT "Responses failing CORS checks are not leaked": downloaded stays 0, the record's
+    // responseReady rejects, and the fetch fails with fetch-error.
+    let server = TestServer::http(|_| Reply::ok(pattern(100_000))).await;
+    let net = host(config(None));
+    let b = bed(&net, "https://app.test").await;
+    let (reg, seen) = b
+        .fetch(vec![server.url("/feature-name.txt").as_str().into()])
+        .await;
+    assert_eq!(seen.kind, Some(FunctionalEventKind::Fail));
+    assert_eq!(
+        reg.failure_reason(),
+        BackgroundFetchFailureReason::FetchError
+    );
+    assert_eq!(seen.bodies, vec![None]);
+    assert_eq!(seen.downloaded, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn put_with_an_allowed_preflight_succeeds_through_the_engine() {
+    // WPT "Requests with PUT method require CORS Preflight and succeed." (Chromium fails it.)
+    let server = TestServer::http(|_| {
+        Reply::ok("Background Fetch")
+            .acao("*")
+            .header("access-control-allow-methods", "PUT")
+    })
+    .await;
+    let net = host(config(None));
+    let b = bed(&net, "https://app.test").await;
+    let req = background_fetch::construct_request(
+        server.url("/feature-name.txt").as_str().into(),
+        RequestInit {
+            method: Some("PUT".into()),
+            ..Default::default()
+        },
+        &Url::parse("https://app.test/").unwrap(),
+    )
+    .unwrap();
+    let (reg, seen) = b.fetch(vec![req.into()]).await;
+    assert_eq!(
+        reg.result(),
+        BackgroundFetchResult::Success,
+        "{:?}",
+        reg.failure_reason()
+    );
+    assert_eq!(seen.bodies, vec![Some(b"Background Fetch".to_vec())]);
+    let methods: Vec<String> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["OPTIONS", "PUT"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_is_streamed_from_the_store_and_counted() {
+    let server = TestServer::http(|r| Reply::ok(r.body.clone())).await;
+    let net = host(config(None));
+    let b = bed(&net, &server.origin()).await;
+    let body = pattern(300_000).to_vec();
+    let req = background_fetch::construct_request(
+        server.url("/upload").as_str().into(),
+        RequestInit {
+            method: Some("POST".into()),
+            body: Some(body.clone().into()),
+            content_type: Some("application/octet-stream".into()),
+            ..Default::default()
+        },
+        &server.url("/"),
+    )
+    .unwrap();
+    let (reg, seen) = b.fetch(vec![req.into()]).await;
+    assert_eq!(reg.result(), BackgroundFetchResult::Success);
+    assert_eq!(reg.uploaded(), body.len() as u64);
+    assert_eq!(seen.bodies, vec![Some(body.clone())]);
+    assert_eq!(server.requests()[0].body, body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_waits_while_offline_and_resumes_when_the_probe_finds_the_network() {
+    use crate::errors::ScriptedResolver;
+    use background_fetch_hyper::ResolveErrorKind;
+    let data = pattern(200_000);
+    let res = Resource::new(data.clone());
+    let server = TestServer::http(move |r| res.reply(r)).await;
+    // Name resolution is unavailable twice (the network is "down"), then works.
+    let resolver = ScriptedResolver::new(vec![
+        Err(ResolveErrorKind::Unavailable),
+        Err(ResolveErrorKind::Unavailable),
+        Ok(vec![server.addr]),
+    ]);
+    let mut c = config(None);
+    c.resolver = Some(resolver.clone());
+    c.connectivity.probe_interval = Duration::from_secs(30);
+    c.connectivity.recheck_after = None;
+    let net = host(c);
+    let origin = format!("http://a.localhost:{}", server.port());
+    let b = bed(&net, &origin).await;
+    let _link = net.drive_engine(&b.engine);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    let mut changes = net.connectivity().changes();
+    let _recorder = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(online) = changes.next().await {
+            log2.lock().unwrap().push(online);
+        }
+    });
+    let (reg, seen) = b.fetch(vec![format!("{origin}/f").as_str().into()]).await;
+    assert_eq!(reg.result(), BackgroundFetchResult::Success);
+    assert!(seen.bodies[0].as_deref() == Some(&data[..]));
+    assert_eq!(*log.lock().unwrap(), vec![true, false, true]);
+    assert!(b.engine.is_online());
+    assert_eq!(server.count(), 1, "nothing was sent while offline");
+    assert!(resolver.calls.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+}
