@@ -255,6 +255,11 @@ impl Test {
         self.inner.clock.sleep(Duration::from_millis(ms))
     }
 
+    /// The virtual time since the page was created.
+    pub fn now(&self) -> Duration {
+        self.inner.clock.now_duration()
+    }
+
     /// `uniqueId()`: `'id0'`, `'id1'`, ...
     pub fn unique_id(&self) -> String {
         format!("id{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst))

@@ -228,15 +228,86 @@ pub fn run_under_libtest(file: &UpstreamFile, name: &str) {
     }
 }
 
-/// Runs every subtest of `files` and prints, per file and in total, `N passed, M failed
-/// (K expected failures)`. Returns whether every result was expected (and every expectation
-/// file and the catalogue counts are consistent).
-pub fn summary(files: &[&UpstreamFile]) -> bool {
-    let mut ok = true;
-    let (mut passed, mut failed, mut expected_failures, mut unexpected) = (0, 0, 0, 0);
-    let mut hand_written = 0;
+/// The totals of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Subtests that passed.
+    pub passed: usize,
+    /// Subtests that failed (expected or not).
+    pub failed: usize,
+    /// Failures the expectations list as FAIL.
+    pub expected_failures: usize,
+    /// Failures expected to pass, and passes expected to fail.
+    pub unexpected: usize,
+    /// Expectation files that do not list exactly their file's subtests.
+    pub bad_expectation_files: usize,
+}
+
+/// Runs every subtest of `files` against its expectations, printing each result and a line
+/// `N passed, M failed (K expected failures)` per file.
+pub fn run_files(files: &[&UpstreamFile]) -> Totals {
+    let mut totals = Totals::default();
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
+    for file in files {
+        println!("{}", file.file);
+        let expectations = match check_expectations(file) {
+            Ok(e) => e,
+            Err(e) => {
+                println!("  {e}");
+                totals.bad_expectation_files += 1;
+                continue;
+            }
+        };
+        let (mut p, mut f, mut k) = (0, 0, 0);
+        for subtest in file.subtests {
+            let expected = &expectations.subtests[subtest.name];
+            let outcome = run_subtest(file, subtest);
+            let reason = expected.reason.as_deref().unwrap_or_default();
+            let (status, notes) = match (&outcome, expected.status) {
+                (Outcome::Pass, Status::Pass) => {
+                    p += 1;
+                    ("PASS", vec![])
+                }
+                (Outcome::Pass, Status::Fail) => {
+                    p += 1;
+                    totals.unexpected += 1;
+                    ("PASS", vec![format!("UNEXPECTED: expected FAIL: {reason}")])
+                }
+                (Outcome::Fail(m), Status::Fail) => {
+                    f += 1;
+                    k += 1;
+                    (
+                        "FAIL",
+                        vec![format!("expected: {reason}"), format!("got: {m}")],
+                    )
+                }
+                (Outcome::Fail(m), Status::Pass) => {
+                    f += 1;
+                    totals.unexpected += 1;
+                    ("FAIL", vec!["UNEXPECTED".to_owned(), format!("got: {m}")])
+                }
+            };
+            println!("  {status}  {}", subtest.name);
+            for note in notes {
+                println!("          {note}");
+            }
+        }
+        println!("  {p} passed, {f} failed ({k} expected failures)");
+        totals.passed += p;
+        totals.failed += f;
+        totals.expected_failures += k;
+    }
+    std::panic::set_hook(previous_hook);
+    totals
+}
+
+/// Checks that `files` are the catalogued files with their catalogued subtest counts, runs
+/// them ([`run_files`]) and prints the closing `Total: N passed, M failed (K expected
+/// failures)`. Returns whether everything was as expected.
+pub fn summary(files: &[&UpstreamFile]) -> bool {
+    let mut ok = true;
+    let mut hand_written = 0;
     for (catalogued, count) in CATALOGUE.iter() {
         match files.iter().find(|f| f.file == *catalogued) {
             None => {
@@ -254,64 +325,36 @@ pub fn summary(files: &[&UpstreamFile]) -> bool {
             Some(_) => {}
         }
     }
+    if files.len() != CATALOGUE.len() {
+        println!(
+            "{} files, the catalogue lists {}",
+            files.len(),
+            CATALOGUE.len()
+        );
+        ok = false;
+    }
     if hand_written != HAND_WRITTEN {
         println!("{hand_written} hand-written subtests, the catalogue lists {HAND_WRITTEN}");
         ok = false;
     }
-    for file in files {
-        println!("{}", file.file);
-        let expectations = match check_expectations(file) {
-            Ok(e) => e,
-            Err(e) => {
-                println!("  {e}");
-                ok = false;
-                continue;
-            }
-        };
-        let (mut p, mut f, mut k) = (0, 0, 0);
-        for subtest in file.subtests {
-            let expected = &expectations.subtests[subtest.name];
-            let outcome = run_subtest(file, subtest);
-            let reason = expected.reason.as_deref().unwrap_or_default();
-            let (status, notes) = match (&outcome, expected.status) {
-                (Outcome::Pass, Status::Pass) => {
-                    p += 1;
-                    ("PASS", vec![])
-                }
-                (Outcome::Pass, Status::Fail) => {
-                    p += 1;
-                    unexpected += 1;
-                    ("PASS", vec![format!("UNEXPECTED: expected FAIL: {reason}")])
-                }
-                (Outcome::Fail(m), Status::Fail) => {
-                    f += 1;
-                    k += 1;
-                    (
-                        "FAIL",
-                        vec![format!("expected: {reason}"), format!("got: {m}")],
-                    )
-                }
-                (Outcome::Fail(m), Status::Pass) => {
-                    f += 1;
-                    unexpected += 1;
-                    ("FAIL", vec!["UNEXPECTED".to_owned(), format!("got: {m}")])
-                }
-            };
-            println!("  {status}  {}", subtest.name);
-            for note in notes {
-                println!("          {note}");
-            }
-        }
-        println!("  {p} passed, {f} failed ({k} expected failures)");
-        passed += p;
-        failed += f;
-        expected_failures += k;
-    }
-    std::panic::set_hook(previous_hook);
-    if unexpected > 0 {
-        println!("{unexpected} unexpected results");
+    let totals = run_files(files);
+    if totals.unexpected > 0 {
+        println!("{} unexpected results", totals.unexpected);
         ok = false;
     }
-    println!("Total: {passed} passed, {failed} failed ({expected_failures} expected failures)");
+    if totals.bad_expectation_files > 0 {
+        println!(
+            "{} inconsistent expectation files",
+            totals.bad_expectation_files
+        );
+        ok = false;
+    }
+    println!(
+        "Total: {} passed, {} failed ({} expected failures)",
+        totals.passed, totals.failed, totals.expected_failures
+    );
     ok
 }
+
+#[cfg(test)]
+mod self_tests;
