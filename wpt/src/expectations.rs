@@ -8,10 +8,13 @@
 //!   [Some subtest]
 //!     expected: FAIL
 //!     reason: what is wrong, and where (an engine bug, a gap, or why it cannot apply)
+//!   [Another subtest]
+//!     expected: PASS
+//!     note: how the port differs from upstream, if it does
 //! ```
 //!
 //! Every subtest of the file has exactly one entry; every entry names a subtest; a FAIL has a
-//! reason. `]` and `\` in a subtest name are escaped with a backslash. Lines starting with `#`
+//! reason; a `note:` documents a difference from upstream that does not change the status. `]` and `\` in a subtest name are escaped with a backslash. Lines starting with `#`
 //! are comments.
 
 use std::collections::BTreeMap;
@@ -42,6 +45,8 @@ pub struct Expectation {
     pub status: Status,
     /// Why (required for FAIL).
     pub reason: Option<String>,
+    /// How the port differs from upstream, if it does.
+    pub note: Option<String>,
 }
 
 /// The parsed expectations of one upstream file.
@@ -73,6 +78,13 @@ pub fn escape(name: &str) -> String {
     name.replace('\\', "\\\\").replace(']', "\\]")
 }
 
+struct Entry {
+    name: String,
+    status: Option<Status>,
+    reason: Option<String>,
+    note: Option<String>,
+}
+
 fn heading(line: &str) -> Option<String> {
     let inner = line.strip_prefix('[')?.strip_suffix(']')?;
     Some(unescape(inner))
@@ -82,18 +94,34 @@ impl Expectations {
     /// Parses an expectation file.
     pub fn parse(text: &str) -> Result<Expectations, String> {
         let mut out = Expectations::default();
-        let mut current: Option<(String, Option<Status>, Option<String>)> = None;
-        let finish = |current: &mut Option<(String, Option<Status>, Option<String>)>,
-                      out: &mut Expectations|
-         -> Result<(), String> {
-            if let Some((name, status, reason)) = current.take() {
+        let mut current: Option<Entry> = None;
+        let finish = |current: &mut Option<Entry>, out: &mut Expectations| -> Result<(), String> {
+            if let Some(Entry {
+                name,
+                status,
+                reason,
+                note,
+            }) = current.take()
+            {
                 let status = status.ok_or_else(|| format!("[{name}] has no `expected:`"))?;
+                if status == Status::Pass && reason.is_some() {
+                    return Err(format!(
+                        "[{name}] is expected to PASS but has a `reason:` (use `note:`)"
+                    ));
+                }
                 if status == Status::Fail && reason.as_deref().unwrap_or("").trim().is_empty() {
                     return Err(format!("[{name}] is expected to FAIL without a `reason:`"));
                 }
                 if out
                     .subtests
-                    .insert(name.clone(), Expectation { status, reason })
+                    .insert(
+                        name.clone(),
+                        Expectation {
+                            status,
+                            reason,
+                            note,
+                        },
+                    )
                     .is_some()
                 {
                     return Err(format!("[{name}] is listed twice"));
@@ -120,7 +148,12 @@ impl Expectations {
                 2 => {
                     finish(&mut current, &mut out)?;
                     let h = heading(trimmed).ok_or_else(|| at("expected a [subtest] heading"))?;
-                    current = Some((h, None, None));
+                    current = Some(Entry {
+                        name: h,
+                        status: None,
+                        reason: None,
+                        note: None,
+                    });
                 }
                 4 => {
                     let Some(cur) = current.as_mut() else {
@@ -132,13 +165,14 @@ impl Expectations {
                     let value = value.trim();
                     match key.trim() {
                         "expected" => {
-                            cur.1 = Some(match value {
+                            cur.status = Some(match value {
                                 "PASS" => Status::Pass,
                                 "FAIL" => Status::Fail,
                                 other => return Err(at(&format!("unknown status {other}"))),
                             })
                         }
-                        "reason" => cur.2 = Some(value.to_owned()),
+                        "reason" => cur.reason = Some(value.to_owned()),
+                        "note" => cur.note = Some(value.to_owned()),
                         other => return Err(at(&format!("unknown key {other}"))),
                     }
                 }
@@ -190,6 +224,9 @@ mod tests {
         assert!(e.check_covers("f.js", &["a ] b"]).is_err());
         assert!(e.check_covers("f.js", &["a ] b", "c", "d"]).is_err());
         assert!(Expectations::parse("[f]\n  [x]\n    expected: FAIL\n").is_err());
+        assert!(Expectations::parse("[f]\n  [x]\n    expected: PASS\n    reason: r\n").is_err());
+        let n = Expectations::parse("[f]\n  [x]\n    expected: PASS\n    note: n\n").unwrap();
+        assert_eq!(n.subtests["x"].note.as_deref(), Some("n"));
         assert!(
             Expectations::parse("[f]\n  [x]\n    expected: PASS\n  [x]\n    expected: PASS\n")
                 .is_err()

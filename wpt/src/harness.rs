@@ -11,7 +11,7 @@
 //! message from an earlier subtest can leak into [`Test::get_message_from_service_worker`]).
 
 use crate::cors::CorsNetwork;
-use crate::server::{HTTPS_REMOTE_ORIGIN, ORIGIN, REMOTE_HOST, WptServer};
+use crate::server::{HTTPS_REMOTE_ORIGIN, ORIGIN, REMOTE_HOST, Timing, WptServer};
 use crate::service_workers::{Message, Script, ServiceWorkerGlobal};
 use background_fetch::testing::{
     Executor, RecordingUi, RecordingWorker, Resource, ScriptedNetwork, TestPermission, TestQuota,
@@ -121,6 +121,7 @@ impl Test {
         let executor = Executor::new();
         let clock = VirtualClock::new();
         let server = WptServer::new(ScriptedNetwork::new(clock.clone()));
+        server.set_timing(Timing::from_env());
         let stem = file.strip_suffix(".js").unwrap_or(file);
         let page_path = format!("/background-fetch/{stem}.html");
         server.add_file(

@@ -93,6 +93,50 @@ pub struct WptServer {
     network: ScriptedNetwork,
     files: Arc<Mutex<BTreeMap<String, Route>>>,
     log: Arc<Mutex<Vec<ServerLogEntry>>>,
+    timing: Arc<Mutex<Timing>>,
+}
+
+/// How fast the server answers (on virtual time). The default answers at once in one chunk,
+/// like a local `wptserve`; [`Timing::slow`] makes every transfer trickle, to check that the
+/// subtests do not depend on everything arriving at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Bytes per body chunk.
+    pub chunk_size: usize,
+    /// Virtual time before each chunk.
+    pub chunk_delay: Duration,
+    /// Virtual time before each response head (added to `slow.py`'s own delay).
+    pub head_delay: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            chunk_size: 16 * 1024,
+            chunk_delay: Duration::ZERO,
+            head_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Timing {
+    /// One byte per chunk, 7 ms apart, heads after 30 ms.
+    pub fn slow() -> Self {
+        Timing {
+            chunk_size: 1,
+            chunk_delay: Duration::from_millis(7),
+            head_delay: Duration::from_millis(30),
+        }
+    }
+
+    /// The timing named by the environment variable `BGF_WPT_NETWORK` (`slow`), else the
+    /// default.
+    pub fn from_env() -> Self {
+        match std::env::var("BGF_WPT_NETWORK").as_deref() {
+            Ok("slow") => Timing::slow(),
+            _ => Timing::default(),
+        }
+    }
 }
 
 fn text_file(body: &'static [u8], content_type: &str) -> Resource {
@@ -106,6 +150,7 @@ impl WptServer {
             network,
             files: Arc::default(),
             log: Arc::default(),
+            timing: Arc::default(),
         };
         server.add_file(
             "/",
@@ -138,6 +183,11 @@ impl WptServer {
 
     fn add_route(&self, path: &str, route: Route) {
         self.files.lock().unwrap().insert(path.to_owned(), route);
+    }
+
+    /// Sets how fast the server answers.
+    pub fn set_timing(&self, timing: Timing) {
+        *self.timing.lock().unwrap() = timing;
     }
 
     /// The scripted network behind the server (chunking, faults, holds, its own log).
@@ -247,6 +297,13 @@ impl NetworkHost for WptServer {
         });
         match self.answer(&method, &url, &request.request.headers) {
             Answer::Scripted(resource) => {
+                let timing = *self.timing.lock().unwrap();
+                let resource = Resource {
+                    head_delay: resource.head_delay + timing.head_delay,
+                    ..resource
+                }
+                .chunk_size(timing.chunk_size)
+                .chunk_delay(timing.chunk_delay);
                 self.network.serve(url.as_str(), resource);
                 self.network.fetch(request)
             }
