@@ -311,16 +311,16 @@ impl Test {
         );
         global.install(&self.inner.worker);
         self.inner.worker.set_active(&id, false);
-        self.pending_worker(id.clone(), global);
+        self.inner
+            .installing
+            .lock()
+            .unwrap()
+            .push((id.clone(), global));
         ServiceWorkerRegistration {
             background_fetch: self.inner.page.background_fetch(&id),
             id,
             active: None,
         }
-    }
-
-    fn pending_worker(&self, id: ServiceWorkerRegistrationId, global: Arc<ServiceWorkerGlobal>) {
-        self.inner.installing.lock().unwrap().push((id, global));
     }
 
     /// `wait_for_state(test, registration.installing, 'activated')`: the worker activates.

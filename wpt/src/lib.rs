@@ -56,9 +56,9 @@ pub struct UpstreamFile {
     pub subtests: &'static [Subtest],
 }
 
-/// Every upstream file the port covers, with its number of hand-written subtests (catalogue
-/// §1): the 11 current files, Chromium's two newer ones, and the IDL check standing for the
-/// generated `idlharness.https.any.js`.
+/// Every upstream file the port covers, with its number of subtests (catalogue §1): the ten
+/// current hand-written files, Chromium's two newer ones, and the IDL check standing for the
+/// eleventh current file, the generated `idlharness.https.any.js`.
 pub const CATALOGUE: [(&str, usize); 13] = [
     ("abort.https.window.js", 3),
     ("content-security-policy.https.window.js", 1),
