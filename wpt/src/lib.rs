@@ -247,8 +247,7 @@ pub struct Totals {
 /// `N passed, M failed (K expected failures)` per file.
 pub fn run_files(files: &[&UpstreamFile]) -> Totals {
     let mut totals = Totals::default();
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let _quiet = QuietPanics::on_this_thread();
     for file in files {
         println!("{}", file.file);
         let expectations = match check_expectations(file) {
@@ -298,8 +297,38 @@ pub fn run_files(files: &[&UpstreamFile]) -> Totals {
         totals.failed += f;
         totals.expected_failures += k;
     }
-    std::panic::set_hook(previous_hook);
     totals
+}
+
+std::thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Silences the panic hook on the current thread while it lives (failed assertions are
+/// reported by the summary instead). Other threads, such as concurrent libtest tests, keep
+/// their output.
+struct QuietPanics;
+
+impl QuietPanics {
+    fn on_this_thread() -> QuietPanics {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !QUIET.with(|q| q.get()) {
+                    previous(info);
+                }
+            }));
+        });
+        QUIET.with(|q| q.set(true));
+        QuietPanics
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        QUIET.with(|q| q.set(false));
+    }
 }
 
 /// Checks that `files` are the catalogued files with their catalogued subtest counts, runs
