@@ -379,6 +379,10 @@ pub fn summary(files: &[&UpstreamFile]) -> bool {
         ok = false;
     }
     println!(
+        "\n{hand_written} hand-written upstream subtests and the IDL check ({} files)",
+        files.len()
+    );
+    println!(
         "Total: {} passed, {} failed ({} expected failures)",
         totals.passed, totals.failed, totals.expected_failures
     );
