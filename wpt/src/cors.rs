@@ -318,15 +318,17 @@ pub fn cors_filtered_response(
         }
         expose_all
             || SAFELISTED_RESPONSE_HEADERS.contains(&name)
-            || name == "content-range"
             || exposed.iter().any(|h| h.eq_ignore_ascii_case(name))
     };
-    head.headers = head
+    let filtered: HeaderList = head
         .headers
         .iter()
         .filter(|(n, _)| keep(n))
         .map(|(n, v)| (n.to_owned(), v.to_vec()))
         .collect();
+    // The unfiltered validators stay with the head, unexposed, for resumption.
+    head.resume_headers = ResponseHead::resume_headers_from(&head.headers, &filtered);
+    head.headers = filtered;
     head.response_type = ResponseType::Cors;
     head
 }
@@ -452,6 +454,7 @@ mod tests {
             headers: headers.iter().copied().collect(),
             url_list: vec![],
             response_type: ResponseType::Basic,
+            resume_headers: Default::default(),
         }
     }
 

@@ -162,6 +162,67 @@ fn a_response_failing_cors_is_requested_but_never_counted() {
     assert_eq!(log[0].method, "GET");
 }
 
+/// Runs a cross-origin download of a CORS-enabled file that resets after 5 bytes, with the
+/// resource's `ETag` changed on the resumed request when `changed`; returns the event type and
+/// the text the service worker read.
+/// The event type and the texts the service worker read.
+type ResumeOutcome = (String, Vec<Option<String>>);
+
+fn cross_origin_resume(changed: bool) -> ResumeOutcome {
+    use background_fetch::testing::{Fault, Resource};
+    let path = "/background-fetch/resources/versioned.txt";
+    let url = format!("{HTTPS_REMOTE_ORIGIN}{path}");
+    let got: std::sync::Arc<std::sync::Mutex<Option<ResumeOutcome>>> = Default::default();
+    let (u, g) = (url.clone(), got.clone());
+    let (t, _) = run(move |t| {
+        let resource = Resource::ok(bytes::Bytes::from_static(b"Background Fetch"))
+            .header("Access-Control-Allow-Origin", "*")
+            .header("ETag", "\"v1\"");
+        t.server().add_file(path, resource);
+        t.server()
+            .network()
+            .fault_next(&u, vec![Fault::ResetAfter(5)]);
+        if changed {
+            t.server()
+                .network()
+                .fault_next(&u, vec![Fault::ETag("\"v2\"".into())]);
+        }
+        Box::pin(async move {
+            let bgf = t.background_fetch_test("sw.js").await;
+            bgf.fetch("x", u, Default::default()).await.unwrap();
+            let m = t.get_message_from_service_worker().await.event();
+            let texts = m.results.into_iter().map(|r| r.map(|r| r.text)).collect();
+            *g.lock().unwrap() = Some((m.r#type, texts));
+        })
+    });
+    let resumed = t.server().network().requests_for(&url);
+    assert_eq!(resumed.len(), 2, "one reset, one resumed request");
+    assert_eq!(resumed[1].range_start, Some(5));
+    assert_eq!(
+        resumed[1].etag.as_deref(),
+        Some("\"v1\""),
+        "If-Range uses the unfiltered ETag"
+    );
+    let got = got.lock().unwrap().take();
+    got.expect("the service worker posted a message")
+}
+
+#[test]
+fn a_cross_origin_resume_keeps_its_validators_unexposed() {
+    let (event, texts) = cross_origin_resume(false);
+    assert_eq!(event, "backgroundfetchsuccess");
+    assert_eq!(texts, vec![Some("Background Fetch".to_owned())]);
+}
+
+#[test]
+fn a_cross_origin_resume_detects_a_changed_resource() {
+    let (event, _) = cross_origin_resume(true);
+    assert_eq!(
+        event, "backgroundfetchfail",
+        "bytes of two versions are never spliced"
+    );
+}
+
 #[test]
 fn same_origin_responses_are_basic_and_unfiltered() {
     run(|t| {

@@ -316,6 +316,7 @@ impl NetworkHost for WptServer {
                     headers,
                     url_list: vec![url],
                     response_type: ResponseType::Basic,
+                    resume_headers: Default::default(),
                 };
                 let mut events = vec![NetworkEvent::Response(head)];
                 if !body.is_empty() {

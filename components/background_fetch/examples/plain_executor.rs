@@ -75,6 +75,7 @@ impl NetworkHost for Origin {
             headers,
             url_list: vec![request.request.url.clone()],
             response_type: ResponseType::Basic,
+            resume_headers: Default::default(),
         };
         let rest = body.slice(start..);
         let chunks: Vec<NetworkEvent> = rest

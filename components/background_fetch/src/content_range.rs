@@ -130,12 +130,14 @@ pub fn parse_unsatisfied_content_range(value: &[u8]) -> Option<u64> {
 }
 
 /// Whether `response`'s `ETag` and `Last-Modified` agree with `previous`'s, as step 4.1 of
-/// "validate a partial response" checks them.
+/// "validate a partial response" checks them. Both are read through
+/// [`ResponseHead::validation_headers`], so a CORS-filtered response is checked against its
+/// unfiltered validators.
 pub fn validators_match(previous: &ResponseHead, response: &ResponseHead) -> bool {
-    ["etag", "last-modified"].iter().all(|h| {
-        !previous.headers.contains(h)
-            || previous.headers.get_combined(h) == response.headers.get_combined(h)
-    })
+    let (previous, response) = (previous.validation_headers(), response.validation_headers());
+    ["etag", "last-modified"]
+        .iter()
+        .all(|h| !previous.contains(h) || previous.get_combined(h) == response.get_combined(h))
 }
 
 /// Why a partial response was refused (for logs and the `fetch-error` message).
@@ -170,7 +172,7 @@ pub fn validate_partial_response(
     // 2. Let responseFirstBytePos, responseLastBytePos, and responseCompleteLength be the
     //    result of extracting content-range values from partialResponse. If this fails, then
     //    return invalid.
-    let range = extract_content_range_values(&partial_response.headers)
+    let range = extract_content_range_values(&partial_response.validation_headers())
         .ok_or(PartialResponseInvalid::BadContentRange)?;
     // 3. If responseFirstBytePos does not equal expectedRangeStart, then return invalid.
     if range.first_byte_pos != expected_range_start {
@@ -191,7 +193,7 @@ pub fn validate_partial_response(
             // 4.2.1. Let previousResponseFirstBytePos, previousResponseLastBytePos, and
             //        previousResponseCompleteLength be the result of extracting content-range
             //        values from previousResponse. If this fails, then return invalid.
-            let prev = extract_content_range_values(&previous.headers)
+            let prev = extract_content_range_values(&previous.validation_headers())
                 .ok_or(PartialResponseInvalid::BadPreviousContentRange)?;
             // 4.2.2. If previousResponseCompleteLength is not null, and
             //        responseCompleteLength does not equal previousResponseCompleteLength,
@@ -217,6 +219,7 @@ mod tests {
             headers: headers.iter().copied().collect(),
             url_list: vec![],
             response_type: Default::default(),
+            resume_headers: Default::default(),
         }
     }
 
@@ -367,6 +370,46 @@ mod tests {
                 Some(&prev_bad)
             ),
             Err(PartialResponseInvalid::BadPreviousContentRange)
+        );
+    }
+
+    #[test]
+    fn validation_reads_the_unfiltered_resume_headers() {
+        // A CORS-filtered head: ETag and Content-Range only in `resume_headers`.
+        let filtered = |etag: &str, range: Option<&str>| {
+            let mut h = head(
+                if range.is_some() { 206 } else { 200 },
+                &[("content-type", "text/plain")],
+            );
+            h.resume_headers.append("etag", etag);
+            if let Some(r) = range {
+                h.resume_headers.append("content-range", r);
+            }
+            h
+        };
+        let first = filtered("\"v1\"", None);
+        assert!(
+            validate_partial_response(5, &filtered("\"v1\"", Some("bytes 5-9/10")), Some(&first))
+                .is_ok()
+        );
+        assert_eq!(
+            validate_partial_response(5, &filtered("\"v2\"", Some("bytes 5-9/10")), Some(&first)),
+            Err(PartialResponseInvalid::ValidatorMismatch)
+        );
+        assert!(!first.validation_headers().is_empty() && !first.headers.contains("etag"));
+        assert_eq!(
+            ResponseHead::resume_headers_from(
+                &[
+                    ("ETag", "x"),
+                    ("Content-Type", "t"),
+                    ("content-range", "bytes 0-0/1")
+                ]
+                .into_iter()
+                .collect(),
+                &[("content-type", "t")].into_iter().collect()
+            )
+            .len(),
+            2
         );
     }
 

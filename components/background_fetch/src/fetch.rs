@@ -590,9 +590,53 @@ pub struct ResponseHead {
     pub url_list: Vec<Url>,
     /// The type.
     pub response_type: ResponseType,
+    /// For a response whose `headers` were CORS-filtered: the unfiltered `Content-Range`,
+    /// `ETag` and `Last-Modified`, which the engine needs to validate a resumption ("validate a
+    /// partial response") and to send `If-Range`. Never exposed to script. Empty when
+    /// `headers` is not filtered.
+    #[serde(default, skip_serializing_if = "HeaderList::is_empty")]
+    pub resume_headers: HeaderList,
 }
 
+/// The headers [`ResponseHead::resume_headers`] may carry.
+pub const RESUME_HEADERS: [&str; 3] = ["content-range", "etag", "last-modified"];
+
 impl ResponseHead {
+    /// The header list resumption is validated against: `headers`, with the unfiltered
+    /// values of `resume_headers` taking precedence.
+    pub fn validation_headers(&self) -> std::borrow::Cow<'_, HeaderList> {
+        if self.resume_headers.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.headers);
+        }
+        let mut merged = self.headers.clone();
+        for name in RESUME_HEADERS {
+            if self.resume_headers.contains(name) {
+                merged.delete(name);
+                for (n, v) in self.resume_headers.iter().filter(|(n, _)| *n == name) {
+                    merged.append(n, v);
+                }
+            }
+        }
+        std::borrow::Cow::Owned(merged)
+    }
+
+    /// The unfiltered resume headers of `unfiltered` that `filtered` lacks (for a network host
+    /// that CORS-filters a response's headers).
+    pub fn resume_headers_from(unfiltered: &HeaderList, filtered: &HeaderList) -> HeaderList {
+        let mut out = HeaderList::new();
+        for name in RESUME_HEADERS {
+            if !filtered.contains(name) {
+                for (n, v) in unfiltered
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    out.append(n, v);
+                }
+            }
+        }
+        out
+    }
+
     /// The response's URL: the last URL of its URL list.
     pub fn url(&self) -> Option<&Url> {
         self.url_list.last()

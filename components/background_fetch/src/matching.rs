@@ -111,6 +111,7 @@ mod tests {
             headers: h,
             url_list: vec![],
             response_type: Default::default(),
+            resume_headers: Default::default(),
         }
     }
 

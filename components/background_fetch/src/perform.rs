@@ -365,9 +365,12 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
         }
         let validators = response_data
             .response()
-            .map(|h| Validators {
-                etag: h.headers.get_str("etag"),
-                last_modified: h.headers.get_str("last-modified"),
+            .map(|h| {
+                let v = h.validation_headers();
+                Validators {
+                    etag: v.get_str("etag"),
+                    last_modified: v.get_str("last-modified"),
+                }
             })
             .unwrap_or_default();
         let body = request.body_length.map(|length| RequestBodySource {
@@ -592,7 +595,7 @@ async fn attempt(
                 if h.status == 416
                     && range_start > 0
                     && let Some(previous) = response_data.response()
-                    && h.headers
+                    && h.validation_headers()
                         .get_first("content-range")
                         .and_then(parse_unsatisfied_content_range)
                         == Some(range_start)
@@ -728,7 +731,7 @@ async fn attempt(
                 if h.status == 206 {
                     // 7.1.1. Let firstBytePos, lastBytePos, and completeLength be the result of
                     //        extracting content-range values from response.
-                    let range = extract_content_range_values(&h.headers);
+                    let range = extract_content_range_values(&h.validation_headers());
                     let len = response_data.len();
                     // 7.1.2. If completeLength is not null and equal to the length of
                     //        responseData's bytes, set responseData's result to "success".

@@ -310,11 +310,6 @@ const SAFELISTED_RESPONSE_HEADERS: [&str; 7] = [
 /// Headers the engine needs to resume a download ("validate a partial response" and
 /// `If-Range`), kept in a CORS filtered response even when not exposed.
 ///
-/// AD-HOC: the seam has one header list per response head; Fetch would keep these in the
-/// internal response and filter them from the exposed one. The engine strips `Content-Range`
-/// itself before exposing a response; `ETag` stays visible to script.
-const KEPT_FOR_RESUME: [&str; 3] = ["content-range", "etag", "last-modified"];
-
 /// The header list of a CORS filtered response (and, for any response, without the forbidden
 /// response-header names).
 ///
@@ -336,7 +331,6 @@ pub fn cors_filter(
             !is_forbidden_response_header(name)
                 && (all
                     || SAFELISTED_RESPONSE_HEADERS.contains(name)
-                    || KEPT_FOR_RESUME.contains(name)
                     || exposed.iter().any(|h| h == name))
         })
         .collect()
@@ -571,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_keeps_safelisted_exposed_and_resume_headers() {
+    fn filter_keeps_safelisted_and_exposed_headers_and_resume_headers_travel_apart() {
         let h: HeaderList = [
             ("content-type", "text/plain"),
             ("x-secret-header", "SuperSecretValue"),
@@ -588,13 +582,15 @@ mod tests {
             false,
         );
         let names: Vec<&str> = f.iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            ["content-type", "x-exposed", "etag", "content-range"]
-        );
+        assert_eq!(names, ["content-type", "x-exposed"]);
+        // The validators the engine resumes with travel unexposed beside the filtered list.
+        let resume = background_fetch::ResponseHead::resume_headers_from(&h, &f);
+        let names: Vec<&str> = resume.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["content-range", "etag"]);
         let f = cors_filter(&h, &map(&[("access-control-expose-headers", "*")]), false);
         assert_eq!(f.len(), 5);
+        // With credentials, `*` exposes nothing: only the safelisted content-type remains.
         let f = cors_filter(&h, &map(&[("access-control-expose-headers", "*")]), true);
-        assert_eq!(f.len(), 3);
+        assert_eq!(f.len(), 1);
     }
 }

@@ -396,6 +396,7 @@ impl<'a> Attempt<'a> {
                             headers: HeaderList::new(),
                             url_list: self.url_list.clone(),
                             response_type: ResponseType::OpaqueRedirect,
+                            resume_headers: Default::default(),
                         };
                         self.tx.event(NetworkEvent::Response(head)).await?;
                         return Ok(());
@@ -941,12 +942,20 @@ impl<'a> Attempt<'a> {
                 ResponseType::Basic,
             )
         };
+        // A filtered response keeps its unfiltered validators for the engine's resumption,
+        // unexposed (`ResponseHead::resume_headers`).
+        let resume_headers = if self.cors_tainting {
+            ResponseHead::resume_headers_from(&raw, &headers)
+        } else {
+            HeaderList::new()
+        };
         let head = ResponseHead {
             status,
             status_text,
             headers,
             url_list: self.url_list.clone(),
             response_type,
+            resume_headers,
         };
         tracing::debug!(status, url = %self.current_url(), ?coding, "response");
         self.tx.event(NetworkEvent::Response(head)).await?;

@@ -391,6 +391,7 @@ impl ScriptedNetwork {
             headers,
             url_list: vec![req.request.url.clone()],
             response_type: resource.response_type,
+            resume_headers: Default::default(),
         };
         if tx.send(NetworkEvent::Response(head)).await.is_err() {
             return;

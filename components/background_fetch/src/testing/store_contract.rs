@@ -59,6 +59,7 @@ pub fn head(status: u16) -> ResponseHead {
         headers,
         url_list: vec![Url::parse("https://example.com/r").expect("test URL")],
         response_type: ResponseType::Basic,
+        resume_headers: Default::default(),
     }
 }
 

@@ -257,8 +257,9 @@ async fn same_origin_mode_refuses_a_cross_origin_url_and_no_cors_is_refused() {
 
 #[tokio::test]
 async fn cors_resume_keeps_what_the_engine_needs_to_validate() {
-    // A cross-origin 206 that exposes nothing: Content-Range, ETag and Last-Modified stay in
-    // the head for "validate a partial response"; the rest is filtered.
+    // A cross-origin 206 that exposes nothing: Content-Range and ETag travel unexposed in
+    // `resume_headers` for "validate a partial response" (Last-Modified is safelisted, so it
+    // stays exposed); the rest is filtered.
     let res = Resource::new(pattern(5000))
         .header("access-control-allow-origin", "*")
         .header("x-private", "1");
@@ -271,8 +272,14 @@ async fn cors_resume_keeps_what_the_engine_needs_to_validate() {
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.status(), 206);
     let h = &o.head().headers;
-    assert!(h.contains("content-range") && h.contains("etag") && h.contains("last-modified"));
+    assert!(h.contains("last-modified"));
+    assert!(
+        !h.contains("content-range") && !h.contains("etag"),
+        "not exposed to script"
+    );
     assert!(!h.contains("x-private") && !h.contains("accept-ranges"));
+    let v = o.head().validation_headers();
+    assert!(v.contains("content-range") && v.contains("etag") && v.contains("last-modified"));
     assert_eq!(o.body, pattern(5000)[100..]);
     // Range: bytes=N- is safelisted and If-Range is the user agent's: no preflight.
     assert_eq!(server.count(), 1);
