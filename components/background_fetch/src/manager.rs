@@ -51,6 +51,16 @@ impl From<Vec<RequestInfo>> for Requests {
         Requests::Many(v)
     }
 }
+impl From<Vec<&str>> for Requests {
+    fn from(v: Vec<&str>) -> Self {
+        Requests::Many(v.into_iter().map(RequestInfo::from).collect())
+    }
+}
+impl From<Vec<String>> for Requests {
+    fn from(v: Vec<String>) -> Self {
+        Requests::Many(v.into_iter().map(RequestInfo::from).collect())
+    }
+}
 impl<const N: usize> From<[&str; N]> for Requests {
     fn from(v: [&str; N]) -> Self {
         Requests::Many(v.into_iter().map(RequestInfo::from).collect())
