@@ -392,6 +392,11 @@ fn open_database(
             });
         }
     }
+    if len > 0 && path.is_file() {
+        // Check the schema read-only first, so that a file we refuse is never written to
+        // (opening a redb file for writing marks it as open in its header).
+        precheck_read_only(path, config)?;
+    }
     file_len.store(len, Ordering::Relaxed);
     let backend = LenTracking {
         inner: DynBackend(backend),
@@ -404,6 +409,72 @@ fn open_database(
     Ok(db)
 }
 
+/// Checks the schema of an existing file without writing to it.
+fn precheck_read_only(path: &Path, config: &RedbStoreConfig) -> Result<(), OpenError> {
+    let db = match redb::Builder::new()
+        .set_cache_size(config.cache_size.min(1 << 20))
+        .open_read_only(path)
+    {
+        Ok(db) => db,
+        // A file that needs a repair (after a crash) cannot be opened read-only: the writable
+        // open repairs it, and the schema is checked after that.
+        Err(redb::DatabaseError::RepairAborted) => return Ok(()),
+        Err(e) => return Err(OpenError::db(path, e)),
+    };
+    let read = db
+        .begin_read()
+        .map_err(|e| OpenError::db(path, redb::Error::from(e)))?;
+    let tables: Vec<String> = read
+        .list_tables()
+        .map_err(|e| OpenError::db(path, redb::Error::from(e)))?
+        .map(|t| t.name().to_owned())
+        .collect();
+    if tables.is_empty() {
+        // An empty database: the writable open creates the schema.
+        return Ok(());
+    }
+    schema_version_ok(&read, &tables, path)
+}
+
+/// Whether the schema table says a version this build reads. Errors name `path`.
+fn schema_version_ok(
+    read: &redb::ReadTransaction,
+    tables: &[String],
+    path: &Path,
+) -> Result<(), OpenError> {
+    let err = |e: redb::Error| OpenError::db(path, e);
+    if !tables.iter().any(|t| t == "bgfetch_schema") {
+        return Err(OpenError::NotAStore {
+            path: path.to_owned(),
+            reason: format!(
+                "a redb database without a bgfetch_schema table (it has {})",
+                tables.join(", ")
+            ),
+        });
+    }
+    let t = read.open_table(SCHEMA).map_err(|e| err(e.into()))?;
+    let version = t
+        .get(VERSION_KEY)
+        .map_err(|e| err(e.into()))?
+        .map(|v| v.value());
+    match version {
+        None => Err(OpenError::Corrupt {
+            path: path.to_owned(),
+            reason: "the schema table has no version".into(),
+        }),
+        Some(v) if v > SCHEMA_VERSION => Err(OpenError::NewerSchema {
+            path: path.to_owned(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        Some(0) => Err(OpenError::Corrupt {
+            path: path.to_owned(),
+            reason: "invalid schema version 0".into(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Checks the schema table, creating it in a new file. Errors name `path`.
 fn check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
     let err = |e: redb::Error| OpenError::db(path, e);
@@ -413,37 +484,8 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
         .map_err(|e| err(e.into()))?
         .map(|t| t.name().to_owned())
         .collect();
-    if tables.iter().any(|t| t == "bgfetch_schema") {
-        let t = read.open_table(SCHEMA).map_err(|e| err(e.into()))?;
-        let version = t
-            .get(VERSION_KEY)
-            .map_err(|e| err(e.into()))?
-            .map(|v| v.value());
-        return match version {
-            None => Err(OpenError::Corrupt {
-                path: path.to_owned(),
-                reason: "the schema table has no version".into(),
-            }),
-            Some(v) if v > SCHEMA_VERSION => Err(OpenError::NewerSchema {
-                path: path.to_owned(),
-                found: v,
-                supported: SCHEMA_VERSION,
-            }),
-            Some(v) if v < 1 => Err(OpenError::Corrupt {
-                path: path.to_owned(),
-                reason: format!("invalid schema version {v}"),
-            }),
-            Some(_) => Ok(()),
-        };
-    }
     if !tables.is_empty() {
-        return Err(OpenError::NotAStore {
-            path: path.to_owned(),
-            reason: format!(
-                "a redb database without a bgfetch_schema table (it has {})",
-                tables.join(", ")
-            ),
-        });
+        return schema_version_ok(&read, &tables, path);
     }
     drop(read);
     // A new (or never initialised) file: create the schema.
