@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod faulty;
+pub mod hosts;
+pub mod http;
 
 use background_fetch::store::{FetchMeta, Store};
 use background_fetch::testing::store_contract;
