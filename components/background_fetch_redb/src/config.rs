@@ -12,8 +12,11 @@ pub struct RedbStoreConfig {
     /// browser component can afford. Larger caches speed up reading bodies back.
     pub cache_size: usize,
     /// Group commit by size: once this many appended body bytes are buffered (over every
-    /// record), they are committed before the append that crossed the threshold resolves. This
-    /// bounds the buffered bytes and slows a writer down to the disk (backpressure).
+    /// record), they are committed (whole chunks, non-durably) before the store takes the next
+    /// operation. This bounds the buffered bytes (to this plus one append per record being
+    /// written) and slows a writer down to the disk (backpressure). The store uses at most a
+    /// quarter of [`Self::cache_size`] (and at least one chunk): a transaction larger than
+    /// redb's write buffer is written twice.
     pub group_commit_bytes: usize,
     /// Group commit by time: buffered bytes are committed durably at most this long after they
     /// were appended. This bounds what a crash can lose of an active record's body (which is then
@@ -41,7 +44,7 @@ impl Default for RedbStoreConfig {
     fn default() -> Self {
         RedbStoreConfig {
             cache_size: 16 * 1024 * 1024,
-            group_commit_bytes: 8 * 1024 * 1024,
+            group_commit_bytes: 4 * 1024 * 1024,
             group_commit_interval: Duration::from_millis(500),
             quick_repair: true,
             compact_when_idle: Some(Duration::from_secs(30)),

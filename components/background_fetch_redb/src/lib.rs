@@ -54,9 +54,10 @@
 //! ## Durability contract
 //!
 //! * Appended body bytes are buffered in memory (readable at once by `read_response_body`) and
-//!   written by **group commits**: when [`RedbStoreConfig::group_commit_bytes`] are buffered (the
-//!   append that crossed it resolves only once they are written, which slows a writer down to
-//!   the disk), and durably at most [`RedbStoreConfig::group_commit_interval`] after they arrived.
+//!   written by **group commits**: when [`RedbStoreConfig::group_commit_bytes`] are buffered
+//!   (whole chunks, non-durably; the store takes no other operation until they are written, which
+//!   slows a writer down to the disk), and durably at most
+//!   [`RedbStoreConfig::group_commit_interval`] after they arrived.
 //! * `commit_fetch`, `complete_record`, `settle`, `set_paused`, `set_ui` and `delete_fetch`
 //!   resolve only after a durable commit (`Durability::Immediate`) of everything written before
 //!   them. **A record counts as completed only after its bytes and its completed state are
@@ -99,8 +100,8 @@
 //! ## Configuration
 //!
 //! [`RedbStoreConfig`]: redb's cache size (16 MiB by default, not redb's 1 GiB), the group
-//! commit threshold (8 MiB) and interval (500 ms), quick-repair, idle compaction, and optional
-//! quotas.
+//! commit threshold (4 MiB, at most a quarter of the cache) and interval (500 ms),
+//! quick-repair, idle compaction, and optional quotas.
 
 #![warn(missing_docs)]
 

@@ -104,10 +104,12 @@ fn a_transient_io_error_is_retried_and_loses_nothing() {
     let path = dir.path().join("s.redb");
     let ctl = FaultControl::new();
     let store = open_faulty(&path, &ctl, config());
-    let body = pattern(4, 1_500_000);
+    // Less than a group commit: every byte is still buffered when the error comes.
+    let body = pattern(4, 500_000);
     block_on(async {
         create(&store, 1, "a", 1).await;
         download(&store, 1, 0, &body, 100_000).await;
+        assert_eq!(store.stats().await.unwrap().buffered_bytes, 500_000);
         ctl.set(Fault::IoErrorAfter { ok: 2, fail: 1 });
         complete(&store, 1, 0).await;
         assert_eq!(ctl.failures(), 1, "the fault fired");
@@ -123,6 +125,48 @@ fn a_transient_io_error_is_retried_and_loses_nothing() {
             RecordState::Completed(RecordResult::Success)
         );
         assert!(read_body(&store, 1, 0, 0, 1 << 20).await == body);
+    });
+}
+
+/// Group commits by size are not durable: an I/O error makes the store reopen the file, and what
+/// they wrote since the last durable commit is gone. The record is then failed (never reported
+/// complete) and returns to its durable state.
+#[test]
+fn an_io_error_after_a_non_durable_group_commit_fails_the_record_it_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let ctl = FaultControl::new();
+    let store = open_faulty(&path, &ctl, config());
+    let body = pattern(4, 1_500_000);
+    block_on(async {
+        create(&store, 1, "a", 1).await;
+        download(&store, 1, 0, &body, 100_000).await;
+        assert!(
+            store.stats().await.unwrap().buffered_bytes < 1_500_000,
+            "a group commit wrote a chunk"
+        );
+        ctl.set(Fault::IoErrorAfter { ok: 2, fail: 1 });
+        let e = store
+            .complete_record(FetchUid(1), 0, 0, RecordResult::Success)
+            .await
+            .expect_err("the record lost bytes");
+        assert_eq!(e.kind, StoreErrorKind::Io);
+        let e = store
+            .append_response_body(FetchUid(1), 0, 0, 1_500_000, Bytes::from_static(b"x"))
+            .await
+            .expect_err("poisoned");
+        assert_eq!(e.kind, StoreErrorKind::Io);
+        assert_consistent(&store).await;
+    });
+    drop(store);
+    let store = open(&path);
+    block_on(async {
+        assert_consistent(&store).await;
+        let all = store.load().await.unwrap();
+        let r = &all[0].records[0];
+        assert_ne!(r.state, RecordState::Completed(RecordResult::Success));
+        let len = r.body_length as usize;
+        assert!(read_body(&store, 1, 0, 0, 1 << 20).await == body[..len]);
     });
 }
 
@@ -216,7 +260,7 @@ struct Seen {
 async fn scenario(store: &RedbStore) -> Seen {
     let mut seen = Seen::default();
     let bodies: Vec<Vec<u8>> = (0..4)
-        .map(|i| pattern(100 + i, 300_000 + i as usize * 77_777))
+        .map(|i| pattern(100 + i, 300_000 + i as usize * 400_000))
         .collect();
     for uid in [1u64, 2] {
         let m = background_fetch::testing::store_contract::meta(uid, "k", 2);
@@ -229,7 +273,7 @@ async fn scenario(store: &RedbStore) -> Seen {
     for (uid, rec) in [(1u64, 0usize), (1, 1), (2, 0), (2, 1)] {
         let _ = store.begin_response(FetchUid(uid), rec, 0, head(200)).await;
     }
-    let piece = 100_000;
+    let piece = 200_000;
     let mut offsets = [0usize; 4];
     let mut failed = [false; 4];
     loop {
@@ -307,7 +351,7 @@ fn failures_at_every_point() {
         ctl.writes() - before
     };
     assert!(total > 10, "{total} writes");
-    let points = 16u64;
+    let points = 14u64;
     let mut failed_ops = 0;
     for i in 0..points {
         let at = i * total / points;
@@ -354,7 +398,7 @@ fn failures_at_every_point() {
                 for f in &all {
                     for (rec, r) in f.records.iter().enumerate() {
                         let i = (f.meta.uid.0 as usize - 1) * 2 + rec;
-                        let expect = pattern(100 + i as u64, 300_000 + i * 77_777);
+                        let expect = pattern(100 + i as u64, 300_000 + i * 400_000);
                         let got = read_body(&store, f.meta.uid.0, rec, 0, 1 << 20).await;
                         assert_eq!(got.len() as u64, r.body_length);
                         assert!(got == expect[..got.len()], "a prefix of what was appended");
