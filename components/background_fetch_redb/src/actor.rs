@@ -11,7 +11,8 @@
 //!   `set_paused`, `set_ui`, `delete_fetch` and the purges reply, and when the group commit
 //!   interval expires;
 //! * non-durably (`Durability::None`, whole chunks only) when the buffered bytes reach the group
-//!   commit threshold, before the append that crossed it replies (backpressure).
+//!   commit threshold, right after the append that crossed it replied: the next operation waits
+//!   meanwhile (backpressure) while the writer prepares its next bytes.
 //!
 //! # Failures
 //!
@@ -19,7 +20,8 @@
 //! commit sequence number tells whether the transaction reached the disk anyway. If it did not,
 //! every dirty fetch is flushed on its own; a fetch whose flush fails again is reverted to what
 //! the disk holds, and its records with lost bytes are *poisoned*: their next append fails with
-//! the error, so the engine fails that fetch and only that fetch.
+//! the error, so the engine fails that fetch. Non-durable commits do not survive the reopen:
+//! the fetches they touched are reverted and poisoned the same way.
 
 use crate::backend::{BackendFactory, DynBackend};
 use crate::config::RedbStoreConfig;
@@ -809,51 +811,45 @@ impl Actor {
         {
             let w = |e: redb::Error| store_error("recovery", e);
             let mut body_t = txn.open_table(BODY_CHUNKS).map_err(|e| w(e.into()))?;
-            let mut req_t = txn.open_table(REQUEST_CHUNKS).map_err(|e| w(e.into()))?;
             let mut records_t = txn.open_table(RECORDS).map_err(|e| w(e.into()))?;
             for uid in &uncommitted {
                 let f = fetches.remove(uid).expect("listed");
                 tracing::info!(uid, id = %f.meta.id, "discarding a fetch whose creation never committed");
                 let key = IndexKey::of(&f.meta);
                 drop(body_t);
-                drop(req_t);
                 drop(records_t);
-                delete_fetch_rows(&txn, *uid, &key, f.records.len()).map_err(w)?;
+                delete_fetch_rows(&txn, *uid, &key).map_err(w)?;
                 body_t = txn.open_table(BODY_CHUNKS).map_err(|e| w(e.into()))?;
-                req_t = txn.open_table(REQUEST_CHUNKS).map_err(|e| w(e.into()))?;
                 records_t = txn.open_table(RECORDS).map_err(|e| w(e.into()))?;
                 changed = true;
             }
             for (uid, f) in fetches.iter_mut() {
                 for (i, r) in f.records.iter_mut().enumerate() {
+                    // Only active records can have been written since their last durable
+                    // commit (completed ones committed their bytes with their state, request
+                    // bodies were committed with the fetch), and checking reads the last chunk:
+                    // the cost stays bounded by the number of downloads in flight.
+                    if r.state != RecordState::Active {
+                        continue;
+                    }
                     let i = i as u32;
                     let mut row_changed = false;
-                    for (t, body, what) in [
-                        (&mut body_t, &mut r.body, "response"),
-                        (&mut req_t, &mut r.request, "request"),
-                    ] {
-                        let trim = trim_chunks(t, *uid, i, body.flushed).map_err(w)?;
-                        if trim.changed {
-                            changed = true;
-                        }
-                        if trim.len != body.flushed {
-                            tracing::error!(
-                                uid,
-                                record = i,
-                                what,
-                                durable = body.flushed,
-                                found = trim.len,
-                                "bytes below the durable length are missing; keeping what is there"
-                            );
-                            body.flushed = trim.len;
-                            row_changed = true;
-                        }
+                    let trim = trim_chunks(&mut body_t, *uid, i, r.body.flushed).map_err(w)?;
+                    if trim.changed {
+                        changed = true;
+                    }
+                    if trim.len != r.body.flushed {
+                        tracing::error!(
+                            uid,
+                            record = i,
+                            durable = r.body.flushed,
+                            found = trim.len,
+                            "bytes below the durable length are missing; keeping what is there"
+                        );
+                        r.body.flushed = trim.len;
+                        row_changed = true;
                     }
                     if row_changed {
-                        if matches!(r.state, RecordState::Completed(_)) {
-                            // Its bytes are not all there: let the engine fetch the rest.
-                            r.state = RecordState::Active;
-                        }
                         let row = RecordRow {
                             state: r.state,
                             generation: r.generation,
@@ -1574,12 +1570,7 @@ fn trim_chunks(t: &mut ChunkTable<'_>, uid: u64, rec: u32, len: u64) -> Result<T
 }
 
 /// Deletes every row of fetch `uid`.
-fn delete_fetch_rows(
-    txn: &WriteTransaction,
-    uid: u64,
-    key: &IndexKey,
-    records: usize,
-) -> Result<(), redb::Error> {
+fn delete_fetch_rows(txn: &WriteTransaction, uid: u64, key: &IndexKey) -> Result<(), redb::Error> {
     txn.open_table(FETCHES)?.remove(uid)?;
     txn.open_table(FETCH_STATE)?.remove(uid)?;
     txn.open_table(FETCH_UI)?.remove(uid)?;
@@ -1596,7 +1587,6 @@ fn delete_fetch_rows(
     // Rows of every record index, also any past the count (defensive).
     records_t.retain_in((uid, 0)..=(uid, u32::MAX), |_, _| false)?;
     heads_t.retain_in((uid, 0)..=(uid, u32::MAX), |_, _| false)?;
-    let _ = records;
     body_t.retain_in((uid, 0, 0)..=(uid, u32::MAX, u32::MAX), |_, _| false)?;
     req_t.retain_in((uid, 0, 0)..=(uid, u32::MAX, u32::MAX), |_, _| false)?;
     Ok(())
@@ -1619,9 +1609,9 @@ impl Actor {
         let txn = self.begin_write(durable)?;
         let w = |e: redb::Error| store_error("write", e);
         let mut plan = Plan::default();
-        for (uid, (key, records)) in &self.deleting {
+        for (uid, (key, _)) in &self.deleting {
             if scope.covers(*uid) {
-                delete_fetch_rows(&txn, *uid, key, *records).map_err(w)?;
+                delete_fetch_rows(&txn, *uid, key).map_err(w)?;
                 plan.deleted.push(*uid);
             }
         }

@@ -82,20 +82,32 @@
 //! ## Errors
 //!
 //! A write that the disk refuses (disk full: `QuotaExceeded`; other I/O errors: `Io`) fails the
-//! fetch being written and only it: the database is reopened (redb requires it after an I/O
-//! error), the other fetches' changes are committed on their own, and the failing fetch returns
-//! to its last committed state; its next append fails with the error, so the engine fails it
-//! with `quota-exceeded` or `fetch-error`. Nothing committed before is lost. A write that would
-//! take a storage key past [`RedbStoreConfig::quota`] fails with `QuotaExceeded` before anything
-//! is written. `usage()` counts the bytes actually stored.
+//! fetch being written: redb refuses further writes on a handle that saw an I/O error, so the
+//! store reopens the file, commits the other fetches' changes each on its own, and returns the
+//! failing fetch to its last committed state. Its records that lost bytes are *poisoned*: their
+//! next append (and a `complete_record` with `success`) fails with the error, so the engine fails
+//! the fetch with `quota-exceeded` or `fetch-error`, and nothing is ever reported complete that is
+//! not durable. Nothing committed durably before is lost, and a transient error with nothing else
+//! at stake is simply retried. A write that would take a storage key past
+//! [`RedbStoreConfig::quota`] (or the store past [`RedbStoreConfig::max_total_bytes`]) fails with
+//! `QuotaExceeded` before anything is written. `usage()` counts the bytes actually stored.
 //!
-//! ## File size
+//! Group commits by size are not durable (`Durability::None`: durable ones halved the
+//! throughput in the benchmark). If an I/O error makes the store reopen the file, what they wrote
+//! since the last durable commit (at most [`RedbStoreConfig::group_commit_interval`] of writes) is
+//! gone with the old handle; the records it belonged to are poisoned as above, even in fetches
+//! other than the one whose write failed. With the Store trait as it is, the store cannot ask the
+//! engine to resume those records from their durable length instead.
 //!
-//! redb is copy-on-write, so its file grows past the bytes it holds. Pages freed by deleted
-//! fetches are reused by later writes, and once the store has been idle for
-//! [`RedbStoreConfig::compact_when_idle`] after deletions, with at least
+//! ## File size and write amplification
+//!
+//! redb is copy-on-write, so its file grows past the bytes it holds (the 1 GiB benchmark left a
+//! 1.5 GiB file). Pages freed by deleted fetches are reused by later writes, and once the store
+//! has been idle for [`RedbStoreConfig::compact_when_idle`] after deletions, with at least
 //! [`RedbStoreConfig::compact_min_free_bytes`] free, it compacts the file
-//! ([`RedbStore::compact`] does it on demand).
+//! ([`RedbStore::compact`] does it on demand). A durable commit of a record whose last chunk is
+//! partial rewrites that chunk: a slow download (less than a chunk per commit interval) is
+//! written several times over; a longer interval trades that for a longer Range resume.
 //!
 //! ## Configuration
 //!

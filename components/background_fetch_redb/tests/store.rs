@@ -503,3 +503,38 @@ fn closed_store_fails_cleanly() {
     // The file is released: another store opens it.
     drop(open(&path));
 }
+
+/// After deletions, an idle store compacts its file on its own.
+#[test]
+fn an_idle_store_compacts_after_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let config = RedbStoreConfig {
+        compact_when_idle: Some(std::time::Duration::from_millis(50)),
+        compact_min_free_bytes: 1 << 20,
+        ..common::config()
+    };
+    let store = RedbStore::open(&path, config).unwrap();
+    let body = pattern(12, 6 * CHUNK_SIZE);
+    block_on(async {
+        create(&store, 1, "k", 1).await;
+        download(&store, 1, 0, &body, 1 << 20).await;
+        complete(&store, 1, 0).await;
+        let full = store.stats().await.unwrap().file_bytes;
+        store.delete_fetch(FetchUid(1)).await.unwrap();
+        // Polls the file length (without touching the store, which would reset its idle clock).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let len = std::fs::metadata(&path).unwrap().len();
+            if len < full / 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no idle compaction: {len} bytes of {full}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_consistent(&store).await;
+    });
+}
