@@ -120,8 +120,14 @@ fn main() {
             .await
             .expect("begin");
         let mut written = 0u64;
+        let shared = Bytes::copy_from_slice(&source);
+        let nocopy = std::env::var("BENCH_NOCOPY").is_ok();
         while written < total {
-            let chunk = Bytes::copy_from_slice(&source);
+            let chunk = if nocopy {
+                shared.clone()
+            } else {
+                Bytes::copy_from_slice(&source)
+            };
             let n = chunk.len() as u64;
             store
                 .append_response_body(FetchUid(1), 0, 0, written, chunk)

@@ -401,7 +401,19 @@ fn sigkill_at_random_points_loses_nothing_and_resumes_with_range() {
     let n = figures.children;
     figures.children += 1;
     let mut child = spawn_child(dir.path(), &addr, round, n);
-    let status = child.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            check_log(dir.path(), n);
+            panic!("the final child did not finish its round in 5 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     check_log(dir.path(), n);
     assert!(status.success(), "final child failed: {status}");
     verify_round(dir.path(), round);
