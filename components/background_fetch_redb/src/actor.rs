@@ -26,6 +26,7 @@
 use crate::backend::{BackendFactory, DynBackend};
 use crate::config::RedbStoreConfig;
 use crate::error::{OpenError, corrupt, store_error};
+use crate::ingress::Ingress;
 use crate::integrity::IntegrityReport;
 use crate::schema::*;
 use crate::{CompactReport, StoreStats};
@@ -82,6 +83,8 @@ pub(crate) enum Op {
     Compact(Reply<CompactReport>),
     Stats(Reply<StoreStats>),
     Close(Reply<()>),
+    /// The append fast path queued bytes.
+    Wake,
 }
 
 /// Which registrations a purge removes.
@@ -711,6 +714,8 @@ fn write_chunks(
 
 /// The storage thread's state.
 pub(crate) struct Actor {
+    /// Appends taken on the callers' threads (see [`crate::ingress`]).
+    ingress: Arc<Ingress>,
     path: PathBuf,
     factory: BackendFactory,
     config: RedbStoreConfig,
@@ -743,11 +748,13 @@ impl Actor {
         path: PathBuf,
         factory: BackendFactory,
         config: RedbStoreConfig,
+        ingress: Arc<Ingress>,
     ) -> Result<Actor, OpenError> {
         let file_len = Arc::new(AtomicU64::new(0));
         let db = open_database(&path, &factory, &config, &file_len)?;
         check_schema(&db, &path)?;
         let mut actor = Actor {
+            ingress,
             path,
             factory,
             config,
@@ -891,6 +898,7 @@ impl Actor {
             "store opened"
         );
         self.fetches = fetches;
+        self.sync_ingress();
         Ok(())
     }
 
@@ -930,7 +938,11 @@ impl Actor {
                     self.last_activity = Instant::now();
                     self.handle(op);
                 }
-                Err(RecvTimeoutError::Timeout) => self.tick(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sync_ingress();
+                    self.tick();
+                    self.sync_ingress();
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     if let Err(e) = self.close() {
                         tracing::error!(error = %e, "closing the store failed");
@@ -942,6 +954,9 @@ impl Actor {
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
+        // No fast append may be taken once the final flush has drained the queue.
+        self.ingress.lock().enabled = false;
+        self.sync_ingress();
         let r = if self.is_dirty() || self.need_durable {
             self.flush(true, true).map(|_| ())
         } else {
@@ -1016,48 +1031,86 @@ impl Actor {
 
     fn handle(&mut self, op: Op) {
         self.reverted.clear();
+        self.sync_ingress();
+        let reply = self.handle_op(op);
+        self.sync_ingress();
+        reply();
+        self.group_commit_if_due();
+    }
+
+    /// Moves the appends the fast path queued into the buffers, then publishes what the next
+    /// append to each record must say. Both under the queue's lock, so that no append slips
+    /// between the two.
+    fn sync_ingress(&mut self) {
+        let ingress = self.ingress.clone();
+        let mut st = ingress.lock();
+        let pending = std::mem::take(&mut st.pending);
+        st.bytes = 0;
+        for p in pending {
+            if let Err(e) =
+                self.append(p.uid, p.record, Some(p.generation), Some(p.offset), p.bytes)
+            {
+                // Cannot happen (the fast path checked the same conditions); if it does, the
+                // record must not go on as if the bytes were stored.
+                tracing::warn!(uid = p.uid, record = p.record, error = %e, "a queued append was refused");
+                if let Ok(r) = self.record_mut(p.uid, p.record) {
+                    r.poison = Some(e);
+                }
+            }
+        }
+        st.expect.clear();
+        if !st.enabled || self.broken.is_some() {
+            return;
+        }
+        for (uid, f) in &self.fetches {
+            for (i, r) in f.records.iter().enumerate() {
+                if r.poison.is_none() && !matches!(r.state, RecordState::Completed(_)) {
+                    st.expect.insert(
+                        (*uid, i),
+                        crate::ingress::Expect {
+                            generation: r.generation,
+                            next: r.body.len(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs `op`; returns the sending of its reply, which `handle` runs once the fast path's
+    /// expectations reflect the operation (so that no append can be taken on stale ones by a
+    /// caller that saw the reply).
+    fn handle_op(&mut self, op: Op) -> Box<dyn FnOnce() + Send> {
         match op {
-            Op::Load(reply) => {
-                let _ = reply.send(self.load());
-            }
-            Op::Usage(key, reply) => {
-                let _ = reply.send(Ok(self.usage(&key)));
-            }
-            Op::Create(meta, reply) => {
-                let _ = reply.send(self.create(*meta));
-            }
+            Op::Load(reply) => deferred(reply, self.load()),
+            Op::Usage(key, reply) => deferred(reply, Ok(self.usage(&key))),
+            Op::Create(meta, reply) => deferred(reply, self.create(*meta)),
             Op::AppendRequest(uid, rec, bytes, reply) => {
-                let r = self.append(uid.0, rec, None, None, bytes);
-                let _ = reply.send(r);
-                self.group_commit_if_due();
+                deferred(reply, self.append(uid.0, rec, None, None, bytes))
             }
-            Op::Commit(uid, paused, reply) => {
-                let r = self.commit(uid.0, paused);
-                let _ = reply.send(r);
-            }
+            Op::Commit(uid, paused, reply) => deferred(reply, self.commit(uid.0, paused)),
             Op::ReadRequest(uid, rec, offset, max, reply) => {
-                let _ = reply.send(self.read(uid.0, rec, None, offset, max));
+                deferred(reply, self.read(uid.0, rec, None, offset, max))
             }
             Op::Begin(uid, rec, generation, head, reply) => {
-                let _ = reply.send(self.begin(uid.0, rec, generation, *head));
+                deferred(reply, self.begin(uid.0, rec, generation, *head))
             }
-            Op::Append(uid, rec, generation, offset, bytes, reply) => {
-                let r = self.append(uid.0, rec, Some(generation), Some(offset), bytes);
-                let _ = reply.send(r);
-                self.group_commit_if_due();
-            }
+            Op::Append(uid, rec, generation, offset, bytes, reply) => deferred(
+                reply,
+                self.append(uid.0, rec, Some(generation), Some(offset), bytes),
+            ),
             Op::Complete(uid, rec, generation, result, reply) => {
-                let _ = reply.send(self.complete(uid.0, rec, generation, result));
+                deferred(reply, self.complete(uid.0, rec, generation, result))
             }
             Op::Read(uid, rec, generation, offset, max, reply) => {
-                let _ = reply.send(self.read(uid.0, rec, Some(generation), offset, max));
+                deferred(reply, self.read(uid.0, rec, Some(generation), offset, max))
             }
             Op::SetPaused(uid, paused, reply) => {
                 let r = self.change_fetch(uid.0, |f| {
                     f.paused = paused;
                     f.state_dirty = true;
                 });
-                let _ = reply.send(r);
+                deferred(reply, r)
             }
             Op::SetUi(uid, title, icons, reply) => {
                 let r = self.change_fetch(uid.0, |f| {
@@ -1066,19 +1119,16 @@ impl Actor {
                     f.ui_set = true;
                     f.ui_dirty = true;
                 });
-                let _ = reply.send(r);
+                deferred(reply, r)
             }
             Op::Settle(uid, result, reason, reply) => {
                 let r = self.change_fetch(uid.0, |f| {
                     f.settled = Some((result, reason));
                     f.state_dirty = true;
                 });
-                let _ = reply.send(r);
+                deferred(reply, r)
             }
-            Op::Delete(uid, reply) => {
-                let r = self.delete(&[uid.0]);
-                let _ = reply.send(r);
-            }
+            Op::Delete(uid, reply) => deferred(reply, self.delete(&[uid.0])),
             Op::Registrations(reply) => {
                 let mut regs: Vec<_> = self
                     .fetches
@@ -1087,7 +1137,7 @@ impl Actor {
                     .collect();
                 regs.sort();
                 regs.dedup();
-                let _ = reply.send(Ok(regs));
+                deferred(reply, Ok(regs))
             }
             Op::Purge(filter, reply) => {
                 let victims: Vec<u64> = self
@@ -1111,23 +1161,13 @@ impl Actor {
                 let r = self
                     .delete(&victims)
                     .map(|()| victims.into_iter().map(FetchUid).collect());
-                let _ = reply.send(r);
+                deferred(reply, r)
             }
-            Op::Flush(reply) => {
-                let r = self.flush(true, true).map(|_| ());
-                let _ = reply.send(r);
-            }
-            Op::CheckIntegrity(reply) => {
-                let r = self.check_integrity();
-                let _ = reply.send(r);
-            }
-            Op::Compact(reply) => {
-                let r = self.compact();
-                let _ = reply.send(r);
-            }
-            Op::Stats(reply) => {
-                let _ = reply.send(self.stats());
-            }
+            Op::Flush(reply) => deferred(reply, self.flush(true, true).map(|_| ())),
+            Op::CheckIntegrity(reply) => deferred(reply, self.check_integrity()),
+            Op::Compact(reply) => deferred(reply, self.compact()),
+            Op::Stats(reply) => deferred(reply, self.stats()),
+            Op::Wake => Box::new(|| {}),
             Op::Close(_) => unreachable!("handled by run"),
         }
     }
@@ -1503,6 +1543,16 @@ impl Actor {
         }
         Ok(())
     }
+}
+
+/// The sending of a reply, for later.
+fn deferred<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> Box<dyn FnOnce() + Send> {
+    Box::new(move || {
+        let _ = reply.send(result);
+    })
 }
 
 /// What recovery found for one body.

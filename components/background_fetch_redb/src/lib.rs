@@ -32,6 +32,14 @@
 //! final flush, then the thread is joined) block the caller; use [`RedbStore::open_async`] and
 //! [`RedbStore::close`] to avoid that.
 //!
+//! One exception makes the engine and the disk work in parallel: a response body append that the
+//! storage thread has validated in advance (the record's generation and next offset, published
+//! after every operation) is queued under a mutex on the caller's thread and resolves at once,
+//! while the queue holds less than one group commit; the storage thread takes the queue before
+//! every operation, so every operation sees every append that resolved before it. Other appends
+//! (and every append when a quota is configured) take the channel and get the exact error, or
+//! wait: that is the backpressure.
+//!
 //! ## Schema (version 1)
 //!
 //! | table | key | value |
@@ -121,6 +129,7 @@ mod actor;
 pub mod backend;
 mod config;
 mod error;
+mod ingress;
 mod integrity;
 mod schema;
 
@@ -170,7 +179,11 @@ pub struct CompactReport {
     pub bytes_after: u64,
 }
 
+/// The storage thread, its channel and the append fast path.
+type Spawned = (JoinHandle<()>, mpsc::Sender<Op>, Arc<ingress::Ingress>);
+
 struct Shared {
+    ingress: Arc<ingress::Ingress>,
     tx: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -265,26 +278,38 @@ impl RedbStore {
         factory: BackendFactory,
         config: RedbStoreConfig,
         opened: impl FnOnce(Result<(), OpenError>) + Send + 'static,
-    ) -> std::io::Result<(JoinHandle<()>, mpsc::Sender<Op>)> {
+    ) -> std::io::Result<Spawned> {
         let (tx, rx) = mpsc::channel::<Op>();
+        // The fast path cannot check quotas: with quotas, every append goes to the thread.
+        let fast = config.quota.is_none() && config.max_total_bytes.is_none();
+        let ingress = Arc::new(ingress::Ingress::new(
+            fast,
+            config
+                .group_commit_bytes
+                .min(config.cache_size / 4)
+                .max(CHUNK_SIZE) as u64,
+        ));
+        let actor_ingress = ingress.clone();
         let thread = std::thread::Builder::new()
             .name("bgfetch-redb".into())
-            .spawn(move || match Actor::open(path, factory, config) {
-                Ok(actor) => {
-                    opened(Ok(()));
-                    actor.run(rx);
-                }
-                Err(e) => opened(Err(e)),
-            })?;
-        Ok((thread, tx))
+            .spawn(
+                move || match Actor::open(path, factory, config, actor_ingress) {
+                    Ok(actor) => {
+                        opened(Ok(()));
+                        actor.run(rx);
+                    }
+                    Err(e) => opened(Err(e)),
+                },
+            )?;
+        Ok((thread, tx, ingress))
     }
 
     fn finish_open(
         path: PathBuf,
-        spawned: std::io::Result<(JoinHandle<()>, mpsc::Sender<Op>)>,
+        spawned: std::io::Result<Spawned>,
         opened: Result<(), OpenError>,
     ) -> Result<RedbStore, OpenError> {
-        let (thread, tx) = spawned.map_err(|source| OpenError::Io {
+        let (thread, tx, ingress) = spawned.map_err(|source| OpenError::Io {
             path: path.clone(),
             source,
         })?;
@@ -294,6 +319,7 @@ impl RedbStore {
         }
         Ok(RedbStore {
             shared: Arc::new(Shared {
+                ingress,
                 tx: Some(tx),
                 thread: Some(thread),
                 path,
@@ -430,6 +456,18 @@ impl Store for RedbStore {
         offset: u64,
         bytes: Bytes,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
+        // The fast path: validated in advance by the storage thread, taken without waiting for
+        // it (see the `ingress` module).
+        if let Some(was_empty) = self
+            .shared
+            .ingress
+            .try_append(uid.0, record, generation, offset, &bytes)
+        {
+            if was_empty && let Some(tx) = &self.shared.tx {
+                let _ = tx.send(Op::Wake);
+            }
+            return futures::future::ready(Ok(())).boxed();
+        }
         self.call(move |reply| Op::Append(uid, record, generation, offset, bytes, reply))
     }
 
