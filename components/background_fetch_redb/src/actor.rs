@@ -1064,7 +1064,9 @@ impl Actor {
         }
         for (uid, f) in &self.fetches {
             for (i, r) in f.records.iter().enumerate() {
-                if r.poison.is_none() && !matches!(r.state, RecordState::Completed(_)) {
+                // Only records being downloaded: the map stays as small as the downloads in
+                // flight, whatever the number of records.
+                if r.poison.is_none() && r.state == RecordState::Active {
                     st.expect.insert(
                         (*uid, i),
                         crate::ingress::Expect {

@@ -237,11 +237,7 @@ fn inspect(dir: &Path, figures: &mut Figures) {
     let store = RedbStore::open(dir.join("store.redb"), store_config()).expect("reopens");
     figures.max_reopen = figures.max_reopen.max(started.elapsed());
     block_on(async {
-        let t = Instant::now();
         let report = store.check_integrity().await.expect("integrity check runs");
-        if std::env::var("BGFETCH_CRASH_TIMING").is_ok() {
-            eprintln!("open {:?} integrity {:?}", figures.max_reopen, t.elapsed());
-        }
         assert!(report.is_ok(), "integrity problems: {:#?}", report.problems);
         let all = store.load().await.expect("load");
         let mut active_with_bytes = false;
