@@ -6,7 +6,6 @@
 //!
 //! ```
 //! use background_fetch::Store;
-//! use background_fetch::store::FetchMeta;
 //! use background_fetch_redb::{RedbStore, RedbStoreConfig};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
