@@ -1,1 +1,523 @@
-//! Not written yet: see the issue tracker.
+//! # background-fetch-redb
+//!
+//! A persistent, crash-safe [`Store`] for the `background-fetch` engine, on
+//! [redb](https://docs.rs/redb) 4: nothing completed is ever lost, and downloads resume after a
+//! restart or a crash from their last durable byte (the engine then sends a Range request).
+//!
+//! ```
+//! use background_fetch::Store;
+//! use background_fetch_redb::{RedbStore, RedbStoreConfig};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("background-fetch.redb");
+//! let store = std::sync::Arc::new(RedbStore::open(&path, RedbStoreConfig::default())?);
+//! // The host purges what belongs to service worker registrations that no longer exist
+//! // (the store never deletes anything on its own)...
+//! futures::executor::block_on(store.retain_registrations(Vec::new()))?;
+//! // ...then gives the store to the engine: `Hosts { store: store.clone(), .. }` and
+//! // `Engine::start(hosts, config)`, which calls `load()` and resumes every fetch.
+//! let fetches = futures::executor::block_on(store.load())?;
+//! assert!(fetches.is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Threading
+//!
+//! redb's API blocks (file I/O, fsync). The store runs it on **one dedicated storage thread**
+//! that owns the [`redb::Database`]; every [`Store`] method sends a message to it and returns a
+//! future that a `futures::channel::oneshot` completes. The futures need no particular runtime
+//! (tokio, `futures::executor`, the engine's deterministic test executor), and nothing blocks an
+//! async worker thread. Only [`RedbStore::open`] (recovery) and dropping the last handle (a
+//! final flush, then the thread is joined) block the caller; use [`RedbStore::open_async`] and
+//! [`RedbStore::close`] to avoid that.
+//!
+//! One exception makes the engine and the disk work in parallel: a response body append that the
+//! storage thread has validated in advance (the record's generation and next offset, published
+//! after every operation) is queued under a mutex on the caller's thread and resolves at once,
+//! while the queue holds less than one group commit; the storage thread takes the queue before
+//! every operation, so every operation sees every append that resolved before it. Other appends
+//! (and every append when a quota is configured) take the channel and get the exact error, or
+//! wait: that is the backpressure.
+//!
+//! ## Schema (version 1)
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `bgfetch_schema` | `"version"`, `"commit_seq"` | `u64` |
+//! | `fetches` | uid | `FetchMeta` (JSON): registration, id, requests, downloadTotal, ... |
+//! | `fetch_state` | uid | committed flag, paused flag, settled result (JSON) |
+//! | `fetch_ui` | uid | title and icons set by `updateUI()` (JSON) |
+//! | `fetch_index` | (storage key, registration scope, id, uid) | `()` |
+//! | `records` | (uid, record) | state (pending / active / completed + result), generation, durable body length, request body length (24 bytes) |
+//! | `response_heads` | (uid, record) | `ResponseHead` (JSON) |
+//! | `request_chunks` | (uid, record, chunk) | request body bytes |
+//! | `body_chunks` | (uid, record, chunk) | response body bytes |
+//!
+//! Bodies are cut into chunks of [`CHUNK_SIZE`] bytes (1 MiB − 4 KiB): redb stores a large value
+//! in a buddy-allocated run of pages, so a chunk of exactly 2^k bytes plus its header would take
+//! 2^(k+1) bytes and double the file (measured in the research, §A.1.7). A store written by a
+//! newer schema, or a file that is not a store, is refused with an [`OpenError`] naming the file.
+//!
+//! ## Durability contract
+//!
+//! * Appended body bytes are buffered in memory (readable at once by `read_response_body`) and
+//!   written by **group commits**: when [`RedbStoreConfig::group_commit_bytes`] are buffered
+//!   (whole chunks, non-durably; the store takes no other operation until they are written, which
+//!   slows a writer down to the disk), and durably at most
+//!   [`RedbStoreConfig::group_commit_interval`] after they arrived.
+//! * `commit_fetch`, `complete_record`, `settle`, `set_paused`, `set_ui` and `delete_fetch`
+//!   resolve only after a durable commit (`Durability::Immediate`) of everything written before
+//!   them. **A record counts as completed only after its bytes and its completed state are
+//!   committed together**, in one transaction; the engine calls `complete_record` before it
+//!   publishes a record's success, and `settle` before it fires the success event, so the event
+//!   never fires for bytes that a crash could take back.
+//! * Every commit is one redb transaction: after a crash the file holds exactly some prefix of the
+//!   commits, never a record state without its bytes.
+//!
+//! ## Recovery rules (on open)
+//!
+//! * Every committed fetch comes back from `load()`, with its title and icons, paused flag,
+//!   settled result and records.
+//! * Fetches whose creation never committed (`create_fetch` without `commit_fetch`) are
+//!   discarded: they were being created when the process died.
+//! * An active record reports its durable body length; chunks past it are trimmed. The engine
+//!   resumes it with a Range request from there (validated as a partial response).
+//! * Nothing else is deleted on its own: fetches of service worker registrations that no longer
+//!   exist are purged when the host says so ([`RedbStore::purge_registration`],
+//!   [`RedbStore::retain_registrations`]).
+//!
+//! ## Errors
+//!
+//! A write that the disk refuses (disk full: `QuotaExceeded`; other I/O errors: `Io`) fails the
+//! fetch being written: redb refuses further writes on a handle that saw an I/O error, so the
+//! store reopens the file, commits the other fetches' changes each on its own, and returns the
+//! failing fetch to its last committed state. Its records that lost bytes are *poisoned*: their
+//! next append (and a `complete_record` with `success`) fails with the error, so the engine fails
+//! the fetch with `quota-exceeded` or `fetch-error`, and nothing is ever reported complete that is
+//! not durable. Nothing committed durably before is lost, and a transient error with nothing else
+//! at stake is simply retried. A write that would take a storage key past
+//! [`RedbStoreConfig::quota`] (or the store past [`RedbStoreConfig::max_total_bytes`]) fails with
+//! `QuotaExceeded` before anything is written. `usage()` counts the bytes actually stored.
+//!
+//! Group commits by size are not durable (`Durability::None`: durable ones halved the
+//! throughput in the benchmark). If an I/O error makes the store reopen the file, what they wrote
+//! since the last durable commit (at most [`RedbStoreConfig::group_commit_interval`] of writes) is
+//! gone with the old handle; the records it belonged to are poisoned as above, even in fetches
+//! other than the one whose write failed. With the Store trait as it is, the store cannot ask the
+//! engine to resume those records from their durable length instead.
+//!
+//! ## File size and write amplification
+//!
+//! redb is copy-on-write, so its file grows past the bytes it holds (the 1 GiB benchmark left a
+//! 1.5 GiB file). Pages freed by deleted fetches are reused by later writes, and once the store
+//! has been idle for [`RedbStoreConfig::compact_when_idle`] after deletions, with at least
+//! [`RedbStoreConfig::compact_min_free_bytes`] free, it compacts the file
+//! ([`RedbStore::compact`] does it on demand). A durable commit of a record whose last chunk is
+//! partial rewrites that chunk: a slow download (less than a chunk per commit interval) is
+//! written several times over; a longer interval trades that for a longer Range resume.
+//!
+//! ## Configuration
+//!
+//! [`RedbStoreConfig`]: redb's cache size (16 MiB by default, not redb's 1 GiB), the group
+//! commit threshold (4 MiB, at most a quarter of the cache) and interval (500 ms),
+//! quick-repair, idle compaction, and optional quotas.
+
+#![warn(missing_docs)]
+
+mod actor;
+pub mod backend;
+mod config;
+mod error;
+mod ingress;
+mod integrity;
+mod schema;
+
+pub use backend::{BackendFactory, file_backend_factory};
+pub use config::RedbStoreConfig;
+pub use error::OpenError;
+pub use integrity::IntegrityReport;
+pub use schema::{CHUNK_SIZE, SCHEMA_VERSION};
+
+use actor::{Actor, Op, PurgeFilter, Reply};
+use background_fetch::store::{FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch};
+use background_fetch::{
+    BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
+    ResponseHead, ServiceWorkerRegistrationId,
+};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::channel::oneshot;
+use futures::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+/// Sizes of the store's file, for monitoring and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Length of the file.
+    pub file_bytes: u64,
+    /// Bytes of the file in allocated pages.
+    pub allocated_bytes: u64,
+    /// Bytes of keys and values stored.
+    pub stored_bytes: u64,
+    /// Bytes of the file that are free or fragmented (what compaction can give back).
+    pub free_bytes: u64,
+    /// Fetches held (committed or not).
+    pub fetches: usize,
+    /// Appended bytes not written to the file yet.
+    pub buffered_bytes: u64,
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// File length before.
+    pub bytes_before: u64,
+    /// File length after.
+    pub bytes_after: u64,
+}
+
+/// The storage thread, its channel and the append fast path.
+type Spawned = (JoinHandle<()>, mpsc::Sender<Op>, Arc<ingress::Ingress>);
+
+struct Shared {
+    ingress: Arc<ingress::Ingress>,
+    tx: Option<mpsc::Sender<Op>>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Disconnecting makes the storage thread flush, close the file and exit.
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the storage thread panicked");
+        }
+    }
+}
+
+/// A [`Store`] in a redb file. Cloning gives another handle to the same store; the storage
+/// thread flushes, closes the file and exits when the last handle is dropped (or at
+/// [`RedbStore::close`]).
+#[derive(Clone)]
+pub struct RedbStore {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+fn panicked(path: &Path) -> OpenError {
+    OpenError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other("the storage thread panicked while opening"),
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::new(StoreErrorKind::Closed, "the store is closed")
+}
+
+impl RedbStore {
+    /// Opens the store at `path` (creating it if it does not exist) and runs recovery. Blocks
+    /// until that is done; see [`RedbStore::open_async`].
+    pub fn open(path: impl AsRef<Path>, config: RedbStoreConfig) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref().to_owned();
+        let factory = file_backend_factory(&path);
+        Self::open_with_backend(path, factory, config)
+    }
+
+    /// Opens the store at `path` on its storage thread; the future completes once recovery is
+    /// done.
+    pub fn open_async(
+        path: impl AsRef<Path>,
+        config: RedbStoreConfig,
+    ) -> impl Future<Output = Result<RedbStore, OpenError>> + Send + 'static {
+        let path = path.as_ref().to_owned();
+        let factory = file_backend_factory(&path);
+        let (opened_tx, opened_rx) = oneshot::channel();
+        let spawned = Self::spawn(path.clone(), factory, config, move |r| {
+            let _ = opened_tx.send(r);
+        });
+        async move {
+            let opened = opened_rx.await.unwrap_or_else(|_| Err(panicked(&path)));
+            Self::finish_open(path, spawned, opened)
+        }
+    }
+
+    /// Opens a store whose bytes live where `factory` says (for example a fault-injecting
+    /// backend in tests, or an encrypting one). `path` names the store in errors and logs.
+    /// Blocks until recovery is done.
+    pub fn open_with_backend(
+        path: impl Into<PathBuf>,
+        factory: BackendFactory,
+        config: RedbStoreConfig,
+    ) -> Result<RedbStore, OpenError> {
+        let path = path.into();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let spawned = Self::spawn(path.clone(), factory, config, move |r| {
+            let _ = opened_tx.send(r);
+        });
+        let opened = opened_rx.recv().unwrap_or_else(|_| Err(panicked(&path)));
+        Self::finish_open(path, spawned, opened)
+    }
+
+    /// Starts the storage thread, which opens the store and reports through `opened`.
+    fn spawn(
+        path: PathBuf,
+        factory: BackendFactory,
+        config: RedbStoreConfig,
+        opened: impl FnOnce(Result<(), OpenError>) + Send + 'static,
+    ) -> std::io::Result<Spawned> {
+        let (tx, rx) = mpsc::channel::<Op>();
+        // The fast path cannot check quotas: with quotas, every append goes to the thread.
+        let fast = config.quota.is_none() && config.max_total_bytes.is_none();
+        let ingress = Arc::new(ingress::Ingress::new(
+            fast,
+            config
+                .group_commit_bytes
+                .min(config.cache_size / 4)
+                .max(CHUNK_SIZE) as u64,
+        ));
+        let actor_ingress = ingress.clone();
+        let thread = std::thread::Builder::new()
+            .name("bgfetch-redb".into())
+            .spawn(
+                move || match Actor::open(path, factory, config, actor_ingress) {
+                    Ok(actor) => {
+                        opened(Ok(()));
+                        actor.run(rx);
+                    }
+                    Err(e) => opened(Err(e)),
+                },
+            )?;
+        Ok((thread, tx, ingress))
+    }
+
+    fn finish_open(
+        path: PathBuf,
+        spawned: std::io::Result<Spawned>,
+        opened: Result<(), OpenError>,
+    ) -> Result<RedbStore, OpenError> {
+        let (thread, tx, ingress) = spawned.map_err(|source| OpenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if let Err(e) = opened {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Ok(RedbStore {
+            shared: Arc::new(Shared {
+                ingress,
+                tx: Some(tx),
+                thread: Some(thread),
+                path,
+            }),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Op,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        if let Some(tx) = &self.shared.tx {
+            // If the thread is gone the message (and its reply sender) is dropped: `closed`.
+            let _ = tx.send(make(reply));
+        }
+        async move { rx.await.unwrap_or_else(|_| Err(closed())) }.boxed()
+    }
+
+    /// Deletes every fetch of service worker registration `registration` (which no longer
+    /// exists, on the host's word). Returns the purged fetches. Call it before
+    /// `Engine::start`, or use `Engine::unregister` while the engine runs.
+    pub fn purge_registration(
+        &self,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> BoxFuture<'static, Result<Vec<FetchUid>, StoreError>> {
+        let r = registration.clone();
+        self.call(move |reply| Op::Purge(PurgeFilter::Only(r), reply))
+    }
+
+    /// Deletes every fetch whose service worker registration is not in `live` (the host's list
+    /// of registrations that still exist). Returns the purged fetches.
+    pub fn retain_registrations(
+        &self,
+        live: impl IntoIterator<Item = ServiceWorkerRegistrationId>,
+    ) -> BoxFuture<'static, Result<Vec<FetchUid>, StoreError>> {
+        let keep = live.into_iter().collect();
+        self.call(move |reply| Op::Purge(PurgeFilter::AllBut(keep), reply))
+    }
+
+    /// The service worker registrations that have fetches in the store.
+    pub fn registrations(
+        &self,
+    ) -> BoxFuture<'static, Result<Vec<ServiceWorkerRegistrationId>, StoreError>> {
+        self.call(Op::Registrations)
+    }
+
+    /// Commits everything buffered, durably.
+    pub fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.call(Op::Flush)
+    }
+
+    /// Flushes, then checks the file: redb's checksums, and that every table agrees with every
+    /// other (chunk sequences contiguous and matching the recorded lengths, valid states, no
+    /// orphan rows). Reads the whole file.
+    pub fn check_integrity(&self) -> BoxFuture<'static, Result<IntegrityReport, StoreError>> {
+        self.call(Op::CheckIntegrity)
+    }
+
+    /// Flushes and compacts the file now (the store is unavailable meanwhile).
+    pub fn compact(&self) -> BoxFuture<'static, Result<CompactReport, StoreError>> {
+        self.call(Op::Compact)
+    }
+
+    /// Sizes of the file.
+    pub fn stats(&self) -> BoxFuture<'static, Result<StoreStats, StoreError>> {
+        self.call(Op::Stats)
+    }
+
+    /// Flushes and closes the file; every handle then fails with `Closed`. Dropping the last
+    /// handle does the same, blocking.
+    pub fn close(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.call(Op::Close)
+    }
+}
+
+impl Store for RedbStore {
+    fn load(&self) -> BoxFuture<'_, Result<Vec<StoredFetch>, StoreError>> {
+        self.call(Op::Load)
+    }
+
+    fn uid_floor(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.call(Op::UidFloor)
+    }
+
+    fn usage(&self, storage_key: &str) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let key = storage_key.to_owned();
+        self.call(move |reply| Op::Usage(key, reply))
+    }
+
+    fn create_fetch(&self, meta: FetchMeta) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Create(Box::new(meta), reply))
+    }
+
+    fn append_request_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        bytes: Bytes,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::AppendRequest(uid, record, bytes, reply))
+    }
+
+    fn commit_fetch(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Commit(uid, paused, reply))
+    }
+
+    fn read_request_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        offset: u64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Bytes, StoreError>> {
+        self.call(move |reply| Op::ReadRequest(uid, record, offset, max, reply))
+    }
+
+    fn begin_response(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        head: ResponseHead,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Begin(uid, record, generation, Box::new(head), reply))
+    }
+
+    fn append_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        offset: u64,
+        bytes: Bytes,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        // The fast path: validated in advance by the storage thread, taken without waiting for
+        // it (see the `ingress` module).
+        if let Some(was_empty) = self
+            .shared
+            .ingress
+            .try_append(uid.0, record, generation, offset, &bytes)
+        {
+            if was_empty && let Some(tx) = &self.shared.tx {
+                let _ = tx.send(Op::Wake);
+            }
+            return futures::future::ready(Ok(())).boxed();
+        }
+        self.call(move |reply| Op::Append(uid, record, generation, offset, bytes, reply))
+    }
+
+    fn complete_record(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        result: RecordResult,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Complete(uid, record, generation, result, reply))
+    }
+
+    fn read_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        offset: u64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Bytes, StoreError>> {
+        self.call(move |reply| Op::Read(uid, record, generation, offset, max, reply))
+    }
+
+    fn set_paused(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::SetPaused(uid, paused, reply))
+    }
+
+    fn set_ui(
+        &self,
+        uid: FetchUid,
+        title: String,
+        icons: Vec<ImageResource>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::SetUi(uid, title, icons, reply))
+    }
+
+    fn settle(
+        &self,
+        uid: FetchUid,
+        result: BackgroundFetchResult,
+        failure_reason: BackgroundFetchFailureReason,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Settle(uid, result, failure_reason, reply))
+    }
+
+    fn delete_fetch(&self, uid: FetchUid) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Delete(uid, reply))
+    }
+}

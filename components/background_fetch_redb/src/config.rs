@@ -1,0 +1,71 @@
+//! Store settings.
+
+use background_fetch::QuotaHost;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a [`crate::RedbStore`]. `RedbStoreConfig::default()` suits a browser profile.
+#[derive(Clone)]
+pub struct RedbStoreConfig {
+    /// redb's page cache, in bytes. redb's own default is 1 GiB; ours is 16 MiB, which a
+    /// browser component can afford. Larger caches speed up reading bodies back.
+    pub cache_size: usize,
+    /// Group commit by size: once this many appended body bytes are buffered (over every
+    /// record), they are committed (whole chunks, non-durably) before the store takes the next
+    /// operation. This bounds the buffered bytes (to this plus one append per record being
+    /// written) and slows a writer down to the disk (backpressure). The store uses at most a
+    /// quarter of [`Self::cache_size`] (and at least one chunk): a transaction larger than
+    /// redb's write buffer is written twice.
+    pub group_commit_bytes: usize,
+    /// Group commit by time: buffered bytes are committed durably at most this long after they
+    /// were appended. This bounds what a crash can lose of an active record's body (which is then
+    /// fetched again with a Range request).
+    pub group_commit_interval: Duration,
+    /// Commit with redb's quick-repair (the allocator state is saved with every durable commit),
+    /// so that opening after a crash does not have to walk the whole file. On by default:
+    /// start-up time after a crash matters more than the cost per commit.
+    pub quick_repair: bool,
+    /// Compact the file once the store has been idle (no operation and nothing buffered) this
+    /// long after fetches were deleted, if enough of the file is free. `None` never compacts on
+    /// its own ([`crate::RedbStore::compact`] still does).
+    pub compact_when_idle: Option<Duration>,
+    /// Compaction only runs when at least this many bytes of the file are free.
+    pub compact_min_free_bytes: u64,
+    /// The host's quota per storage key: a write that would take a storage key's usage past
+    /// its quota fails with `QuotaExceeded` (the engine checks its own ledger first; this is the
+    /// store's own guard).
+    pub quota: Option<Arc<dyn QuotaHost>>,
+    /// A limit on all bytes stored (request and response bodies, over every storage key).
+    pub max_total_bytes: Option<u64>,
+}
+
+impl Default for RedbStoreConfig {
+    fn default() -> Self {
+        RedbStoreConfig {
+            cache_size: 16 * 1024 * 1024,
+            group_commit_bytes: 4 * 1024 * 1024,
+            group_commit_interval: Duration::from_millis(500),
+            quick_repair: true,
+            compact_when_idle: Some(Duration::from_secs(30)),
+            compact_min_free_bytes: 64 * 1024 * 1024,
+            quota: None,
+            max_total_bytes: None,
+        }
+    }
+}
+
+impl fmt::Debug for RedbStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStoreConfig")
+            .field("cache_size", &self.cache_size)
+            .field("group_commit_bytes", &self.group_commit_bytes)
+            .field("group_commit_interval", &self.group_commit_interval)
+            .field("quick_repair", &self.quick_repair)
+            .field("compact_when_idle", &self.compact_when_idle)
+            .field("compact_min_free_bytes", &self.compact_min_free_bytes)
+            .field("quota", &self.quota.is_some())
+            .field("max_total_bytes", &self.max_total_bytes)
+            .finish()
+    }
+}

@@ -1,0 +1,240 @@
+//! The store's own integrity check, on top of redb's page checksums: every table agrees with
+//! every other, chunk sequences are contiguous and add up to the recorded lengths.
+
+use crate::error::store_error;
+use crate::schema::*;
+use background_fetch::ResponseHead;
+use background_fetch::store::{FetchMeta, RecordState, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What [`crate::RedbStore::check_integrity`] found. The store is consistent when `problems` is
+/// empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntegrityReport {
+    /// Fetches in the file.
+    pub fetches: usize,
+    /// Fetches in the file that are not committed yet.
+    pub uncommitted: usize,
+    /// Records in the file.
+    pub records: usize,
+    /// Response body bytes.
+    pub body_bytes: u64,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Chunks (request and response).
+    pub chunks: u64,
+    /// Every inconsistency found, in words.
+    pub problems: Vec<String>,
+}
+
+impl IntegrityReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+type Rows = BTreeMap<(u64, u32), RecordRow>;
+
+/// Checks the tables of `db`. Reads every chunk: its cost is that of reading the whole file.
+pub(crate) fn check_tables(db: &Database) -> Result<IntegrityReport, StoreError> {
+    let e = |x: redb::Error| store_error("integrity check", x);
+    let read = db.begin_read().map_err(|x| e(x.into()))?;
+    let mut report = IntegrityReport::default();
+    let p = &mut report.problems;
+
+    let schema = read.open_table(SCHEMA).map_err(|x| e(x.into()))?;
+    match schema.get(VERSION_KEY).map_err(|x| e(x.into()))? {
+        Some(v) if v.value() == SCHEMA_VERSION => {}
+        other => p.push(format!(
+            "schema version is {:?}, expected {SCHEMA_VERSION}",
+            other.map(|v| v.value())
+        )),
+    }
+
+    // Fetches and their per-fetch rows.
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut index_expected: BTreeSet<(String, String, String, u64)> = BTreeSet::new();
+    let fetches = read.open_table(FETCHES).map_err(|x| e(x.into()))?;
+    for entry in fetches.iter().map_err(|x| e(x.into()))? {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let uid = k.value();
+        match serde_json::from_slice::<FetchMeta>(v.value()) {
+            Ok(meta) => {
+                if meta.uid.0 != uid {
+                    p.push(format!("fetch {uid}: metadata names uid {}", meta.uid.0));
+                }
+                counts.insert(uid, meta.requests.len());
+                index_expected.insert((
+                    meta.registration.storage_key,
+                    meta.registration.scope,
+                    meta.id,
+                    uid,
+                ));
+            }
+            Err(x) => p.push(format!("fetch {uid}: unreadable metadata: {x}")),
+        }
+    }
+    report.fetches = counts.len();
+    let state = read.open_table(FETCH_STATE).map_err(|x| e(x.into()))?;
+    let mut with_state = BTreeSet::new();
+    for entry in state.iter().map_err(|x| e(x.into()))? {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let uid = k.value();
+        with_state.insert(uid);
+        match serde_json::from_slice::<FetchStateRow>(v.value()) {
+            Ok(s) => {
+                if !s.committed {
+                    report.uncommitted += 1;
+                }
+            }
+            Err(x) => p.push(format!("fetch {uid}: unreadable state: {x}")),
+        }
+        if !counts.contains_key(&uid) {
+            p.push(format!("orphan state row for fetch {uid}"));
+        }
+    }
+    for uid in counts.keys() {
+        if !with_state.contains(uid) {
+            p.push(format!("fetch {uid} has no state row"));
+        }
+    }
+    let ui = read.open_table(FETCH_UI).map_err(|x| e(x.into()))?;
+    for entry in ui.iter().map_err(|x| e(x.into()))? {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let uid = k.value();
+        if serde_json::from_slice::<UiRow>(v.value()).is_err() {
+            p.push(format!("fetch {uid}: unreadable title and icons"));
+        }
+        if !counts.contains_key(&uid) {
+            p.push(format!("orphan title and icons for fetch {uid}"));
+        }
+    }
+    let index = read.open_table(FETCH_INDEX).map_err(|x| e(x.into()))?;
+    let mut index_found = BTreeSet::new();
+    for entry in index.iter().map_err(|x| e(x.into()))? {
+        let (k, _) = entry.map_err(|x| e(x.into()))?;
+        let (a, b, c, d) = k.value();
+        index_found.insert((a.to_owned(), b.to_owned(), c.to_owned(), d));
+    }
+    for missing in index_expected.difference(&index_found) {
+        p.push(format!("fetch {} is missing from the index", missing.3));
+    }
+    for extra in index_found.difference(&index_expected) {
+        p.push(format!("stale index entry for fetch {}", extra.3));
+    }
+
+    // Records.
+    let mut rows: Rows = BTreeMap::new();
+    let records = read.open_table(RECORDS).map_err(|x| e(x.into()))?;
+    for entry in records.iter().map_err(|x| e(x.into()))? {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let (uid, i) = k.value();
+        match RecordRow::decode(v.value()) {
+            Some(r) => {
+                rows.insert((uid, i), r);
+            }
+            None => p.push(format!("fetch {uid} record {i}: unreadable row")),
+        }
+        match counts.get(&uid) {
+            None => p.push(format!("orphan record row ({uid}, {i})")),
+            Some(n) if i as usize >= *n => p.push(format!(
+                "fetch {uid} has a row for record {i} but {n} requests"
+            )),
+            _ => {}
+        }
+    }
+    for (uid, n) in &counts {
+        for i in 0..*n as u32 {
+            if !rows.contains_key(&(*uid, i)) {
+                p.push(format!("fetch {uid} record {i} has no row"));
+            }
+        }
+    }
+    report.records = rows.len();
+    let heads = read.open_table(RESPONSE_HEADS).map_err(|x| e(x.into()))?;
+    for entry in heads.iter().map_err(|x| e(x.into()))? {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let key = k.value();
+        if serde_json::from_slice::<ResponseHead>(v.value()).is_err() {
+            p.push(format!(
+                "fetch {} record {}: unreadable response head",
+                key.0, key.1
+            ));
+        }
+        if !rows.contains_key(&key) {
+            p.push(format!("orphan response head ({}, {})", key.0, key.1));
+        }
+    }
+    for (key, r) in &rows {
+        if r.state == RecordState::Pending && r.body_len > 0 {
+            p.push(format!(
+                "fetch {} record {}: pending with {} body bytes",
+                key.0, key.1, r.body_len
+            ));
+        }
+    }
+
+    // Chunks.
+    for (table, what, response) in [
+        (BODY_CHUNKS, "response", true),
+        (REQUEST_CHUNKS, "request", false),
+    ] {
+        let t = read.open_table(table).map_err(|x| e(x.into()))?;
+        let mut lens: BTreeMap<(u64, u32), (u32, u64, bool)> = BTreeMap::new();
+        for entry in t.iter().map_err(|x| e(x.into()))? {
+            let (k, v) = entry.map_err(|x| e(x.into()))?;
+            let (uid, i, idx) = k.value();
+            let n = v.value().len();
+            report.chunks += 1;
+            let slot = lens.entry((uid, i)).or_insert((0, 0, false));
+            if idx != slot.0 {
+                p.push(format!(
+                    "fetch {uid} record {i}: {what} chunk {idx} where chunk {} was expected",
+                    slot.0
+                ));
+            }
+            if slot.2 {
+                p.push(format!(
+                    "fetch {uid} record {i}: {what} chunk {idx} follows a short chunk"
+                ));
+            }
+            if n == 0 || n > CHUNK_SIZE {
+                p.push(format!(
+                    "fetch {uid} record {i}: {what} chunk {idx} has {n} bytes"
+                ));
+            }
+            slot.0 = idx + 1;
+            slot.1 += n as u64;
+            slot.2 = n < CHUNK_SIZE;
+        }
+        for ((uid, i), (_, total, _)) in &lens {
+            match rows.get(&(*uid, *i)) {
+                None => p.push(format!("orphan {what} chunks of ({uid}, {i})")),
+                Some(r) => {
+                    let expected = if response { r.body_len } else { r.request_len };
+                    if *total != expected {
+                        p.push(format!(
+                            "fetch {uid} record {i}: {what} chunks hold {total} bytes, the row says {expected}"
+                        ));
+                    }
+                }
+            }
+        }
+        for ((uid, i), r) in &rows {
+            let expected = if response { r.body_len } else { r.request_len };
+            if expected > 0 && !lens.contains_key(&(*uid, *i)) {
+                p.push(format!(
+                    "fetch {uid} record {i}: the row says {expected} {what} bytes but there are no chunks"
+                ));
+            }
+            if response {
+                report.body_bytes += expected;
+            } else {
+                report.request_bytes += expected;
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,209 @@
+//! The on-disk schema (version 1): table definitions and value encodings.
+//!
+//! Every table is keyed by the fetch's [`FetchUid`](background_fetch::FetchUid) (a `u64`) first,
+//! so everything about one fetch is a contiguous key range in each table.
+
+use background_fetch::store::RecordState;
+use background_fetch::{
+    BackgroundFetchFailureReason, BackgroundFetchResult, ImageResource, RecordResult,
+};
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Size of one body chunk: just under 1 MiB, so a chunk plus its key and page header fits a
+/// 1 MiB buddy allocation (an exact power of two doubles the file: research §A.1.7).
+pub const CHUNK_SIZE: usize = 1024 * 1024 - 4096;
+
+/// `"version"` → schema version; `"commit_seq"` → number of the last commit (used to learn
+/// whether a commit that reported an I/O error reached the disk anyway).
+pub const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("bgfetch_schema");
+/// Key of the schema version in [`SCHEMA`].
+pub const VERSION_KEY: &str = "version";
+/// Key of the commit sequence number in [`SCHEMA`].
+pub const COMMIT_SEQ_KEY: &str = "commit_seq";
+/// Key of the schema table holding one more than the highest fetch uid ever created.
+pub const UID_FLOOR_KEY: &str = "uid_floor";
+
+/// uid → [`FetchMeta`](background_fetch::store::FetchMeta) as JSON (as created).
+pub const FETCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("fetches");
+/// uid → [`FetchStateRow`] as JSON (committed, paused, settled).
+pub const FETCH_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("fetch_state");
+/// uid → [`UiRow`] as JSON: the title and icons set by `updateUI()` (absent until then).
+pub const FETCH_UI: TableDefinition<u64, &[u8]> = TableDefinition::new("fetch_ui");
+/// (storage key, registration scope, id, uid) → (): fetches by service worker registration.
+pub const FETCH_INDEX: TableDefinition<(&str, &str, &str, u64), ()> =
+    TableDefinition::new("fetch_index");
+/// (uid, record) → [`RecordRow`] encoded by [`RecordRow::encode`].
+pub const RECORDS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("records");
+/// (uid, record) → the stored response head as JSON.
+pub const RESPONSE_HEADS: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("response_heads");
+/// (uid, record, chunk index) → request body bytes.
+pub const REQUEST_CHUNKS: TableDefinition<(u64, u32, u32), &[u8]> =
+    TableDefinition::new("request_chunks");
+/// (uid, record, chunk index) → response body bytes.
+pub const BODY_CHUNKS: TableDefinition<(u64, u32, u32), &[u8]> =
+    TableDefinition::new("body_chunks");
+
+/// The mutable per-fetch flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchStateRow {
+    /// `commit_fetch` ran: the fetch exists for recovery.
+    pub committed: bool,
+    /// The paused flag.
+    pub paused: bool,
+    /// The result and failure reason once settled.
+    pub settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
+}
+
+/// The title and icons from `updateUI()`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiRow {
+    /// The title.
+    pub title: String,
+    /// The icons.
+    pub icons: Vec<ImageResource>,
+}
+
+/// One record's state: 24 bytes, fixed layout, little-endian.
+///
+/// | bytes | field |
+/// |---|---|
+/// | 0 | format (1) |
+/// | 1 | state: 0 pending, 1 active, 2 completed |
+/// | 2 | result code ([`result_code`]) when completed |
+/// | 3 | reserved (0) |
+/// | 4..8 | response data generation (`u32`) |
+/// | 8..16 | durable response body length (`u64`) |
+/// | 16..24 | durable request body length (`u64`) |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRow {
+    /// The record's state.
+    pub state: RecordState,
+    /// Its response data generation.
+    pub generation: u32,
+    /// Bytes of its response body in [`BODY_CHUNKS`].
+    pub body_len: u64,
+    /// Bytes of its request body in [`REQUEST_CHUNKS`].
+    pub request_len: u64,
+}
+
+/// Encoded length of a [`RecordRow`].
+pub const RECORD_ROW_LEN: usize = 24;
+
+impl RecordRow {
+    /// The fixed encoding.
+    pub fn encode(&self) -> [u8; RECORD_ROW_LEN] {
+        let mut out = [0u8; RECORD_ROW_LEN];
+        out[0] = 1;
+        let (state, result) = match self.state {
+            RecordState::Pending => (0, 0),
+            RecordState::Active => (1, 0),
+            RecordState::Completed(r) => (2, result_code(r)),
+        };
+        out[1] = state;
+        out[2] = result;
+        out[4..8].copy_from_slice(&self.generation.to_le_bytes());
+        out[8..16].copy_from_slice(&self.body_len.to_le_bytes());
+        out[16..24].copy_from_slice(&self.request_len.to_le_bytes());
+        out
+    }
+
+    /// Decodes; `None` if the bytes are not a valid row.
+    pub fn decode(b: &[u8]) -> Option<RecordRow> {
+        if b.len() != RECORD_ROW_LEN || b[0] != 1 || b[3] != 0 {
+            return None;
+        }
+        let state = match b[1] {
+            0 if b[2] == 0 => RecordState::Pending,
+            1 if b[2] == 0 => RecordState::Active,
+            2 => RecordState::Completed(result_from_code(b[2])?),
+            _ => return None,
+        };
+        Some(RecordRow {
+            state,
+            generation: u32::from_le_bytes(b[4..8].try_into().ok()?),
+            body_len: u64::from_le_bytes(b[8..16].try_into().ok()?),
+            request_len: u64::from_le_bytes(b[16..24].try_into().ok()?),
+        })
+    }
+}
+
+/// The stable on-disk code of a record result.
+pub fn result_code(r: RecordResult) -> u8 {
+    match r {
+        RecordResult::Empty => 0,
+        RecordResult::Success => 1,
+        RecordResult::Redundant => 2,
+        RecordResult::Aborted => 3,
+        RecordResult::BadStatus => 4,
+        RecordResult::FetchError => 5,
+        RecordResult::QuotaExceeded => 6,
+        RecordResult::DownloadTotalExceeded => 7,
+    }
+}
+
+/// The record result of an on-disk code.
+pub fn result_from_code(c: u8) -> Option<RecordResult> {
+    Some(match c {
+        0 => RecordResult::Empty,
+        1 => RecordResult::Success,
+        2 => RecordResult::Redundant,
+        3 => RecordResult::Aborted,
+        4 => RecordResult::BadStatus,
+        5 => RecordResult::FetchError,
+        6 => RecordResult::QuotaExceeded,
+        7 => RecordResult::DownloadTotalExceeded,
+        _ => return None,
+    })
+}
+
+/// Number of chunks holding `len` bytes.
+pub fn chunk_count(len: u64) -> u32 {
+    len.div_ceil(CHUNK_SIZE as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_rows_round_trip() {
+        for state in [
+            RecordState::Pending,
+            RecordState::Active,
+            RecordState::Completed(RecordResult::Success),
+            RecordState::Completed(RecordResult::DownloadTotalExceeded),
+            RecordState::Completed(RecordResult::Empty),
+        ] {
+            let row = RecordRow {
+                state,
+                generation: 7,
+                body_len: (1 << 40) + 3,
+                request_len: 11,
+            };
+            assert_eq!(RecordRow::decode(&row.encode()), Some(row));
+        }
+        assert_eq!(RecordRow::decode(&[0u8; RECORD_ROW_LEN]), None);
+        assert_eq!(RecordRow::decode(&[1u8; 3]), None);
+    }
+
+    #[test]
+    fn result_codes_are_a_bijection() {
+        for c in 0..=7 {
+            assert_eq!(result_code(result_from_code(c).unwrap()), c);
+        }
+        assert_eq!(result_from_code(8), None);
+    }
+
+    #[test]
+    fn chunk_counts() {
+        assert_eq!(chunk_count(0), 0);
+        assert_eq!(chunk_count(1), 1);
+        assert_eq!(chunk_count(CHUNK_SIZE as u64), 1);
+        assert_eq!(chunk_count(CHUNK_SIZE as u64 + 1), 2);
+    }
+}
