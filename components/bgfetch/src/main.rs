@@ -1,0 +1,5 @@
+//! The `bgfetch` program.
+
+fn main() {
+    std::process::exit(bgfetch::cli::main());
+}

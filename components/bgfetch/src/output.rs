@@ -1,0 +1,315 @@
+//! What `bgfetch` prints: JSON lines (`--json`), progress bars on a terminal, or plain lines when
+//! stdout is not a terminal. This is also the program's [`UiHost`].
+
+use background_fetch::{
+    BackgroundFetchRegistration, FetchUid, FunctionalEventKind, UiHost, UiSnapshot,
+};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How events are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One JSON object per line on stdout.
+    Json,
+    /// Progress bars (stderr) and event lines.
+    Terminal,
+    /// Plain lines on stdout.
+    Plain,
+    /// Nothing (queries that print their own answer).
+    Quiet,
+}
+
+/// The fields every JSON event carries.
+#[derive(Clone, Debug)]
+pub struct Fields {
+    /// `id`
+    pub id: String,
+    /// `downloaded`
+    pub downloaded: u64,
+    /// `downloadTotal`
+    pub download_total: u64,
+    /// `uploaded`
+    pub uploaded: u64,
+    /// `uploadTotal`
+    pub upload_total: u64,
+    /// `result`
+    pub result: String,
+    /// `failureReason`
+    pub failure_reason: String,
+}
+
+impl Fields {
+    /// From a UI snapshot.
+    pub fn of_ui(ui: &UiSnapshot) -> Fields {
+        Fields {
+            id: ui.id.clone(),
+            downloaded: ui.downloaded,
+            download_total: ui.download_total,
+            uploaded: ui.uploaded,
+            upload_total: ui.upload_total,
+            result: ui.result.as_str().into(),
+            failure_reason: ui.failure_reason.as_str().into(),
+        }
+    }
+
+    /// From a registration object.
+    pub fn of_registration(r: &BackgroundFetchRegistration) -> Fields {
+        Fields {
+            id: r.id().to_owned(),
+            downloaded: r.downloaded(),
+            download_total: r.download_total(),
+            uploaded: r.uploaded(),
+            upload_total: r.upload_total(),
+            result: r.result().as_str().into(),
+            failure_reason: r.failure_reason().as_str().into(),
+        }
+    }
+}
+
+/// Prints events, and draws the UI.
+pub struct Reporter {
+    mode: Mode,
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<FetchUid, ProgressBar>>,
+    last: Mutex<HashMap<FetchUid, UiSnapshot>>,
+    last_plain: Mutex<HashMap<FetchUid, Instant>>,
+    out: Mutex<()>,
+}
+
+impl Reporter {
+    /// A reporter printing in `mode`.
+    pub fn new(mode: Mode) -> Reporter {
+        let multi = (mode == Mode::Terminal)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter {
+            mode,
+            multi,
+            bars: Mutex::default(),
+            last: Mutex::default(),
+            last_plain: Mutex::default(),
+            out: Mutex::default(),
+        }
+    }
+
+    /// Its mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A line for the user (not an event): stderr in JSON mode, above the bars on a terminal.
+    pub fn note(&self, text: &str) {
+        match self.mode {
+            Mode::Json | Mode::Quiet => eprintln!("{text}"),
+            Mode::Terminal => match &self.multi {
+                Some(m) => {
+                    let _ = m.println(text);
+                }
+                None => eprintln!("{text}"),
+            },
+            Mode::Plain => self.line(text),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let _g = self.out.lock().unwrap();
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    }
+
+    /// Prints event `event` with `fields`.
+    pub fn event(&self, event: &str, fields: &Fields, extra: Option<(&str, &str)>) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Json => {
+                let mut v = json!({
+                    "event": event,
+                    "id": fields.id,
+                    "downloaded": fields.downloaded,
+                    "downloadTotal": fields.download_total,
+                    "uploaded": fields.uploaded,
+                    "uploadTotal": fields.upload_total,
+                    "result": fields.result,
+                    "failureReason": fields.failure_reason,
+                });
+                if let Some((k, val)) = extra {
+                    v[k] = json!(val);
+                }
+                self.line(&v.to_string());
+            }
+            Mode::Terminal | Mode::Plain => {
+                let text = match event {
+                    "progress" => format!(
+                        "{} {}: {} of {}",
+                        event,
+                        fields.id,
+                        human(fields.downloaded),
+                        if fields.download_total > 0 {
+                            human(fields.download_total)
+                        } else {
+                            "?".into()
+                        }
+                    ),
+                    "backgroundfetchfail" | "backgroundfetchabort" => {
+                        format!("{event} {}: {}", fields.id, fields.failure_reason)
+                    }
+                    _ => match extra {
+                        Some((_, v)) => format!("{event} {} ({v})", fields.id),
+                        None => format!("{event} {}", fields.id),
+                    },
+                };
+                if self.mode == Mode::Terminal && event == "progress" {
+                    return; // the bar shows it
+                }
+                self.note(&text);
+            }
+        }
+    }
+
+    /// A functional event reached the program (its service worker role).
+    pub fn functional(&self, kind: FunctionalEventKind, r: &BackgroundFetchRegistration) {
+        self.event(kind.event_type(), &Fields::of_registration(r), None);
+    }
+
+    fn bar(&self, ui: &UiSnapshot) -> Option<ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        let mut bars = self.bars.lock().unwrap();
+        let bar = bars.entry(ui.uid).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new(ui.download_total));
+            let style = if ui.download_total > 0 {
+                ProgressStyle::with_template(
+                    "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+            } else {
+                ProgressStyle::with_template("{msg:30!} {spinner} {bytes} {bytes_per_sec}")
+            };
+            bar.set_style(
+                style
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Some(bar.clone())
+    }
+
+    fn label(ui: &UiSnapshot) -> String {
+        let title = if ui.title.is_empty() {
+            &ui.id
+        } else {
+            &ui.title
+        };
+        let state = if !ui.online {
+            " (offline)"
+        } else if ui.awaiting_permission {
+            " (waiting for permission)"
+        } else if ui.paused {
+            " (paused)"
+        } else {
+            ""
+        };
+        format!("{title}{state}")
+    }
+}
+
+/// Bytes in human units.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl UiHost for Reporter {
+    /// Prints `registered`: the display starts when `fetch()` registers a fetch (before any
+    /// byte is fetched), or when `run` restores one from the store.
+    fn show(&self, ui: &UiSnapshot) {
+        self.last.lock().unwrap().insert(ui.uid, ui.clone());
+        self.event("registered", &Fields::of_ui(ui), None);
+        if let Some(bar) = self.bar(ui) {
+            bar.set_message(Self::label(ui));
+            bar.set_position(ui.downloaded);
+        }
+    }
+
+    fn update(&self, ui: &UiSnapshot) {
+        let prev = self.last.lock().unwrap().insert(ui.uid, ui.clone());
+        if let Some(bar) = self.bar(ui) {
+            bar.set_message(Self::label(ui));
+            if ui.download_total > 0 {
+                bar.set_length(ui.download_total.max(ui.downloaded));
+            }
+            bar.set_position(ui.downloaded);
+            if ui.result != background_fetch::BackgroundFetchResult::Empty {
+                bar.finish();
+            }
+        }
+        let fields = Fields::of_ui(ui);
+        if let Some(prev) = &prev {
+            if prev.paused != ui.paused {
+                self.event(
+                    if ui.paused { "paused" } else { "resumed" },
+                    &fields,
+                    Some(("reason", "user")),
+                );
+            }
+            if prev.online != ui.online {
+                self.event(
+                    if ui.online { "resumed" } else { "paused" },
+                    &fields,
+                    Some(("reason", if ui.online { "online" } else { "offline" })),
+                );
+            }
+        }
+        let moved = prev
+            .as_ref()
+            .is_none_or(|p| p.downloaded != ui.downloaded || p.uploaded != ui.uploaded);
+        if moved && ui.result == background_fetch::BackgroundFetchResult::Empty {
+            if self.mode == Mode::Plain {
+                // Plain lines: at most one progress line per second per fetch.
+                let mut last = self.last_plain.lock().unwrap();
+                let now = Instant::now();
+                if last
+                    .get(&ui.uid)
+                    .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
+                {
+                    return;
+                }
+                last.insert(ui.uid, now);
+            }
+            self.event("progress", &fields, None);
+        }
+    }
+
+    fn remove(&self, uid: FetchUid) {
+        if let Some(bar) = self.bars.lock().unwrap().remove(&uid) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(60 * 1024 * 1024), "60.0 MiB");
+    }
+}
