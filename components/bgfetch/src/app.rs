@@ -166,6 +166,11 @@ impl WorkerHost for ProgramWorker {
                 reporter.functional(kind, &reg);
                 return DispatchOutcome::Completed;
             }
+            // The event fires now (every record is stored durably); what the program does
+            // with it follows, before the event's work finishes.
+            if role != Role::Demo {
+                reporter.functional(kind, &reg);
+            }
             let mut delivery_error = None;
             if role == Role::Demo {
                 crate::demo::service_worker(&reporter, &event).await;
@@ -188,7 +193,9 @@ impl WorkerHost for ProgramWorker {
             {
                 prefetches.discard(reg.uid(), dir).await;
             }
-            reporter.functional(kind, &reg);
+            if role == Role::Demo {
+                reporter.functional(kind, &reg);
+            }
             let _ = settled.send(Settled {
                 uid: reg.uid(),
                 kind,
