@@ -454,11 +454,18 @@ impl App {
             resume_on_start,
             max_parallel_per_fetch: 16,
             max_parallel_global: 32,
+            // A person is waiting: give up on an unreachable resource after about a minute
+            // (8 attempts that store nothing, 0.5 s doubling to at most 16 s apart), not the
+            // engine's default of 20 attempts up to a minute apart.
+            retry: background_fetch::RetryPolicy {
+                max_attempts: Some(8),
+                max_delay: Duration::from_secs(16),
+                ..Default::default()
+            },
             // Delivering `--out` reads whole bodies: large slices mean few trips to the storage
             // thread (at most 16 records are delivered at once, so at most 16 MiB in flight).
             read_chunk_size: 1024 * 1024,
             progress_interval: Duration::from_millis(250),
-            ..EngineConfig::default()
         };
         let engine = Engine::start(hosts, config)
             .await

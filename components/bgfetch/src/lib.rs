@@ -21,6 +21,13 @@
 //!   demo
 //! ```
 //!
+//! With `--json`, stdout carries one JSON object per line, each with `event` (`registered`,
+//! `progress`, `paused`, `resumed`, `backgroundfetchsuccess`, `backgroundfetchfail`,
+//! `backgroundfetchabort`), `id`, `downloaded`, `downloadTotal`, `uploaded`, `uploadTotal`,
+//! `result` and `failureReason`. A settle event's line is printed when the event fires (every
+//! record is durable in the store); with `--out`, the files are in place when the process exits
+//! with status 0.
+//!
 //! Exit codes: 0 success, 1 the fetch failed or was aborted (or nothing matched), 2 `fetch()`
 //! rejected, 3 usage, store or I/O error, 130 interrupted (the fetch is left paused; `run`
 //! continues it).

@@ -482,3 +482,25 @@ fn a_failed_fetch_leaves_nothing_in_out() {
         .unwrap_or_default();
     assert!(left.is_empty(), "files left in --out: {left:?}");
 }
+
+#[test]
+fn a_store_locked_by_a_process_that_does_not_answer_exits_3() {
+    let bed = Bed::new(vec![]);
+    // Another "process" holds the store and serves no control socket.
+    let held = background_fetch_redb::RedbStore::open(&bed.store, Default::default()).unwrap();
+    for args in [
+        vec!["ids"],
+        vec!["get", "x"],
+        vec!["run"],
+        vec!["fetch", "x", "http://127.0.0.1:1/f"],
+    ] {
+        let o = bed.run(&args);
+        assert_eq!(code(&o), 3, "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("locked") && err.contains(bed.store.to_str().unwrap()),
+            "{args:?}: {err}"
+        );
+    }
+    drop(held);
+}
