@@ -61,114 +61,9 @@ pub fn is_cross_origin(client_origin: &str, request: &Request) -> bool {
     request.url.origin().ascii_serialization() != client_origin
 }
 
-/// A CORS-unsafe request-header byte.
-///
-/// <https://fetch.spec.whatwg.org/#cors-unsafe-request-header-byte>
-fn is_cors_unsafe_request_header_byte(b: u8) -> bool {
-    (b < 0x20 && b != 0x09)
-        || matches!(
-            b,
-            b'"' | b'('
-                | b')'
-                | b':'
-                | b'<'
-                | b'>'
-                | b'?'
-                | b'@'
-                | b'['
-                | b'\\'
-                | b']'
-                | b'{'
-                | b'}'
-                | 0x7f
-        )
-}
-
-/// A simple range header value: `bytes=N-` or `bytes=N-M` with N ≤ M.
-///
-/// <https://fetch.spec.whatwg.org/#simple-range-header-value>
-fn is_simple_range_header_value(value: &[u8]) -> bool {
-    let Some(rest) = value.strip_prefix(b"bytes=") else {
-        return false;
-    };
-    let Ok(rest) = std::str::from_utf8(rest) else {
-        return false;
-    };
-    let Some((start, end)) = rest.split_once('-') else {
-        return false;
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(start) {
-        return false;
-    }
-    if end.is_empty() {
-        return true;
-    }
-    digits(end) && matches!((start.parse::<u64>(), end.parse::<u64>()), (Ok(a), Ok(b)) if a <= b)
-}
-
-/// CORS-safelisted request-header.
-///
-/// <https://fetch.spec.whatwg.org/#cors-safelisted-request-header>
-pub fn is_cors_safelisted_request_header(name: &str, value: &[u8]) -> bool {
-    if value.len() > 128 {
-        return false;
-    }
-    match name.to_ascii_lowercase().as_str() {
-        "accept" => !value
-            .iter()
-            .copied()
-            .any(is_cors_unsafe_request_header_byte),
-        "accept-language" | "content-language" => value
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b" *,-.;=".contains(&b)),
-        "content-type" => {
-            if value
-                .iter()
-                .copied()
-                .any(is_cors_unsafe_request_header_byte)
-            {
-                return false;
-            }
-            let text = String::from_utf8_lossy(value);
-            let essence = text
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            matches!(
-                essence.as_str(),
-                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
-            )
-        }
-        "range" => is_simple_range_header_value(value),
-        _ => false,
-    }
-}
-
-/// CORS-unsafe request-header names: sorted, lowercased, without duplicates.
-///
-/// <https://fetch.spec.whatwg.org/#cors-unsafe-request-header-names>
-pub fn cors_unsafe_request_header_names(headers: &HeaderList) -> Vec<String> {
-    let mut unsafe_names = Vec::new();
-    let mut potentially_unsafe = Vec::new();
-    let mut safelist_value_size = 0usize;
-    for (name, value) in headers.iter() {
-        if !is_cors_safelisted_request_header(name, value) {
-            unsafe_names.push(name.to_owned());
-        } else {
-            potentially_unsafe.push(name.to_owned());
-            safelist_value_size += value.len();
-        }
-    }
-    if safelist_value_size > 1024 {
-        unsafe_names.extend(potentially_unsafe);
-    }
-    unsafe_names.sort();
-    unsafe_names.dedup();
-    unsafe_names
-}
+pub use background_fetch::cors::{
+    cors_unsafe_request_header_names, is_cors_safelisted_request_header,
+};
 
 /// The values of a comma-separated header, trimmed, empty entries dropped.
 fn header_list_values(headers: &HeaderList, name: &str) -> Vec<String> {
@@ -289,18 +184,7 @@ pub fn check_preflight_response(
     Ok(())
 }
 
-/// CORS-safelisted response-header names (besides the exposed ones).
-///
-/// <https://fetch.spec.whatwg.org/#cors-safelisted-response-header-name>
-const SAFELISTED_RESPONSE_HEADERS: [&str; 7] = [
-    "cache-control",
-    "content-language",
-    "content-length",
-    "content-type",
-    "expires",
-    "last-modified",
-    "pragma",
-];
+use background_fetch::cors::CORS_SAFELISTED_RESPONSE_HEADER_NAMES as SAFELISTED_RESPONSE_HEADERS;
 
 /// The CORS filtered response of `head` (type `cors`, headers filtered), for a request in
 /// credentials mode `credentials`.

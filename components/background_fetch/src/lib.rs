@@ -70,6 +70,7 @@
 #![warn(missing_docs)]
 
 mod content_range;
+pub mod cors;
 mod engine;
 mod error;
 mod events;
