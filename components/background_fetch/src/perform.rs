@@ -375,7 +375,7 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
             .unwrap_or_default();
         let body = request.body_length.map(|length| RequestBodySource {
             length,
-            stream: request_body_stream(&engine, &bg, index, length),
+            stream: stored_request_body(Arc::downgrade(&engine), bg.uid, index, length),
         });
         tracing::debug!(range_start, "fetch attempt");
         // 9. Let fetchAttemptComplete be false.
@@ -408,22 +408,23 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
     finish_record(&engine, &bg, index, result).await;
 }
 
-/// Reads record `index`'s request body from the store, for upload.
-fn request_body_stream(
-    engine: &Arc<EngineInner>,
-    bg: &BgFetch,
+/// Streams record `index`'s request body of fetch `uid` from the store (for the upload, and for
+/// `BackgroundFetchRecord.request`'s body). Ends early with `Gone` if the engine shut down.
+pub(crate) fn stored_request_body(
+    engine: std::sync::Weak<EngineInner>,
+    uid: crate::model::FetchUid,
     index: usize,
     length: u64,
 ) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>> {
-    let engine = Arc::downgrade(engine);
-    let uid = bg.uid;
     futures::stream::unfold(0u64, move |offset| {
         let engine = engine.clone();
         async move {
             if offset >= length {
                 return None;
             }
-            let engine = engine.upgrade()?;
+            let Some(engine) = engine.upgrade() else {
+                return Some((Err(StoreError::gone("the engine has shut down")), length));
+            };
             match engine
                 .hosts
                 .store

@@ -522,46 +522,20 @@ impl BackgroundFetchRecord {
     /// The request's body, streamed from the store ("a copy of record's request, including its
     /// body"). `None` when the request has no body.
     pub fn request_body(&self) -> Option<BoxStream<'static, Result<Bytes, DomError>>> {
-        let len = self.request().body_length?;
-        let engine = self.engine.clone();
-        let uid = self.fetch.uid;
-        let index = self.index;
-        let guard = Arc::new(ReadGuard::new(&self.fetch, &engine));
+        let length = self.request().body_length?;
+        let guard = ReadGuard::new(&self.fetch, &self.engine);
+        let body = crate::perform::stored_request_body(
+            self.engine.clone(),
+            self.fetch.uid,
+            self.index,
+            length,
+        );
         Some(
-            futures::stream::unfold(0u64, move |offset| {
-                let engine = engine.clone();
-                let _guard = guard.clone();
-                async move {
-                    if offset >= len {
-                        return None;
-                    }
-                    let Some(engine) = engine.upgrade() else {
-                        return Some((Err(DomError::type_error("the engine has shut down")), len));
-                    };
-                    match engine
-                        .hosts
-                        .store
-                        .read_request_body(uid, index, offset, engine.config.read_chunk_size)
-                        .await
-                    {
-                        Ok(b) if b.is_empty() => Some((
-                            Err(DomError::type_error(
-                                "the stored request body is shorter than expected",
-                            )),
-                            len,
-                        )),
-                        Ok(b) => {
-                            let next = offset + b.len() as u64;
-                            Some((Ok(b), next))
-                        }
-                        Err(e) => Some((
-                            Err(DomError::type_error(format!(
-                                "reading the request body failed: {e}"
-                            ))),
-                            len,
-                        )),
-                    }
-                }
+            body.map(move |chunk| {
+                let _reading = &guard;
+                chunk.map_err(|e| {
+                    DomError::type_error(format!("reading the request body failed: {e}"))
+                })
             })
             .boxed(),
         )
