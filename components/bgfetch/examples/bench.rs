@@ -14,7 +14,7 @@
 //! Each run starts from an empty store and output directory, in a temporary directory on the
 //! same disk for both tools.
 
-use bgfetch::server::{Body, Route, Server};
+use bgfetch::server::{Server, benchmark_routes};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -175,31 +175,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut routes: Vec<(String, Route)> = vec![
-        (
-            "/gen1".into(),
-            Route::ok(Body::Generated {
-                len: 1 << 30,
-                seed: 1,
-            }),
-        ),
-        (
-            "/gen4".into(),
-            Route::ok(Body::Generated {
-                len: 4 << 30,
-                seed: 4,
-            }),
-        ),
-    ];
-    for i in 0..1000 {
-        routes.push((
-            format!("/small/{i}"),
-            Route::ok(Body::Generated {
-                len: 16 * 1024,
-                seed: i,
-            }),
-        ));
-    }
+    let routes = benchmark_routes();
     let server = rt.block_on(Server::start(routes)).unwrap();
     let work = std::env::temp_dir().join(format!("bgfetch-bench-{}", std::process::id()));
     if want("1g") {

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p bgfetch --example serve -- [PORT]` (default 8089)
 
-use bgfetch::server::{Body, Route, Server};
+use bgfetch::server::{Server, benchmark_routes};
 
 fn main() {
     let port: u16 = std::env::args()
@@ -15,31 +15,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut routes: Vec<(String, Route)> = vec![
-        (
-            "/gen1".into(),
-            Route::ok(Body::Generated {
-                len: 1 << 30,
-                seed: 1,
-            }),
-        ),
-        (
-            "/gen4".into(),
-            Route::ok(Body::Generated {
-                len: 4 << 30,
-                seed: 4,
-            }),
-        ),
-    ];
-    for i in 0..1000 {
-        routes.push((
-            format!("/small/{i}"),
-            Route::ok(Body::Generated {
-                len: 16 * 1024,
-                seed: i,
-            }),
-        ));
-    }
+    let routes = benchmark_routes();
     rt.block_on(async {
         let server = Server::start_on(&format!("127.0.0.1:{port}"), routes)
             .await

@@ -248,6 +248,24 @@ async fn open_for_running(path: &Path) -> Result<background_fetch_redb::RedbStor
     }
 }
 
+/// Opens the store, starts the engine (restored fetches idle until resumed) and serves the
+/// control socket, for a process that runs fetches.
+async fn start_running(
+    path: &Path,
+    mode: Mode,
+) -> Result<(Arc<App>, Option<control::ServerGuard>), i32> {
+    let store = open_for_running(path).await?;
+    let app = match App::start(store, mode, Role::Cli, false).await {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(exit::ERROR);
+        }
+    };
+    let server = control::serve(app.clone(), &socket_path(path));
+    Ok((app, server))
+}
+
 struct FetchArgs {
     id: String,
     urls: Vec<String>,
@@ -319,18 +337,10 @@ async fn fetch(path: &Path, mode: Mode, a: FetchArgs) -> i32 {
             }
         }
     }
-    let store = match open_for_running(path).await {
-        Ok(s) => s,
+    let (app, _server) = match start_running(path, mode).await {
+        Ok(r) => r,
         Err(code) => return code,
     };
-    let app = match App::start(store, mode, Role::Cli, false).await {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
-    let _server = control::serve(app.clone(), &socket_path(path));
     let (manager, registration) = app.manager(&origin);
     let base = Url::parse(&registration.scope).expect("a scope URL");
     let mut requests: Vec<RequestInfo> = a
@@ -440,18 +450,10 @@ async fn interrupted() -> &'static str {
 }
 
 async fn run_all(path: &Path, mode: Mode) -> i32 {
-    let store = match open_for_running(path).await {
-        Ok(s) => s,
+    let (app, _server) = match start_running(path, mode).await {
+        Ok(r) => r,
         Err(code) => return code,
     };
-    let app = match App::start(store, mode, Role::Cli, false).await {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
-    let _server = control::serve(app.clone(), &socket_path(path));
     let fetches = app.engine.fetches();
     if fetches.is_empty() {
         app.reporter

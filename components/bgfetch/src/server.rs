@@ -119,6 +119,37 @@ impl Route {
     }
 }
 
+/// The benchmark routes: `/gen1` (1 GiB), `/gen4` (4 GiB) and `/small/0` … `/small/999`
+/// (16 KiB each), all generated.
+pub fn benchmark_routes() -> Vec<(String, Route)> {
+    let mut routes: Vec<(String, Route)> = vec![
+        (
+            "/gen1".into(),
+            Route::ok(Body::Generated {
+                len: 1 << 30,
+                seed: 1,
+            }),
+        ),
+        (
+            "/gen4".into(),
+            Route::ok(Body::Generated {
+                len: 4 << 30,
+                seed: 4,
+            }),
+        ),
+    ];
+    for i in 0..1000 {
+        routes.push((
+            format!("/small/{i}"),
+            Route::ok(Body::Generated {
+                len: 16 * 1024,
+                seed: i,
+            }),
+        ));
+    }
+    routes
+}
+
 /// A request the server received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Logged {
