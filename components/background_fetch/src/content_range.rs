@@ -27,9 +27,10 @@ impl ContentRange {
         }
     }
 
-    /// Number of bytes the range covers.
+    /// Number of bytes the range covers (`u64::MAX` for `bytes 0-18446744073709551615/*`, the
+    /// one range that covers 2^64 bytes).
     pub fn len(&self) -> u64 {
-        self.last_byte_pos - self.first_byte_pos + 1
+        (self.last_byte_pos - self.first_byte_pos).saturating_add(1)
     }
 
     /// Always false: a parsed range covers at least one byte.
@@ -119,13 +120,17 @@ pub fn extract_content_range_values(headers: &HeaderList) -> Option<ContentRange
 }
 
 /// The complete length of an unsatisfied-range `Content-Range` value (`bytes */N`), as a 416
-/// response carries it.
+/// response carries it. The unit and the range are separated by whitespace, as in
+/// [`parse_single_byte_content_range`].
 pub fn parse_unsatisfied_content_range(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
     if value.len() < 6 || !value[..5].eq_ignore_ascii_case(b"bytes") {
         return None;
     }
     let rest = value[5..].trim_ascii_start();
+    if rest.len() == value.len() - 5 {
+        return None;
+    }
     parse_digits(rest.strip_prefix(b"*/")?)
 }
 
@@ -419,6 +424,14 @@ mod tests {
         assert_eq!(parse_unsatisfied_content_range(b" Bytes */0 "), Some(0));
         assert_eq!(parse_unsatisfied_content_range(b"bytes 0-1/2"), None);
         assert_eq!(parse_unsatisfied_content_range(b"bytes */"), None);
+        // The unit and the range are separated by whitespace, as in a satisfied range.
+        assert_eq!(parse_unsatisfied_content_range(b"bytes*/5"), None);
+    }
+
+    #[test]
+    fn the_range_that_covers_every_byte_has_a_length() {
+        let r = parse_single_byte_content_range(b"bytes 0-18446744073709551615/*").unwrap();
+        assert_eq!(r.len(), u64::MAX);
     }
 
     proptest! {

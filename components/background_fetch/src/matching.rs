@@ -26,12 +26,12 @@ fn without_fragment(url: &Url, drop_query: bool) -> Url {
     u
 }
 
-/// Splits a `Vary` value into its field names (comma separated, whitespace trimmed, empty
-/// entries dropped).
+/// Splits a `Vary` value into its field names (comma separated, HTTP whitespace (SP, HTAB)
+/// trimmed, empty entries dropped).
 fn vary_field_values(value: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(value)
         .split(',')
-        .map(|s| s.trim().to_ascii_lowercase())
+        .map(|s| s.trim_matches([' ', '\t']).to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -199,6 +199,27 @@ mod tests {
             &cached,
             Some(&resp(Some("*"))),
             o
+        ));
+    }
+
+    #[test]
+    fn vary_members_are_trimmed_of_http_whitespace_only() {
+        // U+00A0 is not HTTP whitespace: `accept\u{a0}` names no header the requests have.
+        let mut cached = req("https://a/x", "GET");
+        cached.headers.append("accept", "a");
+        let query = req("https://a/x", "GET");
+        let opts = CacheQueryOptions::default();
+        assert!(request_matches_cached_item(
+            &query,
+            &cached,
+            Some(&resp(Some("accept\u{a0}"))),
+            opts
+        ));
+        assert!(!request_matches_cached_item(
+            &query,
+            &cached,
+            Some(&resp(Some("\taccept "))),
+            opts
         ));
     }
 }

@@ -261,3 +261,35 @@ fn an_unfinished_upload_is_not_sent_again_after_a_restart() {
         background_fetch::BackgroundFetchFailureReason::FetchError
     );
 }
+
+/// A fuzzer makes a test bed per input: dropping one, with fetches still in flight, must free
+/// the engine and every host (found by the `request_matching` fuzz target, whose memory grew
+/// 21 KB per input until libFuzzer's 2 GB limit).
+#[test]
+fn a_dropped_test_bed_frees_the_engine_and_its_hosts() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(10, 1)));
+    bed.network.serve(B, Resource::ok(body(10, 2)));
+    bed.network.fault_next(B, vec![Fault::Hold]);
+    let alive = Arc::new(());
+    let weak = Arc::downgrade(&alive);
+    bed.worker.set_handler(move |_| {
+        let _keep = &alive;
+        async { DispatchOutcome::Completed }.boxed()
+    });
+    let m = bed.manager();
+    let reg = bed
+        .run(async move {
+            m.fetch("f", [A, B], BackgroundFetchOptions::default())
+                .await
+        })
+        .unwrap();
+    bed.run_until_idle();
+    assert_eq!(bed.network.in_flight(), 1, "B is held");
+    drop(reg);
+    drop(bed);
+    assert!(
+        weak.upgrade().is_none(),
+        "the service worker host (and so the engine holding it) outlived the test bed"
+    );
+}

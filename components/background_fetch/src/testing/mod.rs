@@ -60,6 +60,15 @@ pub struct TestBed {
     page: Mutex<Environment>,
 }
 
+/// Dropping a test bed drops every task still on its executor (a fetch in flight holds the
+/// engine, and the engine holds the executor), so that the engine and its hosts are freed: a
+/// fuzzer makes one test bed per input.
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        self.executor.drop_all_tasks();
+    }
+}
+
 impl Default for TestBed {
     fn default() -> Self {
         Self::new()
