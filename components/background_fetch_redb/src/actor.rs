@@ -144,12 +144,13 @@ impl Body {
         }
     }
 
-    /// Up to `max` buffered bytes from buffer offset `at` (a zero-copy slice).
+    /// Up to `max` buffered bytes from buffer offset `at` (a zero-copy slice). `max` may be
+    /// anything up to `usize::MAX`.
     fn read_buffered(&self, mut at: u64, max: usize) -> Bytes {
         for seg in &self.buf {
             let len = seg.len() as u64;
             if at < len {
-                let end = (at as usize + max).min(seg.len());
+                let end = (at as usize).saturating_add(max).min(seg.len());
                 return seg.slice(at as usize..end);
             }
             at -= len;
@@ -1407,6 +1408,11 @@ impl Actor {
     fn commit(&mut self, uid: u64, paused: bool) -> Result<(), StoreError> {
         self.ensure_db()?;
         let f = self.fetch_mut(uid)?;
+        if let Some(p) = f.records.iter().find_map(|r| r.poison.clone()) {
+            // A failed write took bytes of its request bodies back: it must not come to exist
+            // without them.
+            return Err(p);
+        }
         f.committed = true;
         f.paused = paused;
         f.state_dirty = true;
@@ -1967,6 +1973,8 @@ impl Actor {
     fn revert(&mut self, uid: u64, e: &StoreError) -> Result<(), StoreError> {
         if self.deleting.contains_key(&uid) {
             // A delete that cannot be written stays pending; it is retried by the next flush.
+            // It failed all the same: `delete_fetch` must not report it done.
+            self.reverted.insert(uid, e.clone());
             return Ok(());
         }
         let read = self
@@ -2085,7 +2093,12 @@ impl Actor {
             match db.compact() {
                 Ok(true) => rounds += 1,
                 Ok(false) => break,
-                Err(e) => return Err(store_error("compact", e)),
+                Err(e) => {
+                    // redb refuses further writes on a handle that saw an I/O error: the next
+                    // operation reopens the file (else nothing would until some write failed).
+                    self.db = None;
+                    return Err(store_error("compact", e));
+                }
             }
         }
         let after = self.file_len.load(Ordering::Relaxed);
@@ -2099,9 +2112,14 @@ impl Actor {
     pub(crate) fn check_integrity(&mut self) -> Result<IntegrityReport, StoreError> {
         self.flush(true, true)?;
         let db = self.db.as_mut().expect("open");
-        let redb_ok = db
-            .check_integrity()
-            .map_err(|e| store_error("redb integrity check", e))?;
+        let redb_ok = match db.check_integrity() {
+            Ok(ok) => ok,
+            Err(e) => {
+                // As in `compact`: the next operation reopens the file.
+                self.db = None;
+                return Err(store_error("redb integrity check", e));
+            }
+        };
         let mut report = crate::integrity::check_tables(self.db())?;
         if !redb_ok {
             report
@@ -2136,7 +2154,8 @@ impl Actor {
             }
         }
         for uid in disk.keys() {
-            if !self.fetches.contains_key(uid) {
+            // A delete that could not be written yet is pending, not lost.
+            if !self.fetches.contains_key(uid) && !self.deleting.contains_key(uid) {
                 report
                     .problems
                     .push(format!("fetch {uid} is in the file but not in memory"));

@@ -92,12 +92,13 @@
 //! fetch being written: redb refuses further writes on a handle that saw an I/O error, so the
 //! store reopens the file, commits the other fetches' changes each on its own, and returns the
 //! failing fetch to its last committed state. Its records that lost bytes are *poisoned*: their
-//! next append (and a `complete_record` with `success`) fails with the error, so the engine fails
-//! the fetch with `quota-exceeded` or `fetch-error`, and nothing is ever reported complete that is
-//! not durable. Nothing committed durably before is lost, and a transient error with nothing else
-//! at stake is simply retried. A write that would take a storage key past
-//! [`RedbStoreConfig::quota`] (or the store past [`RedbStoreConfig::max_total_bytes`]) fails with
-//! `QuotaExceeded` before anything is written. `usage()` counts the bytes actually stored.
+//! next append (and a `complete_record` with `success`, and the `commit_fetch` of a fetch being
+//! created) fails with the error, so the engine fails the fetch with `quota-exceeded` or
+//! `fetch-error`, and nothing is ever reported complete (or created) that is not durable.
+//! Nothing committed durably before is lost, and a transient error with nothing else at stake is
+//! simply retried. A write that would take a storage key past [`RedbStoreConfig::quota`] (or the
+//! store past [`RedbStoreConfig::max_total_bytes`]) fails with `QuotaExceeded` before anything is
+//! written. `usage()` counts the bytes actually stored.
 //!
 //! Group commits by size are not durable (`Durability::None`: durable ones halved the
 //! throughput in the benchmark). If an I/O error makes the store reopen the file, what they wrote

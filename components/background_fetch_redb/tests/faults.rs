@@ -250,6 +250,153 @@ fn a_lasting_io_error_fails_the_write_and_the_store_recovers() {
     });
 }
 
+/// Found by the `store_ops` fuzz target: a compaction that failed with an I/O error left redb's
+/// failed handle in place, and with nothing to commit nothing reopened it, so
+/// `check_integrity()` and `compact()` kept failing ("Previous I/O error") after the disk
+/// recovered.
+#[test]
+fn a_failed_compaction_does_not_leave_the_store_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let ctl = FaultControl::new();
+    let store = open_faulty(&path, &ctl, config());
+    block_on(async {
+        for uid in 1..=3 {
+            create(&store, uid, "k", 1).await;
+            download(&store, uid, 0, &pattern(uid, 300_000), 100_000).await;
+            complete(&store, uid, 0).await;
+        }
+        for uid in [1, 2] {
+            store.delete_fetch(FetchUid(uid)).await.unwrap();
+        }
+        ctl.set(Fault::IoErrorAfter { ok: 0, fail: 1 });
+        let e = store.compact().await.expect_err("the disk fails");
+        assert_eq!(e.kind, StoreErrorKind::Io, "{e:?}");
+        assert!(ctl.failures() > 0);
+        ctl.set(Fault::None);
+        assert_consistent(&store).await;
+        store.compact().await.expect("the disk works again");
+        assert!(read_body(&store, 3, 0, 0, 1 << 20).await == pattern(3, 300_000));
+    });
+    drop(store);
+    let store = open(&path);
+    block_on(async {
+        assert_consistent(&store).await;
+        assert!(read_body(&store, 3, 0, 0, 1 << 20).await == pattern(3, 300_000));
+    });
+}
+
+/// Found by the `store_ops` fuzz target: an I/O error made the store return a fetch that was
+/// being created to its durable state, losing the request bytes it had buffered, and
+/// `commit_fetch` then succeeded: the fetch existed, durably, with truncated request bodies.
+#[test]
+fn a_fetch_whose_request_bytes_were_lost_does_not_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let ctl = FaultControl::new();
+    let store = open_faulty(&path, &ctl, config());
+    let (a, b) = (pattern(1, 100), pattern(2, 100));
+    block_on(async {
+        // Fetch 1 is being created: the first part of its request body reaches the disk with
+        // fetch 2's commit, the second is buffered.
+        let meta = background_fetch::testing::store_contract::meta(1, "k", 1);
+        store.create_fetch(meta).await.unwrap();
+        let uid = FetchUid(1);
+        store
+            .append_request_body(uid, 0, Bytes::from(a.clone()))
+            .await
+            .unwrap();
+        create(&store, 2, "k", 1).await;
+        store
+            .append_request_body(uid, 0, Bytes::from(b.clone()))
+            .await
+            .unwrap();
+        // Fetch 2 downloads past a (non-durable) group commit, then a write fails: the store
+        // reopens the file and returns both fetches to their durable state.
+        download(&store, 2, 0, &pattern(3, 1_500_000), 100_000).await;
+        ctl.set(Fault::IoErrorAfter { ok: 0, fail: 1 });
+        let _ = store
+            .complete_record(FetchUid(2), 0, 0, RecordResult::Success)
+            .await;
+        ctl.set(Fault::None);
+        assert!(ctl.failures() > 0);
+        match store.commit_fetch(uid, false).await {
+            Err(e) => assert!(
+                matches!(e.kind, StoreErrorKind::Io | StoreErrorKind::QuotaExceeded),
+                "{e:?}"
+            ),
+            Ok(()) => {
+                let mut body = Vec::new();
+                loop {
+                    let more = store
+                        .read_request_body(uid, 0, body.len() as u64, 1 << 20)
+                        .await
+                        .unwrap();
+                    if more.is_empty() {
+                        break;
+                    }
+                    body.extend_from_slice(&more);
+                }
+                assert!(
+                    body == [a.clone(), b.clone()].concat(),
+                    "committed with {} of the 200 request bytes appended",
+                    body.len()
+                );
+            }
+        }
+        assert_consistent(&store).await;
+    });
+}
+
+/// Found by the `store_ops` fuzz target: a delete that could not be written (the disk refuses
+/// every commit, but the store reopens the file fine) returned `Ok`, so a crash brought the
+/// deleted fetch back; and `check_integrity` reported the pending delete as a problem.
+#[test]
+fn a_delete_that_cannot_be_written_fails_and_stays_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let ctl = FaultControl::new();
+    let store = open_faulty(&path, &ctl, config());
+    block_on(async {
+        create(&store, 1, "k", 1).await;
+        create(&store, 2, "k", 1).await;
+        // Writes past the header fail: commits fail, reopening works.
+        ctl.set(Fault::DiskFullAt(4096));
+        let e = store
+            .delete_fetch(FetchUid(1))
+            .await
+            .expect_err("the delete cannot be written");
+        assert_eq!(e.kind, StoreErrorKind::QuotaExceeded, "{e:?}");
+        // The fetch is gone for the engine; the delete is pending, which is no inconsistency.
+        let all = store.load().await.unwrap();
+        assert_eq!(
+            all.iter().map(|f| f.meta.uid).collect::<Vec<_>>(),
+            [FetchUid(2)]
+        );
+        assert_consistent(&store).await;
+    });
+    // A crash now: the delete never reached the disk, so the fetch is still there (it was not
+    // reported deleted).
+    drop(store);
+    ctl.set(Fault::None);
+    let store = open(&path);
+    block_on(async {
+        assert_eq!(store.load().await.unwrap().len(), 2);
+        // Deleting again works once the disk does.
+        store.delete_fetch(FetchUid(1)).await.unwrap();
+        assert_consistent(&store).await;
+    });
+    drop(store);
+    let store = open(&path);
+    block_on(async {
+        let all = store.load().await.unwrap();
+        assert_eq!(
+            all.iter().map(|f| f.meta.uid).collect::<Vec<_>>(),
+            [FetchUid(2)]
+        );
+    });
+}
+
 /// What the scenario of [`failures_at_every_point`] saw succeed.
 #[derive(Default, Debug)]
 struct Seen {

@@ -49,6 +49,39 @@ fn bodies_span_chunks_and_read_back_while_buffered_and_after_reopen() {
     });
 }
 
+/// Found by the `store_ops` fuzz target: a read whose `max` is near `usize::MAX` overflowed
+/// `offset + max` on buffered bytes and killed the storage thread (every later call failed with
+/// `Closed`).
+#[test]
+fn a_read_of_any_max_returns_what_there_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let body = pattern(3, 10_000);
+    let store = open(&path);
+    block_on(async {
+        create(&store, 1, "k", 1).await;
+        download(&store, 1, 0, &body, 4_000).await;
+        for offset in [0u64, 1, 3_999, 4_000, 9_999] {
+            let b = store
+                .read_response_body(FetchUid(1), 0, 0, offset, usize::MAX)
+                .await
+                .expect("a buffered read");
+            let end = (offset as usize / 4_000 + 1) * 4_000;
+            assert!(
+                b[..] == body[offset as usize..end.min(body.len())],
+                "at {offset}"
+            );
+        }
+        complete(&store, 1, 0).await;
+        let b = store
+            .read_response_body(FetchUid(1), 0, 0, 17, usize::MAX)
+            .await
+            .expect("a committed read");
+        assert!(b[..] == body[17..]);
+        assert_consistent(&store).await;
+    });
+}
+
 #[test]
 fn partial_chunks_are_extended_by_later_commits() {
     let dir = tempfile::tempdir().unwrap();
