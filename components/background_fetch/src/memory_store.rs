@@ -45,7 +45,7 @@ impl Chunks {
         };
         let within = (offset - self.starts[i]) as usize;
         let chunk = &self.chunks[i];
-        let end = (within + max).min(chunk.len());
+        let end = within.saturating_add(max).min(chunk.len());
         chunk.slice(within..end)
     }
 }
