@@ -1,0 +1,4 @@
+//! cargo-fuzz entry point: see `background_fetch_fuzz::store_ops`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| background_fetch_fuzz::store_ops::run(data));
