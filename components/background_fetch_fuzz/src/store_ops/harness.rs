@@ -678,7 +678,8 @@ impl<'a> Harness<'a> {
                 for (u, f) in self.fetches.iter_mut() {
                     f.cands = dedup(f.cands.iter().flat_map(|c| {
                         if window && *u != uid {
-                            vec![c.landed(), c.reverted()]
+                            let unacked = c.landed_unacked();
+                            vec![c.landed(), c.reverted(), unacked.reverted(), unacked]
                         } else {
                             vec![c.landed()]
                         }
@@ -689,16 +690,13 @@ impl<'a> Harness<'a> {
                 let mut v = vec![c.clone(), c.landed()];
                 if window {
                     v.push(c.reverted());
+                    let unacked = c.landed_unacked();
+                    v.push(unacked.reverted());
+                    v.push(unacked);
                 }
                 v
             }),
-            Global::Faulted => self.expand_all(|c| {
-                let mut v = vec![c.clone(), c.reverted()];
-                if durable_op {
-                    v.push(c.landed());
-                }
-                v
-            }),
+            Global::Faulted => self.expand_all(|c| c.faulted(durable_op)),
         }
         if durable_op {
             self.durable_floor(global == Global::DurableAll, certain_commit);
@@ -1411,7 +1409,8 @@ impl<'a> Harness<'a> {
                 // Every fetch was committed, or reverted to its durable state.
                 self.expand_all(|c| {
                     if window {
-                        vec![c.landed(), c.reverted()]
+                        let unacked = c.landed_unacked();
+                        vec![c.landed(), c.reverted(), unacked.reverted(), unacked]
                     } else {
                         vec![c.landed()]
                     }
@@ -1419,7 +1418,7 @@ impl<'a> Harness<'a> {
                 self.durable_floor(true, false);
             }
             Err(e) if window && Kinds::FAULT.has(e.kind) => {
-                self.expand_all(|c| vec![c.clone(), c.landed(), c.reverted()]);
+                self.expand_all(|c| c.faulted(true));
                 self.durable_floor(false, false);
             }
             Err(e) => self.fail(format!("{what}() failed with no fault injected: {e}")),
@@ -1516,7 +1515,7 @@ impl<'a> Harness<'a> {
                 // Uncommitted fetches may be deleted (pending) and anything may have landed or
                 // been reverted.
                 self.expand_all(|c| {
-                    let mut v = vec![c.clone(), c.landed(), c.reverted()];
+                    let mut v = c.faulted(true);
                     if let Some(l) = c.live()
                         && !l.snap.committed
                     {

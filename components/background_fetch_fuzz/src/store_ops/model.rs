@@ -194,6 +194,35 @@ impl Cand {
         }
     }
 
+    /// A durable commit of this fetch reached the disk, but the store saw it fail (a later
+    /// write or the sync failed) and kept its changes marked unwritten: the disk holds what
+    /// memory holds, yet a revert (at once or at a later reopen) may still poison the records
+    /// written to since the last acknowledged commit (`Actor::revert` poisons dirty rows even
+    /// when the disk has them). Unlike [`Cand::landed`], `touched` is kept.
+    pub fn landed_unacked(&self) -> Cand {
+        match &self.mem {
+            Mem::Live(l) => Cand {
+                mem: self.mem.clone(),
+                disk: Some(l.snap.clone()),
+            },
+            _ => self.landed(),
+        }
+    }
+
+    /// What a fault during an operation may leave of this fetch: unchanged (or left for a later
+    /// reopen to revert), reverted, and if the operation commits durably, landed (acknowledged
+    /// or not) and landed but reverted all the same.
+    pub fn faulted(&self, durable: bool) -> Vec<Cand> {
+        let mut v = vec![self.clone(), self.reverted()];
+        if durable {
+            let unacked = self.landed_unacked();
+            v.push(self.landed());
+            v.push(unacked.reverted());
+            v.push(unacked);
+        }
+        v
+    }
+
     /// The store reverted this fetch to what its disk holds (`Actor::revert`): records whose
     /// bytes, state or generation differ are poisoned; records written to since the last
     /// durable commit may be. A fetch that is not on disk is lost.
