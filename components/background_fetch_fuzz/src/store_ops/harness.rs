@@ -805,6 +805,24 @@ impl<'a> Harness<'a> {
                 if r.is_ok() {
                     self.floor = uid + 1;
                     self.created.push(uid);
+                } else {
+                    // A failed `create_fetch` leaves nothing of the fetch: the store fails it
+                    // only before taking the fetch in (reopening a file broken by an earlier
+                    // fault failed, or the uid exists), so it neither holds the fetch in memory
+                    // (live or lost) nor wrote any of it. It must not, since a failed create
+                    // does not raise `uid_floor()` (the model's floor stays `uid` too) and the
+                    // uid may be handed out again. `update`'s generic fault handling also allows
+                    // "it happened, then failed or was reverted", which cannot be here; keeping
+                    // those candidates made the next create of this uid look like a reuse. If
+                    // the store did keep the fetch, that next create fails with `Corrupt`, which
+                    // the model (absent only) then rejects.
+                    let f = self.fetches.get_mut(&uid).expect("just inserted");
+                    f.cands.retain(|c| c.mem == Mem::Absent && c.disk.is_none());
+                    if f.cands.is_empty() {
+                        self.fail(format!(
+                            "create_fetch of fetch {uid} failed, but the model has it existing"
+                        ));
+                    }
                 }
                 self.check_floor();
             }
