@@ -16,6 +16,7 @@
 //!   `PartialResponseInvalid` reason, or the same range), including for CORS-filtered responses
 //!   whose unfiltered validators are in `resume_headers`.
 
+use crate::reference::combined;
 use arbitrary::{Arbitrary, Unstructured};
 use background_fetch::{
     ContentRange, HeaderList, PartialResponseInvalid, ResponseHead, extract_content_range_values,
@@ -291,16 +292,6 @@ fn reference_unsatisfied(raw: &[u8]) -> Option<u64> {
     i += 2;
     let n = number(s, &mut i)?;
     (i == s.len()).then_some(n)
-}
-
-/// The combined value of `name`, from scratch.
-fn combined(headers: &HeaderList, name: &str) -> Option<Vec<u8>> {
-    let values: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-        .collect();
-    (!values.is_empty()).then(|| values.join(&b", "[..]))
 }
 
 /// The header list a resumption is validated against: the unfiltered `Content-Range`, `ETag`

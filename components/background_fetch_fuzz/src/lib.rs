@@ -26,6 +26,8 @@ pub mod fetch_inputs;
 pub mod request_matching;
 pub mod store_ops;
 
+mod reference;
+
 /// A fuzz target: decodes the input and panics when an invariant breaks.
 pub type Target = fn(&[u8]);
 

@@ -9,11 +9,12 @@
 //! up to 8 queries. Each query must give exactly the records the reference gives, in request
 //! order (`match()`: the first of them, or `None`), or the same exception.
 
+use crate::reference::combined;
 use arbitrary::{Arbitrary, Unstructured};
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
-    BackgroundFetchOptions, CacheQueryOptions, HeaderList, Request, RequestInfo, RequestInit,
-    ResponseHead, construct_request,
+    BackgroundFetchOptions, CacheQueryOptions, Request, RequestInfo, RequestInit, ResponseHead,
+    construct_request,
 };
 
 const PATHS: [&str; 10] = [
@@ -285,16 +286,6 @@ fn url_string(url: &url::Url, drop_query: bool) -> String {
     } else {
         s.to_owned()
     }
-}
-
-/// The combined value of `name` in `headers`, from the raw list.
-fn combined(headers: &HeaderList, name: &str) -> Option<Vec<u8>> {
-    let values: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-        .collect();
-    (!values.is_empty()).then(|| values.join(&b", "[..]))
 }
 
 /// Service Workers' "request matches cached item", naively.
