@@ -314,6 +314,18 @@ pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
 }
 
+/// What [`Engine::diagnostics`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineDiagnostics {
+    /// Background fetches the engine knows (active, settling, and settled ones whose UI may
+    /// still be clicked).
+    pub fetches: usize,
+    /// Futures waiting for a change of connectivity: at most one per record in flight or
+    /// waiting to start, whatever the number of records that ever ran.
+    pub connectivity_waiters: usize,
+}
+
 /// What a fetch looks like to the embedder (for UIs, command lines and tests).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchInfo {
@@ -453,6 +465,14 @@ impl Engine {
     /// Whether the engine considers the network online.
     pub fn is_online(&self) -> bool {
         self.inner.online.get()
+    }
+
+    /// Counters for an embedder's diagnostics page and for tests: what the engine holds now.
+    pub fn diagnostics(&self) -> EngineDiagnostics {
+        EngineDiagnostics {
+            fetches: lock(&self.inner.state).fetches.len(),
+            connectivity_waiters: self.inner.online.waiters(),
+        }
     }
 
     /// The user paused the fetch from the UI. Only offered when every record is `GET` (the

@@ -96,8 +96,8 @@ pub use content_range::{
     validators_match,
 };
 pub use engine::{
-    Engine, EngineConfig, Environment, EnvironmentKind, EnvironmentSettings, FetchInfo, Hosts,
-    RetryPolicy,
+    Engine, EngineConfig, EngineDiagnostics, Environment, EnvironmentKind, EnvironmentSettings,
+    FetchInfo, Hosts, RetryPolicy,
 };
 pub use error::{DomError, DomErrorKind};
 pub use events::{

@@ -1,7 +1,7 @@
 //! Small runtime-agnostic synchronisation primitives: a watched value and a fair semaphore.
 //! They need no executor, timer or thread of their own.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +14,40 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct WatchInner<T> {
     value: T,
     version: u64,
-    wakers: Vec<Waker>,
+    waiters: Waiters,
+}
+
+/// The wakers of the futures waiting on a [`Watch`], keyed so that a future that is dropped
+/// (or completes) takes its waker out: the list holds only futures that are waiting now,
+/// whatever the number of futures that ever waited.
+#[derive(Default)]
+struct Waiters {
+    wakers: HashMap<u64, Waker>,
+    next_key: u64,
+}
+
+impl Waiters {
+    /// Registers (or refreshes) the waker of the future holding `key`.
+    fn register(&mut self, key: &mut Option<u64>, waker: &Waker) {
+        let k = *key.get_or_insert_with(|| {
+            self.next_key += 1;
+            self.next_key
+        });
+        match self.wakers.get_mut(&k) {
+            Some(w) if w.will_wake(waker) => {}
+            Some(w) => w.clone_from(waker),
+            None => {
+                self.wakers.insert(k, waker.clone());
+            }
+        }
+    }
+
+    /// Forgets the waker of the future holding `key`.
+    fn remove(&mut self, key: &mut Option<u64>) {
+        if let Some(k) = key.take() {
+            self.wakers.remove(&k);
+        }
+    }
 }
 
 /// A value that tasks can wait on: every change wakes every waiter, which re-checks its
@@ -29,7 +62,7 @@ impl<T> Watch<T> {
             inner: Mutex::new(WatchInner {
                 value,
                 version: 0,
-                wakers: Vec::new(),
+                waiters: Waiters::default(),
             }),
         }
     }
@@ -45,9 +78,9 @@ impl<T> Watch<T> {
             let mut inner = lock(&self.inner);
             let r = f(&mut inner.value);
             inner.version += 1;
-            (r, std::mem::take(&mut inner.wakers))
+            (r, std::mem::take(&mut inner.waiters.wakers))
         };
-        for w in wakers {
+        for (_, w) in wakers {
             w.wake();
         }
         r
@@ -58,19 +91,29 @@ impl<T> Watch<T> {
         lock(&self.inner).version
     }
 
+    /// How many futures are waiting on the value now.
+    pub(crate) fn waiters(&self) -> usize {
+        lock(&self.inner).waiters.wakers.len()
+    }
+
     /// Completes once `pred` holds for the value.
-    pub(crate) fn wait_until<'a, P: Fn(&T) -> bool + 'a>(&'a self, pred: P) -> WaitUntil<'a, T, P> {
-        WaitUntil { watch: self, pred }
+    pub(crate) fn wait_until<'a, P: Fn(&T) -> bool + Unpin + 'a>(
+        &'a self,
+        pred: P,
+    ) -> WaitUntil<'a, T, P> {
+        WaitUntil {
+            watch: self,
+            pred,
+            key: None,
+        }
     }
 
     /// Completes once the value has been updated after version `since`.
     pub(crate) fn changed_since(&self, since: u64) -> ChangedSince<'_, T> {
-        ChangedSince { watch: self, since }
-    }
-
-    fn register(inner: &mut WatchInner<T>, waker: &Waker) {
-        if !inner.wakers.iter().any(|w| w.will_wake(waker)) {
-            inner.wakers.push(waker.clone());
+        ChangedSince {
+            watch: self,
+            since,
+            key: None,
         }
     }
 }
@@ -85,17 +128,29 @@ impl<T: Clone> Watch<T> {
 pub(crate) struct WaitUntil<'a, T, P> {
     watch: &'a Watch<T>,
     pred: P,
+    /// This future's entry in the watch's waiters, while it waits.
+    key: Option<u64>,
 }
 
-impl<T, P: Fn(&T) -> bool> Future for WaitUntil<'_, T, P> {
+impl<T, P: Fn(&T) -> bool + Unpin> Future for WaitUntil<'_, T, P> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut inner = lock(&self.watch.inner);
-        if (self.pred)(&inner.value) {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut inner = lock(&this.watch.inner);
+        if (this.pred)(&inner.value) {
+            inner.waiters.remove(&mut this.key);
             Poll::Ready(())
         } else {
-            Watch::register(&mut inner, cx.waker());
+            inner.waiters.register(&mut this.key, cx.waker());
             Poll::Pending
+        }
+    }
+}
+
+impl<T, P> Drop for WaitUntil<'_, T, P> {
+    fn drop(&mut self) {
+        if self.key.is_some() {
+            lock(&self.watch.inner).waiters.remove(&mut self.key);
         }
     }
 }
@@ -103,17 +158,29 @@ impl<T, P: Fn(&T) -> bool> Future for WaitUntil<'_, T, P> {
 pub(crate) struct ChangedSince<'a, T> {
     watch: &'a Watch<T>,
     since: u64,
+    /// This future's entry in the watch's waiters, while it waits.
+    key: Option<u64>,
 }
 
 impl<T> Future for ChangedSince<'_, T> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut inner = lock(&self.watch.inner);
-        if inner.version != self.since {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut inner = lock(&this.watch.inner);
+        if inner.version != this.since {
+            inner.waiters.remove(&mut this.key);
             Poll::Ready(())
         } else {
-            Watch::register(&mut inner, cx.waker());
+            inner.waiters.register(&mut this.key, cx.waker());
             Poll::Pending
+        }
+    }
+}
+
+impl<T> Drop for ChangedSince<'_, T> {
+    fn drop(&mut self) {
+        if self.key.is_some() {
+            lock(&self.watch.inner).waiters.remove(&mut self.key);
         }
     }
 }
@@ -248,6 +315,45 @@ mod tests {
         assert!(c.as_mut().poll(&mut cx).is_pending());
         drop(p2);
         assert!(c.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn waiters_that_stop_waiting_leave_no_waker_behind() {
+        let w = Watch::new(false);
+        let v = w.version();
+        // 100,000 waits from as many tasks (each record's future has a waker of its own) that
+        // end without a change (a record that finished while connectivity held steady) leave
+        // nothing behind.
+        struct Task;
+        impl futures::task::ArcWake for Task {
+            fn wake_by_ref(_: &Arc<Self>) {}
+        }
+        for _ in 0..100_000 {
+            let waker = futures::task::waker(Arc::new(Task));
+            let mut cx = Context::from_waker(&waker);
+            let mut c = Box::pin(w.changed_since(v));
+            assert!(c.as_mut().poll(&mut cx).is_pending());
+            let mut u = Box::pin(w.wait_until(|x| *x));
+            assert!(u.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(w.waiters(), 0);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // A waiter polled again keeps one entry; one that completes removes it.
+        let mut c = Box::pin(w.changed_since(v));
+        for _ in 0..3 {
+            assert!(c.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(w.waiters(), 1);
+        w.update(|x| *x = true);
+        assert_eq!(w.waiters(), 0);
+        assert!(c.as_mut().poll(&mut cx).is_ready());
+        let mut u = Box::pin(w.wait_until(|x| !*x));
+        assert!(u.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(w.waiters(), 1);
+        w.update(|x| *x = false);
+        assert!(u.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(w.waiters(), 0);
     }
 
     #[test]

@@ -745,3 +745,28 @@ fn a_416_for_another_length_restarts_nothing_and_fails() {
     bed.run_until_idle();
     assert_eq!(reg.failure_reason(), Reason::BadStatus);
 }
+
+/// Issue 11 item 4: every record that ever waited on connectivity left a waker in the engine's
+/// online watch until connectivity next changed; across 100,000 records on a steady network
+/// that was 100,000 wakers, scanned at every wait.
+#[test]
+fn connectivity_waiters_stay_bounded_across_100000_records() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(1, 7)));
+    let records = 10_000;
+    for round in 0..10 {
+        let urls: Vec<&str> = std::iter::repeat_n(A, records).collect();
+        let reg = start(&bed, &format!("many-{round}"), &urls, 0);
+        bed.run_until_idle();
+        assert_eq!(reg.result(), Result_::Success, "round {round}");
+        let d = bed.engine().diagnostics();
+        assert_eq!(
+            d.connectivity_waiters,
+            0,
+            "round {round}: {} records finished and left wakers behind",
+            (round + 1) * records
+        );
+        bed.engine().forget(reg.uid());
+    }
+    assert_eq!(bed.engine().diagnostics().fetches, 0);
+}
