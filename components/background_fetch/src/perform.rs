@@ -255,7 +255,10 @@ async fn wait_until_runnable(engine: &EngineInner, bg: &BgFetch) -> bool {
     }
 }
 
-/// Races `fut` against an interruption.
+/// Races `fut` against an interruption. The interruption is polled first, so it wins whenever
+/// both are ready: a network that always has data ready (a full channel, a store slower than
+/// the network) must not keep a record downloading once its fetch is paused or aborted
+/// (complete a record step 13, "abort when").
 async fn or_interrupt<F: std::future::Future>(
     engine: &EngineInner,
     bg: &BgFetch,
@@ -264,9 +267,9 @@ async fn or_interrupt<F: std::future::Future>(
 ) -> Result<F::Output, Interrupt> {
     let interrupt = interruption(engine, bg, is_get);
     pin_mut!(fut, interrupt);
-    match select(fut, interrupt).await {
-        Either::Left((out, _)) => Ok(out),
-        Either::Right((i, _)) => Err(i),
+    match select(interrupt, fut).await {
+        Either::Left((i, _)) => Err(i),
+        Either::Right((out, _)) => Ok(out),
     }
 }
 

@@ -770,3 +770,123 @@ fn connectivity_waiters_stay_bounded_across_100000_records() {
     }
     assert_eq!(bed.engine().diagnostics().fetches, 0);
 }
+
+/// The uid of the fetch with `id` (for the UI's pause and abort, which take uids).
+fn uid_of(bed: &TestBed, id: &str) -> Option<background_fetch::FetchUid> {
+    bed.engine()
+        .fetches()
+        .into_iter()
+        .find(|f| f.id == id)
+        .map(|f| f.uid)
+}
+
+/// An always-ready network (every chunk is there before the engine asks) serving `A` in 100
+/// chunks of 1,000 bytes, with `action` run the moment the engine receives byte 3,000.
+fn always_ready_with_action_at_3000(bed: &TestBed, action: impl FnOnce() + Send + 'static) {
+    bed.network.set_always_ready(true);
+    bed.network
+        .serve(A, Resource::ok(body(100_000, 9)).chunk_size(1000));
+    bed.network.when_delivered(A, 3000, action);
+}
+
+/// Issue 11 item 1: `abort()` resolved true, yet with a network that always had data ready the
+/// record kept downloading to the end of its body (the race polled the network first and the
+/// data branch never looked at the abort all flag). Complete a record step 13: abort when the
+/// flag is set, within one chunk.
+#[test]
+fn abort_stops_an_always_ready_transfer_within_one_chunk() {
+    let bed = TestBed::new();
+    let manager = bed.manager();
+    let aborted = Arc::new(Mutex::new(None));
+    let a = aborted.clone();
+    always_ready_with_action_at_3000(&bed, move || {
+        use futures::FutureExt;
+        let reg = manager
+            .get("ready")
+            .now_or_never()
+            .expect("get() does not wait")
+            .unwrap()
+            .expect("the fetch is active");
+        *a.lock().unwrap() = reg.abort().now_or_never().map(|r| r.unwrap());
+    });
+    let reg = start(&bed, "ready", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(
+        *aborted.lock().unwrap(),
+        Some(true),
+        "abort() resolved true"
+    );
+    assert!(
+        bed.network.delivered(A) <= 4000,
+        "{} bytes delivered after abort() at 3,000",
+        bed.network.delivered(A)
+    );
+    assert_eq!(reg.result(), Result_::Failure);
+    assert_eq!(reg.failure_reason(), Reason::Aborted);
+    assert_eq!(bed.worker.events_of(FunctionalEventKind::Abort).len(), 1);
+}
+
+/// Issue 11 item 1, the user's pause: the transfer stops within one chunk, and resuming
+/// continues with Range from exactly the stored length.
+#[test]
+fn pause_stops_an_always_ready_transfer_within_one_chunk_and_resumes_with_range() {
+    let bed = TestBed::new();
+    let engine = bed.engine();
+    let paused = Arc::new(Mutex::new(None));
+    let p = paused.clone();
+    always_ready_with_action_at_3000(&bed, move || {
+        use futures::FutureExt;
+        let uid = engine
+            .fetches()
+            .into_iter()
+            .find(|f| f.id == "ready")
+            .unwrap()
+            .uid;
+        *p.lock().unwrap() = engine.pause(uid).now_or_never();
+    });
+    let _holds = hold_events(&bed);
+    let reg = start(&bed, "ready", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(*paused.lock().unwrap(), Some(true), "pause() took effect");
+    let delivered = bed.network.delivered(A);
+    assert!(
+        delivered <= 4000,
+        "{delivered} bytes delivered after pausing at 3,000"
+    );
+    assert_eq!(reg.result(), Result_::Empty, "still running, paused");
+    let uid = uid_of(&bed, "ready").unwrap();
+    let engine = bed.engine();
+    assert!(bed.run(async move { engine.resume(uid).await }));
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    let log = bed.network.requests_for(A);
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log[1].range_start,
+        Some(delivered),
+        "resumed from the stored length"
+    );
+    assert_eq!(stored(&bed, &reg, 0), body(100_000, 9));
+}
+
+/// Issue 11 item 1, connectivity: going offline interrupts an always-ready transfer within one
+/// chunk too.
+#[test]
+fn offline_stops_an_always_ready_transfer_within_one_chunk() {
+    let bed = TestBed::new();
+    let engine = bed.engine();
+    always_ready_with_action_at_3000(&bed, move || engine.set_online(false));
+    let _holds = hold_events(&bed);
+    let reg = start(&bed, "ready", &[A], 0);
+    bed.run_until_idle();
+    let delivered = bed.network.delivered(A);
+    assert!(
+        delivered <= 4000,
+        "{delivered} bytes delivered after going offline at 3,000"
+    );
+    bed.set_online(true);
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    assert_eq!(bed.network.requests_for(A)[1].range_start, Some(delivered));
+    assert_eq!(stored(&bed, &reg, 0), body(100_000, 9));
+}

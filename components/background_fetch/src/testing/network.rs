@@ -10,7 +10,7 @@ use crate::sync::Watch;
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::stream::BoxStream;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -151,6 +151,9 @@ pub struct LoggedRequest {
     pub body: Vec<u8>,
 }
 
+/// An action run once when the engine has received a resource's body up to an offset.
+type Trigger = (u64, Box<dyn FnOnce() + Send>);
+
 #[derive(Default)]
 struct Inner {
     resources: HashMap<String, Resource>,
@@ -159,6 +162,10 @@ struct Inner {
     offline: bool,
     in_flight: usize,
     max_in_flight: usize,
+    always_ready: bool,
+    /// Body bytes handed to the engine, per URL, over every attempt.
+    delivered: HashMap<String, u64>,
+    triggers: HashMap<String, Vec<Trigger>>,
 }
 
 /// A scripted network. Cloning gives another handle to the same network.
@@ -230,6 +237,66 @@ impl ScriptedNetwork {
         self.log().into_iter().filter(|r| r.url == url).collect()
     }
 
+    /// Makes the network *always ready*: every attempt's events are produced before the engine
+    /// first polls the stream, so the stream never returns `Pending` (a network faster than
+    /// the store: hyper's full channel, `stream::iter`). Attempts must then have no delay,
+    /// hold or streamed request body that waits (the fetch panics otherwise).
+    pub fn set_always_ready(&self, always_ready: bool) {
+        self.inner.lock().unwrap().always_ready = always_ready;
+    }
+
+    /// Runs `action` once, synchronously, at the moment the engine receives the body chunk of
+    /// `url` that reaches `offset` bytes of the resource (counted from the start of the
+    /// resource, so a resumed 206 counts from its range start). With an always-ready network it
+    /// runs inside the engine's own poll: nothing else gets a turn in between.
+    pub fn when_delivered(&self, url: &str, offset: u64, action: impl FnOnce() + Send + 'static) {
+        let url = url::Url::parse(url)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| url.to_owned());
+        self.inner
+            .lock()
+            .unwrap()
+            .triggers
+            .entry(url)
+            .or_default()
+            .push((offset, Box::new(action)));
+    }
+
+    /// Body bytes of `url` handed to the engine so far, over every attempt.
+    pub fn delivered(&self, url: &str) -> u64 {
+        let url = url::Url::parse(url)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| url.to_owned());
+        self.inner
+            .lock()
+            .unwrap()
+            .delivered
+            .get(&url)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts a chunk the engine received and runs the triggers it reached.
+    fn note_delivered(&self, url: &str, reached: u64, n: u64) {
+        let due: Vec<Trigger> = {
+            let mut inner = self.inner.lock().unwrap();
+            *inner.delivered.entry(url.to_owned()).or_default() += n;
+            match inner.triggers.get_mut(url) {
+                Some(list) => {
+                    let (due, keep) = std::mem::take(list)
+                        .into_iter()
+                        .partition(|(offset, _)| *offset <= reached);
+                    *list = keep;
+                    due
+                }
+                None => Vec::new(),
+            }
+        };
+        for (_, action) in due {
+            action();
+        }
+    }
+
     /// Attempts running now.
     pub fn in_flight(&self) -> usize {
         self.inner.lock().unwrap().in_flight
@@ -240,7 +307,11 @@ impl ScriptedNetwork {
         self.inner.lock().unwrap().max_in_flight
     }
 
-    async fn serve_attempt(self, mut req: NetworkRequest, tx: &mut mpsc::Sender<NetworkEvent>) {
+    async fn serve_attempt<S: Sink<NetworkEvent> + Unpin>(
+        self,
+        mut req: NetworkRequest,
+        tx: &mut S,
+    ) {
         let url = req.request.url.to_string();
         let mut uploaded = Vec::new();
         if let Some(mut body) = req.body.take() {
@@ -443,24 +514,55 @@ impl Drop for InFlight {
 
 impl NetworkHost for ScriptedNetwork {
     fn fetch(&self, request: NetworkRequest) -> BoxStream<'static, NetworkEvent> {
-        {
+        let always_ready = {
             let mut inner = self.inner.lock().unwrap();
             inner.in_flight += 1;
             inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
-        }
-        let guard = InFlight(self.inner.clone());
-        let (mut tx, rx) = mpsc::channel::<NetworkEvent>(0);
-        let this = self.clone();
-        let producer = async move {
-            this.serve_attempt(request, &mut tx).await;
+            inner.always_ready
         };
-        // The producer runs only while the consumer polls, and is dropped with the stream.
-        let producer = producer
-            .into_stream()
-            .filter_map(|()| futures::future::ready(None::<NetworkEvent>));
-        futures::stream::select(rx, producer)
+        let guard = InFlight(self.inner.clone());
+        let url = request.request.url.to_string();
+        let events = if always_ready {
+            let (mut tx, rx) = mpsc::unbounded::<NetworkEvent>();
+            self.clone()
+                .serve_attempt(request, &mut tx)
+                .now_or_never()
+                .expect("an always-ready network serves no delay, hold or waiting upload");
+            rx.boxed()
+        } else {
+            let (mut tx, rx) = mpsc::channel::<NetworkEvent>(0);
+            let this = self.clone();
+            let producer = async move {
+                this.serve_attempt(request, &mut tx).await;
+            };
+            // The producer runs only while the consumer polls, and is dropped with the stream.
+            let producer = producer
+                .into_stream()
+                .filter_map(|()| futures::future::ready(None::<NetworkEvent>));
+            futures::stream::select(rx, producer).boxed()
+        };
+        let this = self.clone();
+        // Where the next body byte sits in the resource.
+        let mut offset = 0u64;
+        events
             .map(move |e| {
                 let _ = &guard;
+                match &e {
+                    NetworkEvent::Response(h) => {
+                        offset = match h.status {
+                            206 => crate::content_range::extract_content_range_values(
+                                &h.validation_headers(),
+                            )
+                            .map_or(0, |r| r.first_byte_pos),
+                            _ => 0,
+                        };
+                    }
+                    NetworkEvent::Data(b) => {
+                        offset += b.len() as u64;
+                        this.note_delivered(&url, offset, b.len() as u64);
+                    }
+                    _ => {}
+                }
                 e
             })
             .boxed()
