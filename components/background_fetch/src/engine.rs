@@ -488,14 +488,20 @@ impl Engine {
 
     /// The user aborted the fetch from the UI: sets its abort all flag. Returns false if the
     /// fetch is unknown or already settled.
-    pub fn user_abort(&self, uid: FetchUid) -> bool {
+    pub async fn user_abort(&self, uid: FetchUid) -> bool {
         let Some(bg) = self.inner.fetch_by_uid(uid) else {
             return false;
         };
         if bg.is_settled() {
             return false;
         }
-        bg.flags.update(|f| f.abort_all = true);
+        let flags = bg.flags.update(|f| {
+            f.abort_all = true;
+            *f
+        });
+        // AD-HOC: the abort is durable before it is acknowledged, so that a crash cannot bring
+        //         the fetch back to download (and succeed) after the user aborted it.
+        self.inner.store_flags(&bg, flags).await;
         true
     }
 
@@ -525,20 +531,16 @@ impl Engine {
         if !bg.flags().awaiting_permission || bg.is_settled() {
             return false;
         }
-        if accept {
-            bg.flags.update(|f| {
-                f.awaiting_permission = false;
+        let flags = bg.flags.update(|f| {
+            f.awaiting_permission = false;
+            if accept {
                 f.paused = false;
-            });
-            if let Err(e) = self.inner.hosts.store.set_paused(uid, false).await {
-                tracing::warn!(%uid, error = %e, "could not store the paused flag");
-            }
-        } else {
-            bg.flags.update(|f| {
-                f.awaiting_permission = false;
+            } else {
                 f.abort_all = true;
-            });
-        }
+            }
+            *f
+        });
+        self.inner.store_flags(&bg, flags).await;
         self.inner.update_ui(&bg);
         true
     }
@@ -865,22 +867,33 @@ impl EngineInner {
         if paused && !bg.all_get {
             return false;
         }
-        let changed = bg.flags.update(|f| {
+        let (changed, flags) = bg.flags.update(|f| {
             let changed = f.paused != paused;
             f.paused = paused;
             if !paused {
                 f.awaiting_permission = false;
             }
-            changed
+            (changed, *f)
         });
         if !changed {
             return false;
         }
-        if let Err(e) = self.hosts.store.set_paused(uid, paused).await {
-            tracing::warn!(%uid, error = %e, "could not store the paused flag");
-        }
+        self.store_flags(&bg, flags).await;
         self.update_ui(&bg);
         true
+    }
+
+    /// Makes `flags` (the paused flag, awaiting permission, the abort all flag) durable, so a
+    /// restart restores the fetch as they say.
+    pub(crate) async fn store_flags(&self, bg: &BgFetch, flags: Flags) {
+        if flags.silent {
+            return;
+        }
+        if let Err(e) = self.hosts.store.set_flags(bg.uid, flags.stored()).await {
+            // FIXME: the change holds in this process but a crash would forget it; it should
+            //        reach the caller (issue 13: store failures that change what script sees).
+            tracing::warn!(uid = %bg.uid, error = %e, "could not store the fetch's flags");
+        }
     }
 
     // ----- update background fetch instances -----
@@ -967,7 +980,7 @@ impl EngineInner {
         let StoredFetch {
             meta,
             upload_total,
-            paused,
+            flags,
             settled,
             records,
         } = f;
@@ -984,16 +997,18 @@ impl EngineInner {
                         response: None,
                         generation: 0,
                         body_length: 0,
+                        request_sent: false,
                     })),
             )
             .enumerate()
             .map(|(index, (request, sr))| {
                 let result = match sr.state {
                     RecordState::Completed(r) => r,
-                    // AD-HOC: a non-GET record the previous process had not finished may have
-                    // been sent already; sending it again would be the retry complete a record
-                    // forbids for non-GET requests ("not reissued"). It fails instead.
-                    _ if !request.is_get() => RecordResult::FetchError,
+                    // AD-HOC: a non-GET record the previous process had sent (or may have) but
+                    // not finished fails: sending it again would be the retry complete a record
+                    // forbids for non-GET requests ("not reissued"). One that was never sent
+                    // (queued, or waiting on the permission prompt) is sent now.
+                    _ if !request.is_get() && sr.request_sent => RecordResult::FetchError,
                     _ => RecordResult::Empty,
                 };
                 stored_total += sr.body_length;
@@ -1050,10 +1065,7 @@ impl EngineInner {
                 update_scheduled: false,
                 immediate_failure: false,
             }),
-            flags: Watch::new(Flags {
-                paused: paused && all_get,
-                ..Flags::default()
-            }),
+            flags: Watch::new(Flags::restored(flags)),
             settled: AtomicBool::new(settled.is_some()),
             readers: AtomicUsize::new(0),
             drop_pending: AtomicBool::new(false),
@@ -1091,7 +1103,12 @@ impl EngineInner {
             }
             .boxed()
         } else {
-            lock(&self.registration(&meta.registration).active).push((meta.id, bg.clone()));
+            // AD-HOC: a fetch whose abort all flag was set is not active again: abort() took it
+            //         out of the map (and the UI's abort ends it the same way); it runs only to
+            //         settle as "aborted" and fire backgroundfetchabort.
+            if !flags.aborted {
+                lock(&self.registration(&meta.registration).active).push((meta.id, bg.clone()));
+            }
             crate::perform::perform_background_fetch(engine, bg).boxed()
         };
         if self.config.resume_on_start {

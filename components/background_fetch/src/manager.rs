@@ -302,7 +302,12 @@ impl BackgroundFetchManager {
         // Display, permission paragraph: "If permission is "prompt", then the user agent may
         // set bgFetch's paused flag at the beginning of this algorithm."
         let prompt = permission == PermissionState::Prompt;
-        if let Err(e) = engine.hosts.store.commit_fetch(uid, prompt).await {
+        let flags = Flags {
+            paused: prompt,
+            awaiting_permission: prompt,
+            ..Flags::default()
+        };
+        if let Err(e) = engine.hosts.store.commit_fetch(uid, flags.stored()).await {
             drop(queue);
             discard(&engine, &storage_key, uid).await;
             return Err(match e.kind {
@@ -352,11 +357,7 @@ impl BackgroundFetchManager {
                 update_scheduled: false,
                 immediate_failure: false,
             }),
-            flags: Watch::new(Flags {
-                paused: prompt,
-                awaiting_permission: prompt,
-                ..Flags::default()
-            }),
+            flags: Watch::new(flags),
             settled: AtomicBool::new(false),
             readers: AtomicUsize::new(0),
             drop_pending: AtomicBool::new(false),

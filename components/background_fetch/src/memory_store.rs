@@ -9,7 +9,8 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
 };
 use crate::store::{
-    FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredRecord,
+    FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
+    StoredRecord,
 };
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, ready};
@@ -57,13 +58,14 @@ struct MemRecord {
     generation: u32,
     body: Chunks,
     request_body: Chunks,
+    request_sent: bool,
 }
 
 #[derive(Clone, Debug)]
 struct MemFetch {
     meta: FetchMeta,
     committed: bool,
-    paused: bool,
+    flags: StoredFlags,
     settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
     records: Vec<MemRecord>,
 }
@@ -204,7 +206,7 @@ impl Store for MemoryStore {
                 .map(|f| StoredFetch {
                     meta: f.meta.clone(),
                     upload_total: f.records.iter().map(|r| r.request_body.len).sum(),
-                    paused: f.paused,
+                    flags: f.flags,
                     settled: f.settled,
                     records: f
                         .records
@@ -214,6 +216,7 @@ impl Store for MemoryStore {
                             response: r.response.clone(),
                             generation: r.generation,
                             body_length: r.body.len,
+                            request_sent: r.request_sent,
                         })
                         .collect(),
                 })
@@ -256,6 +259,7 @@ impl Store for MemoryStore {
                     generation: 0,
                     body: Chunks::default(),
                     request_body: Chunks::default(),
+                    request_sent: false,
                 })
                 .collect();
             inner.fetches.insert(
@@ -263,7 +267,7 @@ impl Store for MemoryStore {
                 MemFetch {
                     meta,
                     committed: false,
-                    paused: false,
+                    flags: StoredFlags::default(),
                     settled: None,
                     records,
                 },
@@ -285,12 +289,16 @@ impl Store for MemoryStore {
         })
     }
 
-    fn commit_fetch(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn commit_fetch(
+        &self,
+        uid: FetchUid,
+        flags: StoredFlags,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         self.now(move |inner| {
             inner.write_check(0)?;
             let f = inner.fetch(uid)?;
             f.committed = true;
-            f.paused = paused;
+            f.flags = flags;
             Ok(())
         })
     }
@@ -398,10 +406,26 @@ impl Store for MemoryStore {
         })
     }
 
-    fn set_paused(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn set_flags(
+        &self,
+        uid: FetchUid,
+        flags: StoredFlags,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         self.now(move |inner| {
             inner.write_check(0)?;
-            inner.fetch(uid)?.paused = paused;
+            inner.fetch(uid)?.flags = flags;
+            Ok(())
+        })
+    }
+
+    fn mark_request_sent(
+        &self,
+        uid: FetchUid,
+        record: usize,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.now(move |inner| {
+            inner.write_check(0)?;
+            inner.record(uid, record)?.request_sent = true;
             Ok(())
         })
     }

@@ -380,6 +380,13 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
             length,
             stream: stored_request_body(Arc::downgrade(&engine), bg.uid, index, length),
         });
+        // AD-HOC: a request that must not be sent twice (any non-GET: complete a record never
+        //         reissues it) is durably marked as sent first, so that after a crash the
+        //         engine knows whether it may send it (never sent) or must fail it.
+        if !is_get && let Err(e) = engine.hosts.store.mark_request_sent(bg.uid, index).await {
+            tracing::warn!(error = %e, "could not record that the request is being sent");
+            break store_failure(&e);
+        }
         tracing::debug!(range_start, "fetch attempt");
         // 9. Let fetchAttemptComplete be false.
         // 10. Let lastTransmittedSize be 0.

@@ -365,10 +365,17 @@ impl BackgroundFetchRegistration {
             }
             // 3.4. Remove activeBgFetches[id].
             sw_registration.remove(&bg.id);
-            // 3.5. Resolve promise with true.
             // 3.6. Set bgFetch's abort all flag.
-            bg.flags.update(|f| f.abort_all = true);
+            let flags = bg.flags.update(|f| {
+                f.abort_all = true;
+                *f
+            });
+            // AD-HOC: the abort is durable before the promise resolves (step 3.5 comes after
+            //         this): a crash must not bring back, download and succeed a fetch whose
+            //         abort() resolved true.
+            engine.store_flags(&bg, flags).await;
             tracing::info!(uid = %bg.uid, id = %bg.id, "abort() removed the fetch");
+            // 3.5. Resolve promise with true.
             Ok(true)
         }
         .boxed()

@@ -10,6 +10,7 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
     RecordResult, ServiceWorkerRegistrationId,
 };
+use crate::store::StoredFlags;
 use crate::sync::{Watch, lock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,27 @@ pub(crate) struct Flags {
     /// The registration was unregistered or its storage cleared: abort without events
     /// (README "Lifecycle").
     pub silent: bool,
+}
+
+impl Flags {
+    /// The flags the store keeps (`silent` is not kept: an unregistered fetch is deleted).
+    pub(crate) fn stored(&self) -> StoredFlags {
+        StoredFlags {
+            paused: self.paused,
+            awaiting_permission: self.awaiting_permission,
+            aborted: self.abort_all,
+        }
+    }
+
+    /// The flags of a fetch restored from the store.
+    pub(crate) fn restored(stored: StoredFlags) -> Self {
+        Flags {
+            paused: stored.paused || stored.awaiting_permission,
+            abort_all: stored.aborted,
+            awaiting_permission: stored.awaiting_permission && !stored.aborted,
+            silent: false,
+        }
+    }
 }
 
 /// What *update background fetch instances* copies (its steps 1 to 5).

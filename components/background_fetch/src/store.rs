@@ -3,7 +3,7 @@
 //! # Contract
 //!
 //! A store keeps, per background fetch ([`FetchUid`]): its metadata ([`FetchMeta`]), the request
-//! bodies, the paused flag, the title and icons, the settled result, and per record a small state
+//! bodies, its flags ([`StoredFlags`]: paused, awaiting permission, aborted), the title and icons, the settled result, and per record a small state
 //! machine — *pending* → *active* (a response head and a body that grows) → *completed* (a final
 //! [`RecordResult`]) — with the response body stored as bytes.
 //!
@@ -15,8 +15,8 @@
 //!   greater generation discards the older bytes (a 200 answered a Range request, so the
 //!   record restarts). Reads and appends name the generation they expect and fail with
 //!   [`StoreErrorKind::Gone`] when it is not the current one.
-//! * **Durability.** Appends may be buffered. [`Store::complete_record`], [`Store::commit_fetch`]
-//!   and [`Store::settle`] return only once everything written before them for that fetch is
+//! * **Durability.** Appends may be buffered. [`Store::complete_record`], [`Store::commit_fetch`],
+//!   [`Store::set_flags`], [`Store::mark_request_sent`] and [`Store::settle`] return only once everything written before them for that fetch is
 //!   durable. After a crash, [`Store::load`] reports each active record's durable body length;
 //!   bytes past it are gone and the engine resumes from there with a Range request.
 //! * **Appends are contiguous.** [`Store::append_response_body`] carries the offset it writes
@@ -125,6 +125,20 @@ pub enum RecordState {
     Completed(RecordResult),
 }
 
+/// The flags of a background fetch that the store keeps, so that a restarted engine holds the
+/// fetch exactly as the user and script left it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoredFlags {
+    /// The paused flag (the user's pause, or the permission prompt's).
+    pub paused: bool,
+    /// The permission was `"prompt"` and the user has not answered yet: the fetch is paused
+    /// and nothing of it has been sent.
+    pub awaiting_permission: bool,
+    /// The abort all flag (`abort()`, the UI's abort, a refused prompt): the fetch ends with
+    /// `backgroundfetchabort` and is no longer one of its registration's active fetches.
+    pub aborted: bool,
+}
+
 /// A record as [`Store::load`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
@@ -136,6 +150,9 @@ pub struct StoredRecord {
     pub generation: u32,
     /// The durable length of the response body.
     pub body_length: u64,
+    /// [`Store::mark_request_sent`] ran for the record: its (non-`GET`) request may have
+    /// reached the network, so it must not be sent again.
+    pub request_sent: bool,
 }
 
 /// A background fetch as [`Store::load`] returns it.
@@ -145,8 +162,8 @@ pub struct StoredFetch {
     pub meta: FetchMeta,
     /// The total length of its request bodies.
     pub upload_total: u64,
-    /// The paused flag.
-    pub paused: bool,
+    /// The paused, awaiting-permission and aborted flags.
+    pub flags: StoredFlags,
     /// The result and failure reason, once settled.
     pub settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
     /// Its records, in order.
@@ -178,8 +195,12 @@ pub trait Store: Send + Sync {
         bytes: Bytes,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Makes fetch `uid` exist, durably, with its request bodies and the given paused flag.
-    fn commit_fetch(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Makes fetch `uid` exist, durably, with its request bodies and the given flags.
+    fn commit_fetch(
+        &self,
+        uid: FetchUid,
+        flags: StoredFlags,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Reads up to `max` bytes of record `record`'s request body from `offset` (empty at the end).
     fn read_request_body(
@@ -232,8 +253,17 @@ pub trait Store: Send + Sync {
         max: usize,
     ) -> BoxFuture<'_, Result<Bytes, StoreError>>;
 
-    /// Sets the paused flag.
-    fn set_paused(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Sets the fetch's flags; durable when it returns.
+    fn set_flags(&self, uid: FetchUid, flags: StoredFlags)
+    -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Marks record `record`'s request as possibly sent, before its first attempt (the engine
+    /// calls it for requests that must not be sent twice); durable when it returns.
+    fn mark_request_sent(
+        &self,
+        uid: FetchUid,
+        record: usize,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Sets the title and icons (`updateUI()`).
     fn set_ui(

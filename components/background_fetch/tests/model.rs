@@ -353,7 +353,8 @@ impl StateMachineTest for EngineUnderTest {
                 if let Some(t) = sut.tracked_by_id(id) {
                     let uid = t.uid;
                     let active = t.reg.result() == Outcome::Empty;
-                    if sut.bed.engine().user_abort(uid) && active {
+                    let engine = sut.bed.engine();
+                    if sut.bed.run(async move { engine.user_abort(uid).await }) && active {
                         sut.tracked_by_id(id).unwrap().user_aborted_while_active = true;
                     }
                 }

@@ -619,7 +619,8 @@ fn aborting_a_paused_fetch_does_not_hang() {
     let uid = reg.uid();
     bed.run(async move { engine.pause(uid).await });
     bed.run_until_idle();
-    assert!(bed.engine().user_abort(uid));
+    let engine = bed.engine();
+    assert!(bed.run(async move { engine.user_abort(uid).await }));
     bed.run_until_idle();
     assert_eq!(reg.result(), Result_::Failure);
     assert_eq!(reg.failure_reason(), Reason::Aborted);

@@ -293,3 +293,230 @@ fn a_dropped_test_bed_frees_the_engine_and_its_hosts() {
         "the service worker host (and so the engine holding it) outlived the test bed"
     );
 }
+
+/// Issue 11 item 2: a fetch mixing GET and POST that waited on the permission prompt came back
+/// from a restart with its GET records running, without the user's consent (the restored
+/// paused flag was `paused && all GET`, and awaiting permission was not kept).
+#[test]
+fn a_fetch_waiting_on_the_prompt_still_waits_after_a_restart() {
+    let bed = TestBed::new();
+    bed.permission
+        .set(background_fetch::PermissionState::Prompt);
+    let upload = "https://example.com/upload";
+    bed.network.serve(upload, Resource::echo());
+    bed.network.serve(A, Resource::ok(body(100, 0)));
+    let r = bed.request_with_body("/upload", "POST", "once");
+    let m = bed.manager();
+    let reg = bed
+        .run(async move {
+            m.fetch(
+                "mixed",
+                vec![background_fetch::RequestInfo::from(r), A.into()],
+                Default::default(),
+            )
+            .await
+        })
+        .unwrap();
+    let uid = reg.uid();
+    bed.run_until_idle();
+    bed.restart();
+    bed.run_until_idle();
+    assert!(
+        bed.network.log().is_empty(),
+        "nothing is fetched before the user answers: {:?}",
+        bed.network.log()
+    );
+    let ui = bed.ui.last(uid).unwrap();
+    assert!(ui.paused && ui.awaiting_permission, "{ui:?}");
+    assert!(bed.worker.events().is_empty(), "no event fired");
+    let engine = bed.engine();
+    assert!(bed.run(async move { engine.permission_decision(uid, true).await }));
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+    assert_eq!(bed.network.requests_for(upload).len(), 1, "sent once");
+    assert_eq!(bed.network.requests_for(upload)[0].body, b"once");
+}
+
+/// Issue 11 item 2: a POST-only fetch still at the prompt fired `backgroundfetchfail` after a
+/// restart (every unfinished non-GET record failed, though none had been sent).
+#[test]
+fn a_post_fetch_at_the_prompt_neither_fails_nor_sends_after_a_restart() {
+    let bed = TestBed::new();
+    bed.permission
+        .set(background_fetch::PermissionState::Prompt);
+    let upload = "https://example.com/upload";
+    bed.network.serve(upload, Resource::echo());
+    let r = bed.request_with_body("/upload", "POST", "once");
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("post", r, Default::default()).await })
+        .unwrap();
+    let uid = reg.uid();
+    bed.run_until_idle();
+    bed.restart();
+    bed.run_until_idle();
+    assert!(bed.worker.events().is_empty(), "{:?}", bed.worker.events());
+    assert!(bed.network.log().is_empty());
+    let engine = bed.engine();
+    assert!(bed.run(async move { engine.permission_decision(uid, true).await }));
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+}
+
+/// Issue 11 item 2: a non-GET record that was never sent (queued behind the per-fetch limit)
+/// is not "unfinished": after a restart it is sent, once; only one that may have been sent
+/// fails.
+#[test]
+fn a_queued_upload_that_was_never_sent_is_sent_after_a_restart() {
+    let bed = TestBed::with_config(background_fetch::EngineConfig {
+        max_parallel_per_fetch: 1,
+        ..Default::default()
+    });
+    let (first, second) = ("https://example.com/first", "https://example.com/second");
+    bed.network.serve(first, Resource::echo());
+    bed.network.serve(second, Resource::echo());
+    bed.network.fault_next(first, vec![Fault::Hold]);
+    let r1 = bed.request_with_body("/first", "POST", "1");
+    let r2 = bed.request_with_body("/second", "POST", "2");
+    let m = bed.manager();
+    bed.run(async move {
+        m.fetch(
+            "two",
+            vec![
+                background_fetch::RequestInfo::from(r1),
+                background_fetch::RequestInfo::from(r2),
+            ],
+            Default::default(),
+        )
+        .await
+    })
+    .unwrap();
+    bed.run_until_idle();
+    assert_eq!(bed.network.requests_for(first).len(), 1);
+    assert!(bed.network.requests_for(second).is_empty());
+    let results: Arc<Mutex<Vec<background_fetch::RecordResult>>> = Arc::default();
+    let r = results.clone();
+    bed.worker.set_handler(move |e| {
+        let r = r.clone();
+        async move {
+            for rec in e
+                .registration()
+                .match_all(None, Default::default())
+                .await
+                .unwrap()
+            {
+                r.lock().unwrap().push(rec.result());
+            }
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    bed.restart();
+    bed.run_until_idle();
+    assert_eq!(bed.network.requests_for(first).len(), 1, "not sent again");
+    assert_eq!(
+        bed.network.requests_for(second).len(),
+        1,
+        "sent after the restart"
+    );
+    assert_eq!(bed.worker.events_of(Kind::Fail).len(), 1);
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![
+            background_fetch::RecordResult::FetchError,
+            background_fetch::RecordResult::Success
+        ]
+    );
+}
+
+/// Issue 11 item 3: `abort()` changed memory only: after a crash the fetch was back in
+/// `getIds()`, a second `abort()` resolved true again, and its records downloaded again to a
+/// `backgroundfetchsuccess`.
+#[test]
+fn an_abort_survives_a_crash() {
+    let bed = TestBed::new();
+    bed.network.serve(
+        A,
+        Resource::ok(body(50_000, 3))
+            .chunk_size(10_000)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("gone", A, Default::default()).await })
+        .unwrap();
+    bed.advance(Duration::from_millis(1500));
+    // abort() resolves true, and the process crashes before any other task ran.
+    assert_eq!(reg.abort().now_or_never().map(Result::unwrap), Some(true));
+    bed.restart();
+    let m = bed.manager();
+    assert!(
+        bed.run(async move { m.get_ids().await.unwrap() })
+            .is_empty(),
+        "an aborted fetch is not active again"
+    );
+    let m = bed.manager();
+    assert!(
+        bed.run(async move { m.get("gone").await.unwrap() })
+            .is_none()
+    );
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
+    assert!(bed.worker.events_of(Kind::Success).is_empty());
+    assert_eq!(
+        bed.network.requests_for(A).len(),
+        1,
+        "nothing downloaded again"
+    );
+}
+
+/// Issue 11 item 3, the UI's abort: durable before it returns.
+#[test]
+fn a_user_abort_survives_a_crash() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(1000, 3)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("ui", A, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    let engine = bed.engine();
+    let uid = reg.uid();
+    // The UI's abort returns, and the process crashes before any other task ran.
+    assert_eq!(engine.user_abort(uid).now_or_never(), Some(true));
+    bed.restart();
+    bed.network.release(A);
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
+    assert!(bed.worker.events_of(Kind::Success).is_empty());
+    assert_eq!(
+        bed.network.requests_for(A).len(),
+        1,
+        "nothing downloaded again"
+    );
+}
+
+/// Issue 11 item 3, a refused prompt: the abort it causes is durable too.
+#[test]
+fn a_refused_prompt_survives_a_crash() {
+    let bed = TestBed::new();
+    bed.permission
+        .set(background_fetch::PermissionState::Prompt);
+    bed.network.serve(A, Resource::ok(body(1000, 3)));
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("no", A, Default::default()).await })
+        .unwrap();
+    let engine = bed.engine();
+    let uid = reg.uid();
+    // The user refuses, and the process crashes before any other task ran.
+    assert_eq!(
+        engine.permission_decision(uid, false).now_or_never(),
+        Some(true)
+    );
+    bed.restart();
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
+    assert!(bed.network.log().is_empty());
+}

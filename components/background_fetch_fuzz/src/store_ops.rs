@@ -28,7 +28,7 @@
 //! [`Store`](background_fetch::Store) method (`create_fetch` of the next uid and of a live one,
 //! `append_request_body`, `commit_fetch`, `read_request_body`, `begin_response` with the same, a
 //! greater or an older generation, `append_response_body` at the right offset or a wrong one,
-//! with the current generation or not, `complete_record`, `read_response_body`, `set_paused`,
+//! with the current generation or not, `complete_record`, `read_response_body`, `set_flags`, `mark_request_sent`,
 //! `set_ui`, `settle`, `delete_fetch`, `usage`, `load`; `uid_floor` after every operation), the
 //! store's `flush`, `check_integrity`, `compact` and `stats`, a clean reopen (drop, then open), a
 //! crash, and arming a fault. Each runs to completion with `futures::executor::block_on`, then a
@@ -43,10 +43,10 @@
 //! return value must equal the model's**: `Ok` or the error kind (`Gone`, `Corrupt`,
 //! `QuotaExceeded`), every byte read (bodies are derived from (uid, record, generation, offset);
 //! reads are repeated until `max` or the end), `load()`'s fetches (metadata, title and icons,
-//! paused, settled, upload total, each record's state, response head, generation and length),
+//! flags, settled, upload total, each record's state, response head, generation and length),
 //! `usage()`, `stats().fetches`, the counts of `check_integrity()`, and `uid_floor()` after
 //! every operation. The durable state follows the contract: `commit_fetch`, `complete_record`,
-//! `settle`, `set_paused`, `set_ui`, `delete_fetch` of a live fetch, `load`, `flush`,
+//! `settle`, `set_flags`, `mark_request_sent`, `set_ui`, `delete_fetch` of a live fetch, `load`, `flush`,
 //! `check_integrity` and `compact` make everything durable; appends and `begin_response` do not.
 //!
 //! When a fault fires, which fetches the store committed and which it returned to their durable
@@ -165,6 +165,15 @@ pub enum Limit {
 /// created).
 pub type FetchPick = u8;
 
+/// The fetch flags an op byte names: bit 0 paused, bit 1 awaiting permission, bit 2 aborted.
+pub fn stored_flags(b: u8) -> background_fetch::store::StoredFlags {
+    background_fetch::store::StoredFlags {
+        paused: b & 1 != 0,
+        awaiting_permission: b & 2 != 0,
+        aborted: b & 4 != 0,
+    }
+}
+
 /// One operation. A record index `r` names record `r % 8 % n` of a fetch with `n` records, or
 /// (`r % 8 == 7`) record `n`, which does not exist.
 #[derive(Arbitrary, Debug, Clone)]
@@ -184,9 +193,11 @@ pub enum Op {
         record: u8,
         len: Len,
     },
+    /// `commit_fetch` with the flags of [`stored_flags`] (bit 0 is the paused flag: inputs
+    /// written when the op carried only that decode the same).
     Commit {
         fetch: FetchPick,
-        paused: bool,
+        flags: u8,
     },
     ReadRequest {
         fetch: FetchPick,
@@ -226,9 +237,11 @@ pub enum Op {
         at: ReadAt,
         max: ReadMax,
     },
-    SetPaused {
+    /// `set_flags` with [`stored_flags`]`(flags)`; with bit 7 set, `mark_request_sent` of
+    /// record `flags >> 4` instead.
+    SetFlags {
         fetch: FetchPick,
-        paused: bool,
+        flags: u8,
     },
     SetUi {
         fetch: FetchPick,

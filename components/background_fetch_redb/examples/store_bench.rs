@@ -113,7 +113,7 @@ fn main() {
     futures::executor::block_on(async {
         store.create_fetch(meta).await.expect("create");
         store
-            .commit_fetch(FetchUid(1), false)
+            .commit_fetch(FetchUid(1), Default::default())
             .await
             .expect("commit");
         store

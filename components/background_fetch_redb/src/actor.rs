@@ -31,7 +31,7 @@ use crate::integrity::IntegrityReport;
 use crate::schema::*;
 use crate::{CompactReport, StoreStats};
 use background_fetch::store::{
-    FetchMeta, RecordState, StoreError, StoreErrorKind, StoredFetch, StoredRecord,
+    FetchMeta, RecordState, StoreError, StoreErrorKind, StoredFetch, StoredFlags, StoredRecord,
 };
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
@@ -61,13 +61,14 @@ pub(crate) enum Op {
     Usage(String, Reply<u64>),
     Create(Box<FetchMeta>, Reply<()>),
     AppendRequest(FetchUid, usize, Bytes, Reply<()>),
-    Commit(FetchUid, bool, Reply<()>),
+    Commit(FetchUid, StoredFlags, Reply<()>),
     ReadRequest(FetchUid, usize, u64, usize, Reply<Bytes>),
     Begin(FetchUid, usize, u32, Box<ResponseHead>, Reply<()>),
     Append(FetchUid, usize, u32, u64, Bytes, Reply<()>),
     Complete(FetchUid, usize, u32, RecordResult, Reply<()>),
     Read(FetchUid, usize, u32, u64, usize, Reply<Bytes>),
-    SetPaused(FetchUid, bool, Reply<()>),
+    SetFlags(FetchUid, StoredFlags, Reply<()>),
+    MarkRequestSent(FetchUid, usize, Reply<()>),
     SetUi(FetchUid, String, Vec<ImageResource>, Reply<()>),
     Settle(
         FetchUid,
@@ -170,6 +171,8 @@ struct Rec {
     response: Option<ResponseHead>,
     body: Body,
     request: Body,
+    /// The (non-GET) request may have been sent: never send it again.
+    request_sent: bool,
     /// The row (state, generation) changed.
     row_dirty: bool,
     /// The response head changed.
@@ -186,6 +189,7 @@ impl Rec {
             response: None,
             body: Body::default(),
             request: Body::default(),
+            request_sent: false,
             row_dirty: true,
             head_dirty: false,
             poison: None,
@@ -206,7 +210,7 @@ struct Fetch {
     /// The metadata, with the current title and icons.
     meta: FetchMeta,
     committed: bool,
-    paused: bool,
+    flags: StoredFlags,
     settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
     /// `updateUI()` set the title and icons.
     ui_set: bool,
@@ -235,7 +239,7 @@ impl Fetch {
         StoredFetch {
             meta: self.meta.clone(),
             upload_total: self.records.iter().map(|r| r.request.len()).sum(),
-            paused: self.paused,
+            flags: self.flags,
             settled: self.settled,
             records: self
                 .records
@@ -245,6 +249,7 @@ impl Fetch {
                     response: r.response.clone(),
                     generation: r.generation,
                     body_length: r.body.len(),
+                    request_sent: r.request_sent,
                 })
                 .collect(),
         }
@@ -618,6 +623,7 @@ fn read_fetch(read: &redb::ReadTransaction, uid: u64) -> Result<Option<Fetch>, S
                 flushed: row.request_len,
                 ..Body::default()
             },
+            request_sent: row.request_sent,
             row_dirty: false,
             head_dirty: false,
             poison: None,
@@ -626,7 +632,7 @@ fn read_fetch(read: &redb::ReadTransaction, uid: u64) -> Result<Option<Fetch>, S
     Ok(Some(Fetch {
         meta,
         committed: state.committed,
-        paused: state.paused,
+        flags: state.flags(),
         settled: state.settled,
         ui_set,
         records,
@@ -883,6 +889,7 @@ impl Actor {
                             generation: r.generation,
                             body_len: r.body.flushed,
                             request_len: r.request.flushed,
+                            request_sent: r.request_sent,
                         };
                         records_t
                             .insert((*uid, i), row.encode().as_slice())
@@ -1112,7 +1119,7 @@ impl Actor {
             Op::AppendRequest(uid, rec, bytes, reply) => {
                 deferred(reply, self.append(uid.0, rec, None, None, bytes))
             }
-            Op::Commit(uid, paused, reply) => deferred(reply, self.commit(uid.0, paused)),
+            Op::Commit(uid, flags, reply) => deferred(reply, self.commit(uid.0, flags)),
             Op::ReadRequest(uid, rec, offset, max, reply) => {
                 deferred(reply, self.read(uid.0, rec, None, offset, max))
             }
@@ -1129,11 +1136,15 @@ impl Actor {
             Op::Read(uid, rec, generation, offset, max, reply) => {
                 deferred(reply, self.read(uid.0, rec, Some(generation), offset, max))
             }
-            Op::SetPaused(uid, paused, reply) => {
+            Op::SetFlags(uid, flags, reply) => {
                 let r = self.change_fetch(uid.0, |f| {
-                    f.paused = paused;
+                    f.flags = flags;
                     f.state_dirty = true;
                 });
+                deferred(reply, r)
+            }
+            Op::MarkRequestSent(uid, rec, reply) => {
+                let r = self.mark_request_sent(uid.0, rec);
                 deferred(reply, r)
             }
             Op::SetUi(uid, title, icons, reply) => {
@@ -1262,7 +1273,7 @@ impl Actor {
             Fetch {
                 meta,
                 committed: false,
-                paused: false,
+                flags: StoredFlags::default(),
                 settled: None,
                 ui_set: false,
                 records,
@@ -1405,7 +1416,7 @@ impl Actor {
         }
     }
 
-    fn commit(&mut self, uid: u64, paused: bool) -> Result<(), StoreError> {
+    fn commit(&mut self, uid: u64, flags: StoredFlags) -> Result<(), StoreError> {
         self.ensure_db()?;
         let f = self.fetch_mut(uid)?;
         if let Some(p) = f.records.iter().find_map(|r| r.poison.clone()) {
@@ -1414,7 +1425,7 @@ impl Actor {
             return Err(p);
         }
         f.committed = true;
-        f.paused = paused;
+        f.flags = flags;
         f.state_dirty = true;
         self.mark_dirty();
         self.durable_flush_for(uid)
@@ -1427,6 +1438,15 @@ impl Actor {
     ) -> Result<(), StoreError> {
         self.ensure_db()?;
         change(self.fetch_mut(uid)?);
+        self.mark_dirty();
+        self.durable_flush_for(uid)
+    }
+
+    fn mark_request_sent(&mut self, uid: u64, rec: usize) -> Result<(), StoreError> {
+        self.ensure_db()?;
+        let r = self.record_mut(uid, rec)?;
+        r.request_sent = true;
+        r.row_dirty = true;
         self.mark_dirty();
         self.durable_flush_for(uid)
     }
@@ -1723,11 +1743,7 @@ impl Actor {
                         .map_err(|e| w(e.into()))?;
                 }
                 if f.state_dirty {
-                    let row = FetchStateRow {
-                        committed: f.committed,
-                        paused: f.paused,
-                        settled: f.settled,
-                    };
+                    let row = FetchStateRow::new(f.committed, f.flags, f.settled);
                     state_t
                         .insert(uid, json(&row).as_slice())
                         .map_err(|e| w(e.into()))?;
@@ -1762,6 +1778,7 @@ impl Actor {
                         generation: r.generation,
                         body_len: r.body.flushed + nb,
                         request_len: r.request.flushed + nr,
+                        request_sent: r.request_sent,
                     };
                     records_t
                         .insert((uid, i32_), row.encode().as_slice())

@@ -45,7 +45,7 @@
 //! |---|---|---|
 //! | `bgfetch_schema` | `"version"`, `"commit_seq"` | `u64` |
 //! | `fetches` | uid | `FetchMeta` (JSON): registration, id, requests, downloadTotal, ... |
-//! | `fetch_state` | uid | committed flag, paused flag, settled result (JSON) |
+//! | `fetch_state` | uid | committed flag, paused / awaiting-permission / aborted flags, settled result (JSON) |
 //! | `fetch_ui` | uid | title and icons set by `updateUI()` (JSON) |
 //! | `fetch_index` | (storage key, registration scope, id, uid) | `()` |
 //! | `records` | (uid, record) | state (pending / active / completed + result), generation, durable body length, request body length (24 bytes) |
@@ -65,7 +65,7 @@
 //!   (whole chunks, non-durably; the store takes no other operation until they are written, which
 //!   slows a writer down to the disk), and durably at most
 //!   [`RedbStoreConfig::group_commit_interval`] after they arrived.
-//! * `commit_fetch`, `complete_record`, `settle`, `set_paused`, `set_ui` and `delete_fetch`
+//! * `commit_fetch`, `complete_record`, `settle`, `set_flags`, `mark_request_sent`, `set_ui` and `delete_fetch`
 //!   resolve only after a durable commit (`Durability::Immediate`) of everything written before
 //!   them. **A record counts as completed only after its bytes and its completed state are
 //!   committed together**, in one transaction; the engine calls `complete_record` before it
@@ -140,7 +140,9 @@ pub use integrity::IntegrityReport;
 pub use schema::{CHUNK_SIZE, SCHEMA_VERSION};
 
 use actor::{Actor, Op, PurgeFilter, Reply};
-use background_fetch::store::{FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch};
+use background_fetch::store::{
+    FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
+};
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
     ResponseHead, ServiceWorkerRegistrationId,
@@ -428,8 +430,12 @@ impl Store for RedbStore {
         self.call(move |reply| Op::AppendRequest(uid, record, bytes, reply))
     }
 
-    fn commit_fetch(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(move |reply| Op::Commit(uid, paused, reply))
+    fn commit_fetch(
+        &self,
+        uid: FetchUid,
+        flags: StoredFlags,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::Commit(uid, flags, reply))
     }
 
     fn read_request_body(
@@ -496,8 +502,20 @@ impl Store for RedbStore {
         self.call(move |reply| Op::Read(uid, record, generation, offset, max, reply))
     }
 
-    fn set_paused(&self, uid: FetchUid, paused: bool) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(move |reply| Op::SetPaused(uid, paused, reply))
+    fn set_flags(
+        &self,
+        uid: FetchUid,
+        flags: StoredFlags,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::SetFlags(uid, flags, reply))
+    }
+
+    fn mark_request_sent(
+        &self,
+        uid: FetchUid,
+        record: usize,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |reply| Op::MarkRequestSent(uid, record, reply))
     }
 
     fn set_ui(

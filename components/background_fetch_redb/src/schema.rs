@@ -3,7 +3,7 @@
 //! Every table is keyed by the fetch's [`FetchUid`](background_fetch::FetchUid) (a `u64`) first,
 //! so everything about one fetch is a contiguous key range in each table.
 
-use background_fetch::store::RecordState;
+use background_fetch::store::{RecordState, StoredFlags};
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchResult, ImageResource, RecordResult,
 };
@@ -55,8 +55,40 @@ pub struct FetchStateRow {
     pub committed: bool,
     /// The paused flag.
     pub paused: bool,
+    /// Waiting on the permission prompt (absent in rows written before it was kept).
+    #[serde(default)]
+    pub awaiting_permission: bool,
+    /// The abort all flag (absent in rows written before it was kept).
+    #[serde(default)]
+    pub aborted: bool,
     /// The result and failure reason once settled.
     pub settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
+}
+
+impl FetchStateRow {
+    /// The row of a fetch with these values.
+    pub fn new(
+        committed: bool,
+        flags: StoredFlags,
+        settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
+    ) -> Self {
+        FetchStateRow {
+            committed,
+            paused: flags.paused,
+            awaiting_permission: flags.awaiting_permission,
+            aborted: flags.aborted,
+            settled,
+        }
+    }
+
+    /// The fetch's flags.
+    pub fn flags(&self) -> StoredFlags {
+        StoredFlags {
+            paused: self.paused,
+            awaiting_permission: self.awaiting_permission,
+            aborted: self.aborted,
+        }
+    }
 }
 
 /// The title and icons from `updateUI()`.
@@ -75,7 +107,7 @@ pub struct UiRow {
 /// | 0 | format (1) |
 /// | 1 | state: 0 pending, 1 active, 2 completed |
 /// | 2 | result code ([`result_code`]) when completed |
-/// | 3 | reserved (0) |
+/// | 3 | flags: bit 0 set once the request may have been sent (`mark_request_sent`); other bits 0 |
 /// | 4..8 | response data generation (`u32`) |
 /// | 8..16 | durable response body length (`u64`) |
 /// | 16..24 | durable request body length (`u64`) |
@@ -89,6 +121,8 @@ pub struct RecordRow {
     pub body_len: u64,
     /// Bytes of its request body in [`REQUEST_CHUNKS`].
     pub request_len: u64,
+    /// `mark_request_sent` ran: the request may have reached the network.
+    pub request_sent: bool,
 }
 
 /// Encoded length of a [`RecordRow`].
@@ -106,6 +140,7 @@ impl RecordRow {
         };
         out[1] = state;
         out[2] = result;
+        out[3] = u8::from(self.request_sent);
         out[4..8].copy_from_slice(&self.generation.to_le_bytes());
         out[8..16].copy_from_slice(&self.body_len.to_le_bytes());
         out[16..24].copy_from_slice(&self.request_len.to_le_bytes());
@@ -114,7 +149,7 @@ impl RecordRow {
 
     /// Decodes; `None` if the bytes are not a valid row.
     pub fn decode(b: &[u8]) -> Option<RecordRow> {
-        if b.len() != RECORD_ROW_LEN || b[0] != 1 || b[3] != 0 {
+        if b.len() != RECORD_ROW_LEN || b[0] != 1 || b[3] > 1 {
             return None;
         }
         let state = match b[1] {
@@ -125,6 +160,7 @@ impl RecordRow {
         };
         Some(RecordRow {
             state,
+            request_sent: b[3] == 1,
             generation: u32::from_le_bytes(b[4..8].try_into().ok()?),
             body_len: u64::from_le_bytes(b[8..16].try_into().ok()?),
             request_len: u64::from_le_bytes(b[16..24].try_into().ok()?),
@@ -179,16 +215,57 @@ mod tests {
             RecordState::Completed(RecordResult::DownloadTotalExceeded),
             RecordState::Completed(RecordResult::Empty),
         ] {
-            let row = RecordRow {
-                state,
-                generation: 7,
-                body_len: (1 << 40) + 3,
-                request_len: 11,
-            };
-            assert_eq!(RecordRow::decode(&row.encode()), Some(row));
+            for request_sent in [false, true] {
+                let row = RecordRow {
+                    state,
+                    generation: 7,
+                    body_len: (1 << 40) + 3,
+                    request_len: 11,
+                    request_sent,
+                };
+                assert_eq!(RecordRow::decode(&row.encode()), Some(row));
+            }
         }
         assert_eq!(RecordRow::decode(&[0u8; RECORD_ROW_LEN]), None);
         assert_eq!(RecordRow::decode(&[1u8; 3]), None);
+    }
+
+    #[test]
+    fn state_rows_written_before_the_flags_were_kept_still_read() {
+        let old: FetchStateRow =
+            serde_json::from_str(r#"{"committed":true,"paused":true,"settled":null}"#).unwrap();
+        assert_eq!(
+            old.flags(),
+            StoredFlags {
+                paused: true,
+                ..StoredFlags::default()
+            }
+        );
+        let flags = StoredFlags {
+            paused: true,
+            awaiting_permission: true,
+            aborted: true,
+        };
+        let row = FetchStateRow::new(true, flags, None);
+        let back: FetchStateRow =
+            serde_json::from_slice(&serde_json::to_vec(&row).unwrap()).unwrap();
+        assert_eq!(back.flags(), flags);
+        // A row written before the sent flag existed has 0 in byte 3.
+        let mut bytes = RecordRow {
+            state: RecordState::Pending,
+            generation: 0,
+            body_len: 0,
+            request_len: 0,
+            request_sent: false,
+        }
+        .encode();
+        assert_eq!(bytes[3], 0);
+        bytes[3] = 2;
+        assert_eq!(
+            RecordRow::decode(&bytes),
+            None,
+            "unknown flag bits are refused"
+        );
     }
 
     #[test]

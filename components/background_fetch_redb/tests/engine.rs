@@ -269,7 +269,10 @@ fn a_416_at_full_length_after_a_crash_completes_the_record() {
         };
         block_on(async {
             store.create_fetch(meta).await.unwrap();
-            store.commit_fetch(FetchUid(1), false).await.unwrap();
+            store
+                .commit_fetch(FetchUid(1), Default::default())
+                .await
+                .unwrap();
             store.begin_response(FetchUid(1), 0, 0, head).await.unwrap();
             store
                 .append_response_body(FetchUid(1), 0, 0, 0, Bytes::from(a.clone()))

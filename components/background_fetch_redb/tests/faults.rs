@@ -320,7 +320,7 @@ fn a_fetch_whose_request_bytes_were_lost_does_not_commit() {
             .await;
         ctl.set(Fault::None);
         assert!(ctl.failures() > 0);
-        match store.commit_fetch(uid, false).await {
+        match store.commit_fetch(uid, Default::default()).await {
             Err(e) => assert!(
                 matches!(e.kind, StoreErrorKind::Io | StoreErrorKind::QuotaExceeded),
                 "{e:?}"
@@ -420,7 +420,10 @@ async fn scenario(store: &RedbStore) -> Seen {
     for uid in [1u64, 2] {
         let m = background_fetch::testing::store_contract::meta(uid, "k", 2);
         if store.create_fetch(m).await.is_ok()
-            && store.commit_fetch(FetchUid(uid), false).await.is_ok()
+            && store
+                .commit_fetch(FetchUid(uid), Default::default())
+                .await
+                .is_ok()
         {
             seen.committed.push(uid);
         }

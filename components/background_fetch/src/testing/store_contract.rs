@@ -20,7 +20,7 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
     RecordResult, ServiceWorkerRegistrationId,
 };
-use crate::store::{FetchMeta, RecordState, Store, StoreErrorKind, StoredFetch};
+use crate::store::{FetchMeta, RecordState, Store, StoreErrorKind, StoredFetch, StoredFlags};
 use bytes::Bytes;
 use std::sync::Arc;
 use url::Url;
@@ -82,7 +82,7 @@ fn find(all: &[StoredFetch], uid: u64) -> Option<&StoredFetch> {
     all.iter().find(|f| f.meta.uid == FetchUid(uid))
 }
 
-/// A committed fetch comes back from `load` with its metadata, request bodies and paused flag;
+/// A committed fetch comes back from `load` with its metadata, request bodies and flags;
 /// an uncommitted one never does.
 pub async fn create_commit_load(open: Open<'_>) {
     let store = open();
@@ -98,8 +98,13 @@ pub async fn create_commit_load(open: Open<'_>) {
         .append_request_body(FetchUid(101), 1, Bytes::from_static(b"world"))
         .await
         .expect("append body");
+    let prompt = StoredFlags {
+        paused: true,
+        awaiting_permission: true,
+        aborted: false,
+    };
     store
-        .commit_fetch(FetchUid(101), true)
+        .commit_fetch(FetchUid(101), prompt)
         .await
         .expect("commit");
     store
@@ -112,7 +117,7 @@ pub async fn create_commit_load(open: Open<'_>) {
     let all = store.load().await.expect("load");
     let f = find(&all, 101).expect("the committed fetch is loaded");
     assert_eq!(f.meta, m);
-    assert!(f.paused);
+    assert_eq!(f.flags, prompt);
     assert_eq!(f.upload_total, 11);
     assert_eq!(f.settled, None);
     assert_eq!(f.records.len(), 2);
@@ -120,6 +125,7 @@ pub async fn create_commit_load(open: Open<'_>) {
         assert_eq!(r.state, RecordState::Pending);
         assert_eq!(r.body_length, 0);
         assert_eq!(r.response, None);
+        assert!(!r.request_sent);
     }
     assert!(
         find(&all, 102).is_none(),
@@ -149,7 +155,10 @@ pub async fn response_generations(open: Open<'_>) {
         .create_fetch(meta(201, "contract-b", 1))
         .await
         .expect("create");
-    store.commit_fetch(uid, false).await.expect("commit");
+    store
+        .commit_fetch(uid, StoredFlags::default())
+        .await
+        .expect("commit");
     store
         .begin_response(uid, 0, 0, head(200))
         .await
@@ -212,8 +221,8 @@ pub async fn response_generations(open: Open<'_>) {
     store.delete_fetch(uid).await.expect("delete");
 }
 
-/// A completed record's bytes and state survive a reopen; so do the paused flag, the title and
-/// icons, and the result.
+/// A completed record's bytes and state survive a reopen; so do the flags, a request marked
+/// sent, the title and icons, and the result.
 pub async fn durable_state(open: Open<'_>) {
     let store = open();
     let uid = FetchUid(301);
@@ -221,7 +230,10 @@ pub async fn durable_state(open: Open<'_>) {
         .create_fetch(meta(301, "contract-c", 2))
         .await
         .expect("create");
-    store.commit_fetch(uid, false).await.expect("commit");
+    store
+        .commit_fetch(uid, StoredFlags::default())
+        .await
+        .expect("commit");
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     store
         .begin_response(uid, 0, 0, head(200))
@@ -245,7 +257,16 @@ pub async fn durable_state(open: Open<'_>) {
         .complete_record(uid, 1, 0, RecordResult::BadStatus)
         .await
         .expect("complete");
-    store.set_paused(uid, true).await.expect("pause");
+    store
+        .mark_request_sent(uid, 1)
+        .await
+        .expect("mark the request sent");
+    let flags = StoredFlags {
+        paused: true,
+        awaiting_permission: false,
+        aborted: true,
+    };
+    store.set_flags(uid, flags).await.expect("set flags");
     let icons = vec![ImageResource {
         src: "https://contract-c/icon.png".into(),
         sizes: Some("64x64".into()),
@@ -269,7 +290,9 @@ pub async fn durable_state(open: Open<'_>) {
     let store = open();
     let all = store.load().await.expect("load");
     let f = find(&all, 301).expect("loaded");
-    assert!(f.paused);
+    assert_eq!(f.flags, flags);
+    assert!(!f.records[0].request_sent);
+    assert!(f.records[1].request_sent);
     assert_eq!(f.meta.title, "New title");
     assert_eq!(f.meta.icons, icons);
     assert_eq!(
@@ -320,7 +343,10 @@ pub async fn active_record_resumes(open: Open<'_>) {
         .create_fetch(meta(401, "contract-d", 1))
         .await
         .expect("create");
-    store.commit_fetch(uid, false).await.expect("commit");
+    store
+        .commit_fetch(uid, StoredFlags::default())
+        .await
+        .expect("commit");
     store
         .begin_response(uid, 0, 0, head(200))
         .await
@@ -369,7 +395,7 @@ pub async fn usage_per_storage_key(open: Open<'_>) {
         .await
         .expect("append");
     store
-        .commit_fetch(FetchUid(501), false)
+        .commit_fetch(FetchUid(501), StoredFlags::default())
         .await
         .expect("commit");
     store
@@ -414,7 +440,17 @@ pub async fn unknown_fetch_is_gone(open: Open<'_>) {
         .expect_err("no such fetch");
     assert_eq!(e.kind, StoreErrorKind::Gone);
     let e = store
-        .commit_fetch(uid, false)
+        .commit_fetch(uid, StoredFlags::default())
+        .await
+        .expect_err("no such fetch");
+    assert_eq!(e.kind, StoreErrorKind::Gone);
+    let e = store
+        .set_flags(uid, StoredFlags::default())
+        .await
+        .expect_err("no such fetch");
+    assert_eq!(e.kind, StoreErrorKind::Gone);
+    let e = store
+        .mark_request_sent(uid, 0)
         .await
         .expect_err("no such fetch");
     assert_eq!(e.kind, StoreErrorKind::Gone);

@@ -629,7 +629,8 @@ impl<'s> Harness<'s> {
             Op::UserAbort(f) => {
                 let Some(i) = self.target(*f) else { return };
                 let uid = self.fetches[i].uid;
-                let aborted = self.bed.engine().user_abort(uid);
+                let engine = self.bed.engine();
+                let aborted = self.bed.run(async move { engine.user_abort(uid).await });
                 let label = self.fetches[i].label();
                 self.note(format_args!("user abort {label} -> {aborted}"));
                 if aborted {

@@ -917,19 +917,44 @@ impl<'a> Harness<'a> {
                 );
                 self.check_floor();
             }
-            Op::Commit { fetch, paused } => {
+            Op::Commit { fetch, flags } => {
                 let uid = self.pick(fetch);
-                let r = block_on(self.store().commit_fetch(FetchUid(uid), paused));
+                let flags = super::stored_flags(flags);
+                let r = block_on(self.store().commit_fetch(FetchUid(uid), flags));
                 self.fetch_op(&line, uid, "commit_fetch", r, true, move |l| {
                     l.snap.committed = true;
-                    l.snap.paused = paused;
+                    l.snap.flags = flags;
                 });
             }
-            Op::SetPaused { fetch, paused } => {
+            Op::SetFlags { fetch, flags } if flags & 0x80 != 0 => {
                 let uid = self.pick(fetch);
-                let r = block_on(self.store().set_paused(FetchUid(uid), paused));
-                self.fetch_op(&line, uid, "set_paused", r, false, move |l| {
-                    l.snap.paused = paused
+                let rec = self.record(uid, flags >> 4);
+                let r = block_on(self.store().mark_request_sent(FetchUid(uid), rec));
+                let window = self.barrier();
+                self.note(format!(
+                    "{line} uid {uid} record {rec} → {}",
+                    brief(&r, unit)
+                ));
+                self.update(uid, "mark_request_sent", true, true, window, &r, |c, _| {
+                    if let Err(s) = record_of(c, rec) {
+                        return s;
+                    }
+                    vec![durable(
+                        (),
+                        changed(c, |l| {
+                            l.snap.records[rec].sent = true;
+                            l.touched[rec] = true;
+                        }),
+                    )]
+                });
+                self.check_floor();
+            }
+            Op::SetFlags { fetch, flags } => {
+                let uid = self.pick(fetch);
+                let flags = super::stored_flags(flags);
+                let r = block_on(self.store().set_flags(FetchUid(uid), flags));
+                self.fetch_op(&line, uid, "set_flags", r, false, move |l| {
+                    l.snap.flags = flags
                 });
             }
             Op::SetUi { fetch, title } => {
@@ -1378,7 +1403,7 @@ impl<'a> Harness<'a> {
         (lo, hi)
     }
 
-    /// `commit_fetch`, `set_paused`, `set_ui`, `settle`: change a live fetch, commit durably
+    /// `commit_fetch`, `set_flags`, `set_ui`, `settle`: change a live fetch, commit durably
     /// (`refuse_poisoned`: not if bytes of it were lost).
     fn fetch_op(
         &mut self,
@@ -1818,7 +1843,7 @@ impl<'a> Harness<'a> {
 fn snap_of(s: &background_fetch::store::StoredFetch) -> Snap {
     Snap {
         committed: true,
-        paused: s.paused,
+        flags: s.flags,
         settled: s.settled,
         ui: (0..4u8).find(|n| s.meta.title == ui_title(*n)),
         records: s
@@ -1830,6 +1855,7 @@ fn snap_of(s: &background_fetch::store::StoredFetch) -> Snap {
                 head: r.response.as_ref().map(|h| h.status),
                 body: r.body_length,
                 req: 0,
+                sent: r.request_sent,
             })
             .collect(),
     }

@@ -7,7 +7,7 @@
 //! them, and keeps only those it fits. Bodies are never stored in the model: the byte at offset
 //! `o` of a body is a function of (uid, record, generation, `o`), so a length says it all.
 
-use background_fetch::store::{FetchMeta, RecordState, StoredFetch, StoredRecord};
+use background_fetch::store::{FetchMeta, RecordState, StoredFetch, StoredFlags, StoredRecord};
 use background_fetch::testing::store_contract::head;
 use background_fetch::{BackgroundFetchFailureReason, BackgroundFetchResult, ImageResource};
 
@@ -22,6 +22,8 @@ pub(crate) struct RecM {
     pub body: u64,
     /// Request body length.
     pub req: u64,
+    /// `mark_request_sent` ran.
+    pub sent: bool,
 }
 
 impl RecM {
@@ -32,6 +34,7 @@ impl RecM {
             head: None,
             body: 0,
             req: 0,
+            sent: false,
         }
     }
 }
@@ -40,7 +43,7 @@ impl RecM {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Snap {
     pub committed: bool,
-    pub paused: bool,
+    pub flags: StoredFlags,
     pub settled: Option<(BackgroundFetchResult, BackgroundFetchFailureReason)>,
     /// `set_ui` was called with this title number (None: the title it was created with).
     pub ui: Option<u8>,
@@ -51,7 +54,7 @@ impl Snap {
     pub fn new(records: usize) -> Snap {
         Snap {
             committed: false,
-            paused: false,
+            flags: StoredFlags::default(),
             settled: None,
             ui: None,
             records: vec![RecM::pending(); records],
@@ -73,7 +76,7 @@ impl Snap {
         StoredFetch {
             meta,
             upload_total: self.records.iter().map(|r| r.req).sum(),
-            paused: self.paused,
+            flags: self.flags,
             settled: self.settled,
             records: self
                 .records
@@ -83,6 +86,7 @@ impl Snap {
                     response: r.head.map(head),
                     generation: r.generation,
                     body_length: r.body,
+                    request_sent: r.sent,
                 })
                 .collect(),
         }

@@ -165,10 +165,10 @@ impl Enc for Op {
                 record.enc(out);
                 len.enc(out);
             }
-            Op::Commit { fetch, paused } => {
+            Op::Commit { fetch, flags } => {
                 variant(out, 3, OPS);
                 fetch.enc(out);
-                paused.enc(out);
+                flags.enc(out);
             }
             Op::ReadRequest {
                 fetch,
@@ -244,10 +244,10 @@ impl Enc for Op {
                 at.enc(out);
                 max.enc(out);
             }
-            Op::SetPaused { fetch, paused } => {
+            Op::SetFlags { fetch, flags } => {
                 variant(out, 10, OPS);
                 fetch.enc(out);
-                paused.enc(out);
+                flags.enc(out);
             }
             Op::SetUi { fetch, title } => {
                 variant(out, 11, OPS);
@@ -368,10 +368,7 @@ fn read(fetch: u8, record: u8, at: ReadAt, max: ReadMax) -> Op {
     }
 }
 fn commit(fetch: u8) -> Op {
-    Op::Commit {
-        fetch,
-        paused: false,
-    }
+    Op::Commit { fetch, flags: 0 }
 }
 fn crash(keep: u8) -> Op {
     Op::Crash {
@@ -647,10 +644,7 @@ fn scenarios() -> Vec<(&'static str, Input)> {
                 cat(vec![
                     download_start(),
                     vec![
-                        Op::SetPaused {
-                            fetch: 0,
-                            paused: true,
-                        },
+                        Op::SetFlags { fetch: 0, flags: 1 },
                         Op::SetUi { fetch: 0, title: 3 },
                         Op::Settle {
                             fetch: 0,

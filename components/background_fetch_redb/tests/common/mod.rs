@@ -52,7 +52,7 @@ pub async fn create(store: &dyn Store, uid: u64, key: &str, records: usize) -> F
     let meta = store_contract::meta(uid, key, records);
     store.create_fetch(meta.clone()).await.expect("create");
     store
-        .commit_fetch(FetchUid(uid), false)
+        .commit_fetch(FetchUid(uid), Default::default())
         .await
         .expect("commit");
     meta
