@@ -172,6 +172,19 @@ impl BackgroundFetchUpdateUiEvent {
         if let Some(message) = rejection {
             return futures::future::ready(Err(DomError::invalid_state(message))).boxed();
         }
+        // AD-HOC: the icons are processed against the caller's API base URL (the service
+        //         worker's), as fetch() does; a src that does not parse rejects before the UI
+        //         updated flag is set.
+        let icons = match options.icons.as_ref().map(|icons| {
+            icons
+                .iter()
+                .map(|icon| icon.process(&self.event.registration.inner.base_url))
+                .collect::<Result<Vec<_>, _>>()
+        }) {
+            None => None,
+            Some(Ok(icons)) => Some(icons),
+            Some(Err(e)) => return futures::future::ready(Err(e)).boxed(),
+        };
         // 2. Set this's UI updated flag.
         self.state.ui_updated.store(true, Ordering::SeqCst);
         let engine = self.engine.clone();
@@ -189,7 +202,7 @@ impl BackgroundFetchUpdateUiEvent {
                 let mut s = bg.lock();
                 // 5. If options's icons member is present, set bgFetch's icons to options's
                 //    icons.
-                if let Some(icons) = options.icons {
+                if let Some(icons) = icons {
                     s.icons = icons;
                 }
                 // 6. If options's title member is present, set bgFetch's title to options's

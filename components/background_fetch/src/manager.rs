@@ -131,6 +131,16 @@ impl BackgroundFetchManager {
             records.push(internal);
         }
         let client = env.client_snapshot();
+        // AD-HOC: the icons are processed ("process an ImageResource from an API", src resolved
+        //         against the caller's API base URL) here, where the caller's base URL is known;
+        //         the spec keeps the dictionaries and leaves processing to the display. A src
+        //         that does not parse rejects, as processing throws.
+        let icons = options
+            .icons
+            .iter()
+            .flatten()
+            .map(|icon| icon.process(&env.settings.base_url))
+            .collect::<Result<Vec<_>, _>>()?;
         // 7. Let promise be a new promise.
 
         // AD-HOC: fail fast on what step 8 would reject anyway, before reading any body.
@@ -152,18 +162,7 @@ impl BackgroundFetchManager {
             requests_meta.push(r.request);
             bodies.push(r.body);
         }
-        let icons = options
-            .icons
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut icon| {
-                if let Ok(u) = env.settings.base_url.join(&icon.src) {
-                    icon.src = u.to_string();
-                }
-                icon
-            })
-            .collect::<Vec<_>>();
+
         let title = options.title.clone().unwrap_or_default();
         let meta = FetchMeta {
             uid,

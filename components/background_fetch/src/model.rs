@@ -217,6 +217,32 @@ pub struct ImageResource {
     pub label: Option<String>,
 }
 
+impl ImageResource {
+    /// Process an `ImageResource` from an API: the image resource with its `src` resolved
+    /// against `base`, the caller's API base URL (`fetch()`'s and `updateUI()`'s callers).
+    ///
+    /// <https://w3c.github.io/image-resource/#process-an-imageresource-from-an-api>
+    pub fn process(&self, base: &Url) -> Result<ImageResource, crate::DomError> {
+        // 1. Let image be a new image resource.
+        // 2. Let url be the result of parsing input["src"] with the API base URL. If url is
+        //    failure, throw a TypeError.
+        let url = base.join(&self.src).map_err(|e| {
+            crate::DomError::type_error(format!("icon src {:?} is not a URL: {e}", self.src))
+        })?;
+        // 3. Set image's src to url.
+        // 4. If input["sizes"] exists, set image's sizes to it.
+        // FIXME: the sizes are not parsed and checked (image-resource's "sizes" processing);
+        //        they are kept as given, for the UI to interpret.
+        // 5. If input["type"] exists, set image's type to it.
+        // 6. If input["label"] exists, set image's label to it.
+        // 7. Return image.
+        Ok(ImageResource {
+            src: url.to_string(),
+            ..self.clone()
+        })
+    }
+}
+
 /// `BackgroundFetchUIOptions`.
 ///
 /// <https://wicg.github.io/background-fetch/#dictdef-backgroundfetchuioptions>

@@ -600,3 +600,121 @@ fn clearing_a_storage_key_purges_its_fetches_only() {
         "only the other storage key's fetch fired an event"
     );
 }
+
+fn icon(src: &str) -> background_fetch::ImageResource {
+    background_fetch::ImageResource {
+        src: src.into(),
+        sizes: Some("64x64".into()),
+        r#type: Some("image/png".into()),
+        label: None,
+    }
+}
+
+/// Issue 11 item 5: `fetch()` resolved its icons' `src` against the caller's base URL, but
+/// `updateUI()` kept them relative, so the UI got `b.png` with no base to fetch it from.
+/// "Processing an ImageResource from an API" resolves `src` against the caller's API base URL
+/// (the service worker's, for `updateUI()`), in both.
+#[test]
+fn icons_are_resolved_in_fetch_and_in_update_ui_and_kept_across_a_restart() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    // Held before and after the restart.
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    bed.worker.set_handler(|e: FunctionalEvent| {
+        async move {
+            if let Some(ev) = e.update_ui_event() {
+                ev.update_ui(BackgroundFetchUiOptions {
+                    title: None,
+                    icons: Some(vec![icon("icons/b.png")]),
+                })
+                .await
+                .unwrap();
+            }
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let m = bed.manager();
+    let reg = bed
+        .run(async move {
+            m.fetch(
+                "icons",
+                A,
+                background_fetch::BackgroundFetchOptions {
+                    icons: Some(vec![icon("img/a.png")]),
+                    ..Default::default()
+                },
+            )
+            .await
+        })
+        .unwrap();
+    let uid = reg.uid();
+    let shown = bed.ui.last(uid).unwrap().icons;
+    assert_eq!(shown, vec![icon("https://example.com/img/a.png")]);
+    bed.restart();
+    let restored = bed.engine().fetches()[0].ui.icons.clone();
+    assert_eq!(restored, vec![icon("https://example.com/img/a.png")]);
+    bed.network.release(A);
+    bed.run_until_idle();
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+    let shown = bed.ui.last(uid).unwrap().icons;
+    assert_eq!(
+        shown,
+        vec![icon("https://example.com/icons/b.png")],
+        "updateUI()'s icon resolved against the service worker's base URL"
+    );
+}
+
+/// Issue 11 item 5: an icon whose `src` does not parse is a `TypeError` ("processing an
+/// ImageResource from an API" throws), in `fetch()` and in `updateUI()`.
+#[test]
+fn an_icon_src_that_does_not_parse_is_a_type_error() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r = results.clone();
+    bed.worker.set_handler(move |e: FunctionalEvent| {
+        let r = r.clone();
+        async move {
+            if let Some(ev) = e.update_ui_event() {
+                let res = ev
+                    .update_ui(BackgroundFetchUiOptions {
+                        title: Some("kept?".into()),
+                        icons: Some(vec![icon("https://exa mple.com/b.png")]),
+                    })
+                    .await;
+                r.lock().unwrap().push(res.map_err(|e| e.name()));
+            }
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let m = bed.manager();
+    let err = bed
+        .run(async move {
+            m.fetch(
+                "bad-icon",
+                A,
+                background_fetch::BackgroundFetchOptions {
+                    icons: Some(vec![icon("http://[::1")]),
+                    ..Default::default()
+                },
+            )
+            .await
+        })
+        .unwrap_err();
+    assert_eq!(err.name(), "TypeError");
+    assert!(bed.network.log().is_empty(), "nothing was fetched");
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("ok", A, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    assert_eq!(*results.lock().unwrap(), vec![Err("TypeError")]);
+    assert_eq!(
+        bed.ui.last(reg.uid()).unwrap().title,
+        "",
+        "a rejected updateUI() changes nothing"
+    );
+}

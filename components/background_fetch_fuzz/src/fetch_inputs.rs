@@ -261,6 +261,7 @@ fn reference(
     id: &str,
     requests: &[RequestDesc],
     download_total: u64,
+    icon_srcs: &[&str],
     s: &Surroundings,
     base: &url::Url,
 ) -> Result<u64, DomErrorKind> {
@@ -277,6 +278,11 @@ fn reference(
             }
             Ok(_) => {}
         }
+    }
+    // The icons: processing an ImageResource throws a TypeError for a src that does not
+    // parse against the caller's base URL (spec-map.md: icons are processed in fetch()).
+    if icon_srcs.iter().any(|src| base.join(src).is_err()) {
+        return Err(DomErrorKind::TypeError);
     }
     // 8.2. Permission denied: NotAllowedError. 8.4. No active worker: TypeError. 8.5. The id is
     // taken: TypeError. (Checked before the bodies are read, and again after.)
@@ -391,7 +397,20 @@ fn check(input: Input) {
     let expected = if input.single && descs.is_empty() {
         None // nothing to pass as a single RequestInfo
     } else {
-        Some(reference(&id, &descs, download_total, &surroundings, &base))
+        let icon_srcs: Vec<&str> = input
+            .icons
+            .iter()
+            .take(3)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        Some(reference(
+            &id,
+            &descs,
+            download_total,
+            &icon_srcs,
+            &surroundings,
+            &base,
+        ))
     };
     let Some(expected) = expected else {
         return;
