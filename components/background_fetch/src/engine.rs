@@ -759,6 +759,16 @@ impl EngineInner {
         }
     }
 
+    /// Sets what is left of `uid`'s reservation to `remaining` (a restarted record gave its
+    /// bytes back: they are the fetch's again, not the storage key's).
+    pub(crate) fn refill_reservation(&self, storage_key: &str, uid: FetchUid, remaining: u64) {
+        let mut st = lock(&self.state);
+        let ledger = st.quota.entry(storage_key.to_owned()).or_default();
+        if remaining > 0 {
+            ledger.reservations.insert(uid, remaining);
+        }
+    }
+
     /// Reserves `amount` for `uid`. Returns false if it does not fit.
     ///
     /// AD-HOC: spec issue 110 ("Reject fetch() if downloadTotal cannot be reserved from

@@ -505,8 +505,22 @@ fn replace_response_data(
     *current = new.clone();
     drop(current);
     // The old bytes leave the stored body bytes total: `downloaded` may go down.
-    bg.lock().stored_total -= old_len;
+    let stored_total = {
+        let mut s = bg.lock();
+        s.stored_total -= old_len;
+        s.stored_total + s.in_flight
+    };
+    // They leave the quota, and go back to the fetch's downloadTotal reservation (spec issue
+    // 110's reservation is the downloadTotal less what the fetch stores), so that the
+    // re-download is covered by it and no other fetch can take them meanwhile.
     engine.uncharge_quota(&bg.registration.storage_key, bg.uid, old_len);
+    if bg.download_total > 0 {
+        engine.refill_reservation(
+            &bg.registration.storage_key,
+            bg.uid,
+            bg.download_total.saturating_sub(stored_total),
+        );
+    }
     tracing::info!(
         old_len,
         generation = new.generation,

@@ -891,3 +891,63 @@ fn offline_stops_an_always_ready_transfer_within_one_chunk() {
     assert_eq!(bed.network.requests_for(A)[1].range_start, Some(delivered));
     assert_eq!(stored(&bed, &reg, 0), body(100_000, 9));
 }
+
+/// Issue 11 item 6: a record that restarts (a 200 answers its Range request) gave its old bytes
+/// back to the quota but not to its fetch's `downloadTotal` reservation, so another fetch could
+/// reserve them and the re-download failed with `quota-exceeded` although the whole
+/// `downloadTotal` had been reserved.
+#[test]
+fn a_restarted_record_keeps_its_fetchs_reservation() {
+    let bed = TestBed::new();
+    bed.quota.set(Some(150_000));
+    bed.network.serve(
+        A,
+        Resource::ok(body(100_000, 4))
+            .chunk_size(10_000)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    bed.network.fault_next(A, vec![Fault::ResetAfter(50_000)]);
+    bed.network.fault_next(A, vec![Fault::IgnoreRange]);
+    bed.network.serve(B, Resource::ok(body(10, 5)));
+    bed.network.fault_next(B, vec![Fault::Hold]);
+    let _holds = hold_events(&bed);
+    let x = start(&bed, "x", &[A], 100_000);
+    // The reset at 5 s, the retry after at most 0.5 s answered 200: the record restarted.
+    bed.advance(Duration::from_millis(5800));
+    assert_eq!(bed.network.requests_for(A).len(), 2);
+    assert_eq!(x.downloaded(), 0, "the record restarted from scratch");
+    // Another fetch reserves what the quota has left for it: 150,000 - 100,000 reserved by x.
+    let m = bed.manager();
+    let y = bed.run(async move {
+        m.fetch(
+            "y",
+            B,
+            BackgroundFetchOptions {
+                download_total: 60_000,
+                ..Default::default()
+            },
+        )
+        .await
+    });
+    assert_eq!(
+        y.map(|_| ()).map_err(|e| e.name()),
+        Err("QuotaExceededError"),
+        "x's reservation is whole again: 150,000 - 100,000 leaves less than 60,000"
+    );
+    let m = bed.manager();
+    let y = bed.run(async move {
+        m.fetch(
+            "y",
+            B,
+            BackgroundFetchOptions {
+                download_total: 50_000,
+                ..Default::default()
+            },
+        )
+        .await
+    });
+    assert!(y.is_ok(), "{y:?}");
+    bed.run_until_idle();
+    assert_eq!(x.result(), Result_::Success, "{:?}", x.failure_reason());
+    assert_eq!(stored(&bed, &x, 0), body(100_000, 4));
+}
