@@ -182,6 +182,11 @@ pub struct NetworkRequest {
 /// `Error`, or a `Response` followed by `Data` chunks and then either the end of the stream
 /// (the body finished normally) or an `Error` (the body stream errored).
 ///
+/// A body cut off before its end (the connection closed early) is an `Error` of kind
+/// [`NetworkErrorKind::Temporary`]. The engine defends against hosts that report it as a
+/// normal end anyway: a full response without content coding whose body ended before its
+/// `Content-Length` is treated as temporarily unavailable.
+///
 /// Dropping the stream terminates the fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkEvent {

@@ -15,6 +15,7 @@ use crate::sync::{Watch, lock};
 use futures::{FutureExt, StreamExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 use url::Url;
 
 /// The `requests` argument of `fetch()`: `(RequestInfo or sequence<RequestInfo>)`.
@@ -88,10 +89,21 @@ impl BackgroundFetchManager {
         requests: impl Into<Requests>,
         options: BackgroundFetchOptions,
     ) -> Result<BackgroundFetchRegistration, DomError> {
+        let span = tracing::info_span!("fetch()", id, scope = %self.inner.registration.scope);
+        self.fetch_steps(id, requests.into(), options)
+            .instrument(span)
+            .await
+    }
+
+    /// The steps of [`BackgroundFetchManager::fetch`], run inside its span.
+    async fn fetch_steps(
+        &self,
+        id: &str,
+        requests: Requests,
+        options: BackgroundFetchOptions,
+    ) -> Result<BackgroundFetchRegistration, DomError> {
         let engine = self.engine()?;
         let env = self.env()?;
-        let span = tracing::info_span!("fetch()", id, scope = %self.inner.registration.scope);
-        let _enter = span.enter();
         // 1. Let registration be this's service worker registration.
         let registration_id = self.inner.registration.clone();
         // 2. Let records be a new list.
@@ -99,7 +111,7 @@ impl BackgroundFetchManager {
         // 3. Let uploadTotal be 0.
         let mut upload_total: u64 = 0;
         // 4. If requests is a RequestInfo, set requests to « requests ».
-        let requests = match requests.into() {
+        let requests = match requests {
             Requests::One(r) => vec![r],
             Requests::Many(v) => v,
         };

@@ -273,13 +273,35 @@ async fn or_interrupt<F: std::future::Future>(
     }
 }
 
+/// The `Content-Length` of a full response whose body is not content-coded (so the host's
+/// decoded bytes are the bytes it counts): one length, however many times it is repeated
+/// (Fetch's "extract a length"), or `None`.
+fn identity_content_length(head: &ResponseHead) -> Option<u64> {
+    let coded = head.headers.get_str("content-encoding").is_some_and(|v| {
+        v.split(',')
+            .map(|c| c.trim_matches([' ', '\t']))
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+    });
+    if coded {
+        return None;
+    }
+    let values = head.headers.get_str("content-length")?;
+    let mut lengths = values.split(',').map(|v| v.trim_matches([' ', '\t']));
+    let first = lengths.next()?;
+    if lengths.any(|v| v != first) || first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    first.parse().ok()
+}
+
 /// How one fetch attempt ended.
 enum Attempt {
     /// The record has a final result.
     Done(RecordResult),
     /// The resource was temporarily unavailable, or a 206 ended before the whole resource:
     /// try again (with Range from the stored length).
-    Retry { progressed: bool },
+    Retry,
     /// Paused or offline mid-flight: wait, then resume with Range.
     Interrupted,
 }
@@ -298,8 +320,12 @@ fn store_failure(e: &StoreError) -> RecordResult {
 pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, index: usize) {
     let record = &bg.records[index];
     let is_get = record.request.is_get();
-    // Consecutive attempts that made no progress (for the retry policy).
+    // Consecutive attempts that made no progress (for the retry policy). Progress is the
+    // record's response reaching further than it ever did: a server that ignores Range and
+    // cuts every response short stores bytes at each attempt, but never more than before, and
+    // must not keep the record retrying for ever.
     let mut failures: u32 = 0;
+    let mut furthest = record.response_data().len();
     let result = loop {
         // 1. Let responseData be record's response data.
         let response_data = record.response_data();
@@ -406,13 +432,25 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
         //     2. Set result to responseData's result.
         match attempt(&engine, &bg, index, net, range_start, is_get).await {
             Attempt::Done(result) => break result,
-            Attempt::Retry { progressed } => {
+            Attempt::Retry => {
                 // The result is still the empty string:
                 // 15. If result is the empty string, then complete a record for bgFetch and
                 //     record.
-                failures = if progressed { 0 } else { failures + 1 };
+                let reached = record.response_data().len();
+                if reached > furthest {
+                    furthest = reached;
+                    failures = 0;
+                } else {
+                    failures += 1;
+                }
             }
-            Attempt::Interrupted => {}
+            Attempt::Interrupted => {
+                let reached = record.response_data().len();
+                if reached > furthest {
+                    furthest = reached;
+                    failures = 0;
+                }
+            }
         }
     };
     finish_record(&engine, &bg, index, result).await;
@@ -547,7 +585,6 @@ async fn attempt(
     let storage_key = bg.registration.storage_key.clone();
     let mut events = engine.hosts.network.fetch(request);
     let mut head: Option<ResponseHead> = None;
-    let mut progressed = false;
     loop {
         let event = match or_interrupt(engine, bg, is_get, events.next()).await {
             Ok(event) => event,
@@ -583,7 +620,7 @@ async fn attempt(
                 //      set fetchAttemptComplete to true and abort these steps.
                 // NOTE: complete_record waits for connectivity and backs off before retrying.
                 if e.kind == NetworkErrorKind::Temporary && is_get {
-                    return Attempt::Retry { progressed };
+                    return Attempt::Retry;
                 }
                 // 1.2. If response is an aborted network error, then set responseData's result
                 //      to "aborted", otherwise "fetch-error".
@@ -601,7 +638,7 @@ async fn attempt(
                 //      `GET`, then wait until the resource is not temporarily unavailable, then
                 //      set fetchAttemptComplete to true.
                 if e.kind == NetworkErrorKind::Temporary && is_get {
-                    return Attempt::Retry { progressed };
+                    return Attempt::Retry;
                 }
                 // 8.2. Otherwise, set responseData's result to "fetch-error" and
                 //      fetchAttemptComplete to true.
@@ -742,7 +779,6 @@ async fn attempt(
                     s.stored_total += n;
                 }
                 response_data.state.update(|s| s.len += n);
-                progressed = true;
                 // 6.4. Update background fetch instances for bgFetch.
                 engine.update_instances(bg, false);
             }
@@ -773,7 +809,26 @@ async fn attempt(
                         Some(r) if r.complete_length.is_none() && r.last_byte_pos + 1 == len => {
                             Attempt::Done(RecordResult::Success)
                         }
-                        _ => Attempt::Retry { progressed },
+                        _ => Attempt::Retry,
+                    };
+                }
+                // AD-HOC: a body that ended with fewer bytes than its identity-coded
+                //         Content-Length was cut off ("the recipient MUST consider the message
+                //         to be incomplete", RFC 9112 §6.3), whatever the host reported: it is
+                //         the resource being temporarily unavailable (8.1), not a success. Some
+                //         hosts (Servo's net stack) report a cut-off as a normal end.
+                if let Some(announced) = identity_content_length(&h)
+                    && response_data.len() < announced
+                {
+                    tracing::info!(
+                        announced,
+                        stored = response_data.len(),
+                        "the body ended before its Content-Length"
+                    );
+                    return if is_get {
+                        Attempt::Retry
+                    } else {
+                        Attempt::Done(RecordResult::FetchError)
                     };
                 }
                 // 7.2. Otherwise, if response's status is not an ok status, set responseData's

@@ -430,3 +430,110 @@ fn prompt_permission_refused_aborts() {
     assert_eq!(bed.worker.events_of(FunctionalEventKind::Abort).len(), 1);
     assert!(bed.network.log().is_empty());
 }
+
+/// Spans entered on this thread right now, innermost last, as a subscriber sees them.
+mod span_probe {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// An event's name and the names of the spans entered when it was recorded.
+    pub type Recorded = Arc<Mutex<Vec<(String, Vec<&'static str>)>>>;
+
+    #[derive(Default)]
+    pub struct Probe {
+        next: AtomicU64,
+        names: Mutex<HashMap<u64, &'static str>>,
+        stack: Mutex<Vec<u64>>,
+        /// For each event: the names of the spans entered when it was recorded.
+        pub events: Recorded,
+    }
+
+    impl Subscriber for Probe {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+            self.names
+                .lock()
+                .unwrap()
+                .insert(id, span.metadata().name());
+            Id::from_u64(id)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let names = self.names.lock().unwrap();
+            let entered = self
+                .stack
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|id| names[id])
+                .collect();
+            self.events
+                .lock()
+                .unwrap()
+                .push((event.metadata().name().to_owned(), entered));
+        }
+        fn enter(&self, span: &Id) {
+            self.stack.lock().unwrap().push(span.into_u64());
+        }
+        fn exit(&self, span: &Id) {
+            let mut stack = self.stack.lock().unwrap();
+            if let Some(i) = stack.iter().rposition(|s| *s == span.into_u64()) {
+                stack.remove(i);
+            }
+        }
+    }
+}
+
+/// Issue 11 item 9: `fetch()` entered its span with a guard held across `.await`, so while it
+/// waited (here on a request body stream) its span stayed entered on the thread, and whatever
+/// ran next there was logged inside `fetch()`.
+#[test]
+fn fetch_leaves_its_span_when_it_waits() {
+    let probe = span_probe::Probe::default();
+    let events = probe.events.clone();
+    tracing::subscriber::with_default(probe, || {
+        let bed = TestBed::new();
+        bed.network
+            .serve("https://example.com/upload", Resource::echo());
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        let body = futures::stream::once(async move {
+            let _ = rx.await;
+            Ok(Bytes::from_static(b"late"))
+        })
+        .boxed();
+        let r = bed.request(
+            "/upload",
+            RequestInit {
+                method: Some("PUT".into()),
+                body: Some(background_fetch::RequestBody::Stream(body)),
+                ..Default::default()
+            },
+        );
+        let m = bed.manager();
+        use background_fetch::Spawn;
+        bed.executor.spawn(Box::pin(async move {
+            m.fetch("waiting", r, opts()).await.unwrap();
+        }));
+        bed.run_until_idle();
+        // fetch() is suspended, waiting for its body.
+        tracing::info!("probe");
+        let _ = tx.send(());
+        bed.run_until_idle();
+    });
+    let events = events.lock().unwrap();
+    let (_, entered) = events
+        .iter()
+        .find(|(name, _)| name.contains("fetch_api.rs"))
+        .expect("the probe event was recorded");
+    assert!(
+        !entered.contains(&"fetch()"),
+        "an event outside fetch() was recorded inside its span: {entered:?}"
+    );
+}

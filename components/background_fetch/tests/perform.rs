@@ -951,3 +951,89 @@ fn a_restarted_record_keeps_its_fetchs_reservation() {
     assert_eq!(x.result(), Result_::Success, "{:?}", x.failure_reason());
     assert_eq!(stored(&bed, &x, 0), body(100_000, 4));
 }
+
+/// Issue 11 item 7: a host that reports a cut-off body as a normal end (Servo's net stack does)
+/// made the engine store a truncated response as a success. A body shorter than its
+/// identity-coded `Content-Length` is incomplete (RFC 9112 §6.3): the record resumes.
+#[test]
+fn a_body_cut_off_before_its_content_length_resumes_instead_of_succeeding() {
+    let bed = TestBed::new();
+    let data = body(100_000, 6);
+    bed.network
+        .serve(A, Resource::ok(data.clone()).chunk_size(10_000));
+    bed.network.fault_next(A, vec![Fault::CutOffAfter(30_000)]);
+    let _holds = hold_events(&bed);
+    let reg = start(&bed, "cut", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    let log = bed.network.requests_for(A);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].range_start, Some(30_000), "resumed from the cut");
+    assert_eq!(stored(&bed, &reg, 0), data);
+}
+
+/// Issue 11 item 7, a non-GET request: a cut-off response is not reissued; the record fails.
+#[test]
+fn a_cut_off_response_to_an_upload_fails_its_record() {
+    let bed = TestBed::new();
+    let upload = "https://example.com/upload";
+    bed.network.serve(upload, Resource::echo());
+    bed.network.fault_next(upload, vec![Fault::CutOffAfter(2)]);
+    let r = bed.request_with_body("/upload", "POST", "four");
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("up", r, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Failure);
+    assert_eq!(reg.failure_reason(), Reason::FetchError);
+    assert_eq!(bed.network.requests_for(upload).len(), 1);
+}
+
+/// Issue 11 item 8: a server that always cuts the body short and ignores Range made every
+/// attempt "progress" (bytes were stored before the cut), so the retry policy's attempt limit
+/// never applied and the record retried for ever. Progress is a record reaching further than
+/// it ever did; with the default policy (20 attempts without progress) the record fails with
+/// `fetch-error` and the fetch settles, in bounded virtual time.
+#[test]
+fn a_server_that_always_cuts_the_body_short_ends_in_fetch_error() {
+    let bed = TestBed::new();
+    bed.network
+        .serve(A, Resource::ok(body(100_000, 8)).no_range());
+    for _ in 0..100 {
+        bed.network.fault_next(A, vec![Fault::ResetAfter(40_000)]);
+    }
+    let reg = start(&bed, "cut", &[A], 0);
+    let elapsed = bed.executor.run_until_idle(&bed.clock);
+    assert_eq!(reg.result(), Result_::Failure);
+    assert_eq!(reg.failure_reason(), Reason::FetchError);
+    let attempts = bed.network.requests_for(A).len();
+    let limit = RetryPolicy::default().max_attempts.unwrap() as usize;
+    assert_eq!(
+        attempts,
+        limit + 1,
+        "one attempt that progressed, then {limit} that did not"
+    );
+    assert!(elapsed < Duration::from_secs(30 * 60), "{elapsed:?}");
+    assert_eq!(bed.worker.events_of(FunctionalEventKind::Fail).len(), 1);
+}
+
+/// Issue 11 item 8: real progress still resets the count: a server that supports Range and cuts
+/// every response short completes the record.
+#[test]
+fn a_server_that_cuts_short_but_resumes_completes() {
+    let bed = TestBed::new();
+    let data = body(100_000, 8);
+    bed.network.serve(A, Resource::ok(data.clone()));
+    // 39 cuts, each 2,500 bytes further than the last: more than the 20 attempts without
+    // progress the policy allows, but every one progressed.
+    for _ in 0..39 {
+        bed.network.fault_next(A, vec![Fault::ResetAfter(2_500)]);
+    }
+    let _holds = hold_events(&bed);
+    let reg = start(&bed, "resume", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    assert_eq!(bed.network.requests_for(A).len(), 40);
+    assert_eq!(stored(&bed, &reg, 0), data);
+}

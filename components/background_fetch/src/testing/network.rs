@@ -132,6 +132,9 @@ pub enum Fault {
     UnsolicitedPartial(u64),
     /// End the body normally after this many bytes (a short 206, or a truncated 200).
     EndAfter(u64),
+    /// End the body normally after this many bytes although its `Content-Length` announced
+    /// them all: a cut-off body that the host reports as a normal end (Servo's net stack does).
+    CutOffAfter(u64),
 }
 
 /// A request the network received.
@@ -456,6 +459,11 @@ impl ScriptedNetwork {
             }
         }
         headers.set("content-length", body.len().to_string());
+        for f in &faults {
+            if let Fault::CutOffAfter(n) = f {
+                body = body.slice(..(*n as usize).min(body.len()));
+            }
+        }
         let head = ResponseHead {
             status,
             status_text: String::new(),

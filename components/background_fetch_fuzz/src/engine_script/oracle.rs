@@ -147,7 +147,10 @@ pub(crate) fn effects(
         for f in faults {
             match f {
                 // A GET record retries a temporary failure; anything else fails.
-                Fault::ResetAfter(_) | Fault::ErrorBeforeHead(NetworkErrorKind::Temporary) => {
+                // (A body cut off before its Content-Length is a temporary failure too.)
+                Fault::ResetAfter(_)
+                | Fault::CutOffAfter(_)
+                | Fault::ErrorBeforeHead(NetworkErrorKind::Temporary) => {
                     if !is_get {
                         insert(&mut e.results, RecordResult::FetchError);
                     }
