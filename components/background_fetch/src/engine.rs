@@ -495,13 +495,14 @@ impl Engine {
         if bg.is_settled() {
             return false;
         }
-        let flags = bg.flags.update(|f| {
-            f.abort_all = true;
-            *f
-        });
         // AD-HOC: the abort is durable before it is acknowledged, so that a crash cannot bring
         //         the fetch back to download (and succeed) after the user aborted it.
+        let flags = Flags {
+            abort_all: true,
+            ..bg.flags()
+        };
         self.inner.store_flags(&bg, flags).await;
+        bg.flags.update(|f| f.abort_all = true);
         true
     }
 
@@ -521,6 +522,63 @@ impl Engine {
         true
     }
 
+    /// The remote end steps of the "background fetch click" WebDriver extension command
+    /// ([`crate::automation`]): `page` is the current top-level browsing context's active
+    /// document's URL, or `None` when that context is no longer open; `registrations` are the
+    /// service worker registrations the embedder knows. On success the click event has been
+    /// queued; it fires on the engine's tasks.
+    ///
+    /// <https://wicg.github.io/background-fetch/#automation-click>
+    pub fn webdriver_click(
+        &self,
+        page: Option<&Url>,
+        registrations: &[ServiceWorkerRegistrationId],
+        id: &str,
+    ) -> Result<(), crate::automation::WebDriverError> {
+        use crate::automation::{WebDriverError, match_service_worker_registration};
+        // 1. If the current top-level browsing context is no longer open, then return a
+        //    WebDriver error with WebDriver error code no such window.
+        let Some(page_url) = page else {
+            return Err(WebDriverError::NoSuchWindow);
+        };
+        // 2. Let pageURL be the current top-level browsing context's active document's URL.
+        // 3. Let swRegistration be the matching service worker registration for pageURL.
+        // NOTE: the page's storage key is its origin (an unpartitioned profile).
+        let storage_key = page_url.origin().ascii_serialization();
+        let sw_registration =
+            match_service_worker_registration(registrations, &storage_key, page_url);
+        // 4. If swRegistration is null, then return a WebDriver error with status 400 and JSON
+        //    error code "invalid service worker state".
+        let Some(sw_registration) = sw_registration else {
+            return Err(WebDriverError::InvalidServiceWorkerState);
+        };
+        // 5. Let bgFetch be the newest background fetch with an id of url variable id and a
+        //    service worker registration of swRegistration, or null if none exists.
+        // NOTE: settled fetches count until the embedder forgets them (Engine::forget); uids
+        //       grow with time, so the newest has the greatest.
+        let bg = lock(&self.inner.state)
+            .fetches
+            .values()
+            .filter(|f| f.id == id && &f.registration == sw_registration)
+            .max_by_key(|f| f.uid)
+            .cloned();
+        // 6. If bgFetch is null, then return a WebDriver error with status 404 and JSON error
+        //    code "background fetch not found".
+        let Some(bg) = bg else {
+            return Err(WebDriverError::BackgroundFetchNotFound);
+        };
+        // 7. Fire a background fetch click event for bgFetch.
+        let engine = self.clone();
+        self.inner.hosts.spawner.spawn(
+            async move {
+                engine.click(bg.uid).await;
+            }
+            .boxed(),
+        );
+        // 8. Return WebDriver success.
+        Ok(())
+    }
+
     /// The user answered the permission prompt of a fetch that started paused because the
     /// permission was `"prompt"`: accepting unsets the paused flag; refusing sets the abort
     /// all flag. Returns false if the fetch was not waiting for an answer.
@@ -531,16 +589,20 @@ impl Engine {
         if !bg.flags().awaiting_permission || bg.is_settled() {
             return false;
         }
-        let flags = bg.flags.update(|f| {
+        let answer = |f: &mut Flags| {
             f.awaiting_permission = false;
             if accept {
                 f.paused = false;
             } else {
                 f.abort_all = true;
             }
-            *f
-        });
+        };
+        // The answer is durable before it takes effect: a crash cannot forget a refusal, nor
+        // start a fetch the user did not accept.
+        let mut flags = bg.flags();
+        answer(&mut flags);
         self.inner.store_flags(&bg, flags).await;
+        bg.flags.update(answer);
         self.inner.update_ui(&bg);
         true
     }

@@ -69,6 +69,7 @@
 
 #![warn(missing_docs)]
 
+pub mod automation;
 mod content_range;
 pub mod cors;
 mod engine;

@@ -12,6 +12,7 @@ use crate::store::{
     FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
     StoredRecord,
 };
+use crate::sync::Watch;
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, ready};
 use std::collections::BTreeMap;
@@ -134,9 +135,19 @@ impl Inner {
 
 /// An in-memory [`Store`]. Cloning gives another handle to the same store (so a test can
 /// "restart" an engine on the same data).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    /// While true, `set_flags` waits (a slow disk, for tests that interleave with it).
+    flag_writes_held: Arc<Watch<bool>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 impl MemoryStore {
@@ -155,6 +166,18 @@ impl MemoryStore {
         let mut inner = self.lock();
         inner.inject_after = after;
         inner.inject = (count > 0).then_some((kind, count));
+    }
+
+    /// Holds every `set_flags` (a pause, an abort, a permission answer being stored) until
+    /// [`MemoryStore::release_flag_writes`]: a slow disk, for tests that need other work to
+    /// happen while such a write is in flight.
+    pub fn hold_flag_writes(&self) {
+        self.flag_writes_held.update(|h| *h = true);
+    }
+
+    /// Lets held and later `set_flags` calls complete.
+    pub fn release_flag_writes(&self) {
+        self.flag_writes_held.update(|h| *h = false);
     }
 
     /// Number of write operations so far.
@@ -411,11 +434,14 @@ impl Store for MemoryStore {
         uid: FetchUid,
         flags: StoredFlags,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.now(move |inner| {
+        async move {
+            self.flag_writes_held.wait_until(|held| !*held).await;
+            let mut inner = self.lock();
             inner.write_check(0)?;
             inner.fetch(uid)?.flags = flags;
             Ok(())
-        })
+        }
+        .boxed()
     }
 
     fn mark_request_sent(

@@ -12,11 +12,11 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, RecordResult,
     ServiceWorkerRegistrationId,
 };
-use crate::state::{BgFetch, Progress, ResponseData};
+use crate::state::{BgFetch, Flags, Progress, ResponseData};
 use crate::sync::lock;
 use bytes::Bytes;
 use futures::FutureExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Shared};
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
@@ -365,15 +365,19 @@ impl BackgroundFetchRegistration {
             }
             // 3.4. Remove activeBgFetches[id].
             sw_registration.remove(&bg.id);
+            // AD-HOC: the abort is durable before the promise resolves: a crash must not bring
+            //         back, download and succeed a fetch whose abort() resolved true.
+            engine
+                .store_flags(
+                    &bg,
+                    Flags {
+                        abort_all: true,
+                        ..bg.flags()
+                    },
+                )
+                .await;
             // 3.6. Set bgFetch's abort all flag.
-            let flags = bg.flags.update(|f| {
-                f.abort_all = true;
-                *f
-            });
-            // AD-HOC: the abort is durable before the promise resolves (step 3.5 comes after
-            //         this): a crash must not bring back, download and succeed a fetch whose
-            //         abort() resolved true.
-            engine.store_flags(&bg, flags).await;
+            bg.flags.update(|f| f.abort_all = true);
             tracing::info!(uid = %bg.uid, id = %bg.id, "abort() removed the fetch");
             // 3.5. Resolve promise with true.
             Ok(true)
@@ -480,12 +484,18 @@ fn create_record_objects(
         .iter()
         .map(|&i| {
             let record = &bg.records[i];
+            // 2.1. Let responseData be record's response data.
+            let response_data = record.response_data();
+            // 2.3. Let recordObject be a new BackgroundFetchRecord. Set recordObject's
+            //      responseReady to a new promise.
+            let response_ready =
+                response_ready(engine.clone(), bg.clone(), response_data.clone(), i);
             BackgroundFetchRecord {
-                engine: engine.clone(),
                 fetch: bg.clone(),
+                engine: engine.clone(),
                 index: i,
-                // 2.1. Let responseData be record's response data.
-                response_data: record.response_data(),
+                response_data,
+                response_ready: response_ready.shared(),
             }
         })
         .collect()
@@ -496,12 +506,18 @@ fn create_record_objects(
 /// response.
 ///
 /// <https://wicg.github.io/background-fetch/#background-fetch-record-interface>
+///
+/// Clones are the same record object: they share its one `responseReady` promise and its one
+/// response body.
 #[derive(Clone)]
 pub struct BackgroundFetchRecord {
     engine: Weak<EngineInner>,
     fetch: Arc<BgFetch>,
     index: usize,
+    /// The response data it was created with (step 2.1).
     response_data: Arc<ResponseData>,
+    /// The record object's `responseReady` promise (steps 2.3 and 2.9), settled once.
+    response_ready: Shared<BoxFuture<'static, Result<Response, DomError>>>,
 }
 
 impl fmt::Debug for BackgroundFetchRecord {
@@ -567,54 +583,71 @@ impl BackgroundFetchRecord {
 
     /// `responseReady`: resolves with the response once its head is stored (while its body may
     /// still be arriving), or rejects: `AbortError` if the record was aborted, `TypeError` if it
-    /// failed otherwise. Each call gives a new [`Response`] with its own body stream.
+    /// failed otherwise. Every call on the same record object (or a clone of it) gives the same
+    /// promise and so the same [`Response`], whose body can be read once.
     ///
     /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchrecord-responseready>
     pub fn response_ready(&self) -> BoxFuture<'static, Result<Response, DomError>> {
-        let data = self.response_data.clone();
-        let engine = self.engine.clone();
-        let fetch = self.fetch.clone();
-        let index = self.index;
-        async move {
-            // 2.9. In parallel:
-            // 2.9.1. Wait for responseData's response to not be not-null.
-            // AD-HOC: also stop waiting once responseData's result is not the empty string, or
-            //         a record that fails before its head never settles (outline §11.C.6).
-            data.state
-                .wait_until(|s| s.response.is_some() || s.result != RecordResult::Empty)
-                .await;
-            let (response, result) = data.state.with(|s| (s.response.clone(), s.result));
-            match response {
-                // 2.9.2. If responseData can be exposed, then:
-                Some(head) if result.exposed() => {
-                    // 2.9.2.1. Let response be a copy of responseData's response.
-                    let mut head = head;
-                    // 2.9.2.2. Delete `Content-Range` from response's header list.
-                    head.headers.delete("content-range");
-                    // 2.9.2.3. Delete `Content-Length` from response's header list.
-                    head.headers.delete("content-length");
-                    // 2.9.2.4. Let body be a new body whose stream is stream.
-                    // 2.9.2.5. Set response's body to body.
-                    // 2.9.2.6. Queue a task ... resolve recordObject's responseReady with a new
-                    //          Response object whose response is response.
-                    Ok(Response {
-                        head,
-                        body: body_stream(engine, &fetch, data.clone(), index),
-                    })
-                }
-                // 2.9.3. Otherwise, if responseData's result is "aborted", then reject
-                //        recordObject's responseReady with an "AbortError" DOMException.
-                _ if result == RecordResult::Aborted => Err(DomError::abort(
-                    "the background fetch was aborted before this record completed",
-                )),
-                // 2.9.4. Otherwise, reject recordObject's responseReady with a TypeError.
-                _ => Err(DomError::type_error(format!(
-                    "the record's response cannot be exposed (result \"{result}\")"
-                ))),
-            }
-        }
-        .boxed()
+        self.response_ready.clone().boxed()
     }
+}
+
+/// Steps 2.6 to 2.9 of create record objects: the record object's `responseReady` promise,
+/// settled from `data`.
+fn response_ready(
+    engine: Weak<EngineInner>,
+    fetch: Arc<BgFetch>,
+    data: Arc<ResponseData>,
+    index: usize,
+) -> BoxFuture<'static, Result<Response, DomError>> {
+    async move {
+        // 2.9. In parallel:
+        // 2.9.1. Wait for responseData's response to not be not-null.
+        // AD-HOC: also stop waiting once responseData's result is not the empty string, or
+        //         a record that fails before its head never settles (outline §11.C.6).
+        data.state
+            .wait_until(|s| s.response.is_some() || s.result != RecordResult::Empty)
+            .await;
+        let (response, result) = data.state.with(|s| (s.response.clone(), s.result));
+        match response {
+            // 2.9.2. If responseData can be exposed, then:
+            Some(head) if result.exposed() => {
+                // 2.9.2.1. Let response be a copy of responseData's response.
+                let mut head = head;
+                // 2.9.2.2. Delete `Content-Range` from response's header list.
+                head.headers.delete("content-range");
+                // 2.9.2.3. Delete `Content-Length` from response's header list.
+                head.headers.delete("content-length");
+                // 2.9.2.4. Let body be a new body whose stream is stream.
+                // 2.9.2.5. Set response's body to body.
+                // AD-HOC: the stream (steps 2.7 and 2.8) is set up here, when the response is
+                //         ready, rather than when the record object is created: until then
+                //         nothing can read it, and a record object that is never awaited then
+                //         holds no reader that keeps the stored records from being dropped.
+                // 2.9.2.6. Queue a task ... resolve recordObject's responseReady with a new
+                //          Response object whose response is response.
+                Ok(Response {
+                    head,
+                    body: Arc::new(Mutex::new(Some(body_stream(
+                        engine,
+                        &fetch,
+                        data.clone(),
+                        index,
+                    )))),
+                })
+            }
+            // 2.9.3. Otherwise, if responseData's result is "aborted", then reject
+            //        recordObject's responseReady with an "AbortError" DOMException.
+            _ if result == RecordResult::Aborted => Err(DomError::abort(
+                "the background fetch was aborted before this record completed",
+            )),
+            // 2.9.4. Otherwise, reject recordObject's responseReady with a TypeError.
+            _ => Err(DomError::type_error(format!(
+                "the record's response cannot be exposed (result \"{result}\")"
+            ))),
+        }
+    }
+    .boxed()
 }
 
 /// Keeps a fetch's stored records from being dropped while a body stream reads them.
@@ -741,12 +774,20 @@ fn body_stream(
     .boxed()
 }
 
+/// A response body: chunks read from the store, or the error that ended it.
+type BodyStream = BoxStream<'static, Result<Bytes, DomError>>;
+
 /// A `Response` from `responseReady`: the stored response's head (its status and headers are
 /// the first stored response's, `Content-Range` and `Content-Length` removed) and a body
 /// streamed from the store.
+///
+/// Clones are the same Response object (`responseReady` resolves every waiter with it): the
+/// body can be read once, by any of them.
+#[derive(Clone)]
 pub struct Response {
     head: ResponseHead,
-    body: BoxStream<'static, Result<Bytes, DomError>>,
+    /// The body stream until it is read.
+    body: Arc<Mutex<Option<BodyStream>>>,
 }
 
 impl fmt::Debug for Response {
@@ -798,23 +839,39 @@ impl Response {
     pub fn head(&self) -> &ResponseHead {
         &self.head
     }
-    /// The body stream (`body`).
+    /// Whether the body was taken for reading (`bodyUsed`).
+    pub fn body_used(&self) -> bool {
+        lock(&self.body).is_none()
+    }
+    /// The body stream (`body`). A body that was already taken gives a stream that errors with
+    /// a `TypeError` (reading a disturbed body rejects).
     pub fn into_body(self) -> BoxStream<'static, Result<Bytes, DomError>> {
-        self.body
+        lock(&self.body).take().unwrap_or_else(|| {
+            futures::stream::once(futures::future::ready(Err(DomError::type_error(
+                "the response body was already read",
+            ))))
+            .boxed()
+        })
     }
     /// Reads the whole body (`arrayBuffer()`). Only for bodies that fit in memory; stream
     /// large ones with [`Response::into_body`].
     pub async fn bytes(self) -> Result<Vec<u8>, DomError> {
-        let mut body = self.body;
+        let mut body = self.into_body();
         let mut out = Vec::new();
         while let Some(chunk) = body.next().await {
             out.extend_from_slice(&chunk?);
         }
         Ok(out)
     }
-    /// Reads the whole body as UTF-8 text (`text()`), replacing invalid sequences.
+    /// Reads the whole body as text (`text()`): Encoding's "UTF-8 decode", which removes a
+    /// leading byte order mark and replaces invalid sequences with U+FFFD.
+    ///
+    /// <https://encoding.spec.whatwg.org/#utf-8-decode>
     pub async fn text(self) -> Result<String, DomError> {
         let bytes = self.bytes().await?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(encoding_rs::UTF_8
+            .decode_with_bom_removal(&bytes)
+            .0
+            .into_owned())
     }
 }

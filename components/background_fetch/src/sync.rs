@@ -118,6 +118,12 @@ impl<T> Watch<T> {
     }
 }
 
+impl<T: Default> Default for Watch<T> {
+    fn default() -> Self {
+        Watch::new(T::default())
+    }
+}
+
 impl<T: Clone> Watch<T> {
     /// A copy of the value.
     pub(crate) fn get(&self) -> T {

@@ -89,20 +89,62 @@ fn abort_sets_fields_and_completed_responses_stay_available_in_the_abort_event()
     assert!(!page_reg.records_available());
 }
 
+/// Perform step 8.4: every record succeeded, but abort() took the edit queue first (here while
+/// its write of the abort to the store is slow), so when the settle steps run the fetch is no
+/// longer active: the failure reason becomes "aborted" and `backgroundfetchabort` fires,
+/// because abort() resolved true.
 #[test]
 fn abort_wins_the_race_with_completion() {
-    // Every record completes, but abort() runs in the edit queue before the settle step.
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
-    let m = bed.manager();
-    let aborted = bed.run(async move {
-        let reg = m.fetch("race", A, Default::default()).await.unwrap();
-        reg.abort().await.unwrap()
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r = results.clone();
+    bed.worker.set_handler(move |e: FunctionalEvent| {
+        let r = r.clone();
+        async move {
+            for rec in e
+                .registration()
+                .match_all(None, Default::default())
+                .await
+                .unwrap()
+            {
+                r.lock().unwrap().push(rec.result());
+            }
+            DispatchOutcome::Completed
+        }
+        .boxed()
     });
-    assert!(aborted);
+    let m = bed.manager();
+    let reg = bed
+        .run(async move { m.fetch("race", A, Default::default()).await })
+        .unwrap();
     bed.run_until_idle();
+    // abort() enters the edit queue, takes the fetch out of the active map, and waits on the
+    // store.
+    bed.store.hold_flag_writes();
+    let (tx, rx) = oneshot::channel();
+    let r = reg.clone();
+    use background_fetch::Spawn;
+    bed.executor.spawn(Box::pin(async move {
+        let _ = tx.send(r.abort().await.unwrap());
+    }));
+    bed.run_until_idle();
+    // Meanwhile the record completes, and the settle steps wait for the edit queue.
+    bed.network.release(A);
+    bed.run_until_idle();
+    assert!(bed.worker.events().is_empty(), "the settle steps wait");
+    bed.store.release_flag_writes();
+    bed.run_until_idle();
+    assert_eq!(rx.now_or_never(), Some(Ok(true)), "abort() resolved true");
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![background_fetch::RecordResult::Success],
+        "every record succeeded"
+    );
     assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
     assert_eq!(bed.worker.events().len(), 1);
+    assert_eq!(reg.failure_reason(), Reason::Aborted);
 }
 
 #[test]
@@ -717,4 +759,175 @@ fn an_icon_src_that_does_not_parse_is_a_type_error() {
         "",
         "a rejected updateUI() changes nothing"
     );
+}
+
+/// Issue 11 item 10: create record objects makes one `responseReady` promise and one body
+/// stream per record object (steps 2.3, 2.6 to 2.8); every read of `responseReady` made a new
+/// Response with a stream of its own, so one record object's body could be read twice. Now the
+/// same record object (and its clones, the same JS object) gives the same Response, whose body
+/// can be read once; another record object for the same record has its own.
+#[test]
+fn a_record_object_has_one_response_ready_promise() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"Background Fetch"[..]));
+    // The event stays active, so the records stay available.
+    bed.worker
+        .set_handler(|_| futures::future::pending::<DispatchOutcome>().boxed());
+    let m = bed.manager();
+    let (first, again, clone, other) = bed.run(async move {
+        let reg = m.fetch("once", A, Default::default()).await.unwrap();
+        let records = reg.match_all(None, Default::default()).await.unwrap();
+        let rec = records[0].clone();
+        let first = rec.response_ready().await.unwrap().text().await;
+        let again = rec.response_ready().await.unwrap().text().await;
+        let clone = records[0].response_ready().await.unwrap().bytes().await;
+        let fresh = reg.match_all(None, Default::default()).await.unwrap();
+        let other = fresh[0].response_ready().await.unwrap().text().await;
+        (first, again, clone, other)
+    });
+    assert_eq!(first.unwrap(), "Background Fetch");
+    assert_eq!(
+        again.map_err(|e| e.name()),
+        Err("TypeError"),
+        "the body was read"
+    );
+    assert_eq!(
+        clone.map_err(|e| e.name()),
+        Err("TypeError"),
+        "a clone is the same object"
+    );
+    assert_eq!(
+        other.unwrap(),
+        "Background Fetch",
+        "a new record object reads again"
+    );
+}
+
+/// `Response.text()` is "UTF-8 decode" (Encoding Standard): a leading BOM is removed and
+/// invalid sequences become U+FFFD.
+#[test]
+fn response_text_is_utf8_decode() {
+    let bed = TestBed::new();
+    bed.network
+        .serve(A, Resource::ok(&b"\xEF\xBB\xBFcaf\xC3\xA9 \xFF!"[..]));
+    bed.worker
+        .set_handler(|_| futures::future::pending::<DispatchOutcome>().boxed());
+    let m = bed.manager();
+    let text = bed.run(async move {
+        let reg = m.fetch("bom", A, Default::default()).await.unwrap();
+        let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
+        rec.response_ready().await.unwrap().text().await.unwrap()
+    });
+    assert_eq!(text, "café \u{FFFD}!");
+}
+
+/// "Contains background fetch" step 3: the map has the id, but for another (newer) fetch, so
+/// the old registration's abort() resolves false and leaves the new fetch running.
+#[test]
+fn abort_of_a_fetch_whose_id_was_reused_returns_false() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"x"[..]));
+    bed.network.serve(SLOW, Resource::ok(&b"y"[..]));
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    let m = bed.manager();
+    let old = bed
+        .run(async move { m.fetch("same", A, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    assert_eq!(old.result(), Result_::Success);
+    let m = bed.manager();
+    let new = bed
+        .run(async move { m.fetch("same", SLOW, Default::default()).await })
+        .unwrap();
+    let o = old.clone();
+    assert!(!bed.run(async move { o.abort().await.unwrap() }));
+    bed.network.release(SLOW);
+    bed.run_until_idle();
+    assert_eq!(
+        new.result(),
+        Result_::Success,
+        "the new fetch was not aborted"
+    );
+    assert!(bed.worker.events_of(Kind::Abort).is_empty());
+}
+
+/// A record's response result, each value reached by the algorithm that sets it and seen
+/// through the record object: "success", "bad-status", "fetch-error", "aborted" and
+/// "redundant" (a record object made before its record restarted keeps the old response
+/// data).
+#[test]
+fn record_results_are_set_by_complete_a_record() {
+    let bed = TestBed::new();
+    let ok = "https://example.com/ok";
+    let missing = "https://example.com/missing";
+    let broken = "https://example.com/broken";
+    let restarts = "https://example.com/restarts";
+    bed.network.serve(ok, Resource::ok(&b"ok"[..]));
+    bed.network.serve(broken, Resource::ok(&b"broken"[..]));
+    bed.network.fault_next(broken, vec![Fault::FatalAfter(0)]);
+    bed.network
+        .serve(restarts, Resource::ok(vec![7u8; 20_000]).chunk_size(5_000));
+    bed.network
+        .fault_next(restarts, vec![Fault::ResetAfter(5_000)]);
+    bed.network
+        .fault_next(restarts, vec![Fault::Hold, Fault::IgnoreRange]);
+    bed.worker
+        .set_handler(|_| futures::future::pending::<DispatchOutcome>().boxed());
+    let m = bed.manager();
+    let (reg, early) = bed.run(async move {
+        let reg = m
+            .fetch(
+                "results",
+                [ok, missing, broken, restarts],
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let early = reg
+            .r#match(restarts, Default::default())
+            .await
+            .unwrap()
+            .unwrap();
+        (reg, early)
+    });
+    // The restarting record stored 5,000 bytes, then its retry is held.
+    bed.run_until_idle();
+    assert_eq!(early.stored_bytes(), 5_000);
+    bed.network.release(restarts);
+    bed.run_until_idle();
+    assert_eq!(
+        early.result(),
+        background_fetch::RecordResult::Redundant,
+        "the record object made before the restart"
+    );
+    let r = reg.clone();
+    let results: Vec<_> = bed.run(async move {
+        r.match_all(None, Default::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(|rec| rec.result())
+            .collect()
+    });
+    use background_fetch::RecordResult as R;
+    assert_eq!(
+        results,
+        vec![R::Success, R::BadStatus, R::FetchError, R::Success]
+    );
+    // "aborted": a record still running when abort() sets the abort all flag.
+    bed.network.fault_next(SLOW, vec![Fault::Hold]);
+    bed.network.serve(SLOW, Resource::ok(&b"z"[..]));
+    let m = bed.manager();
+    let result = bed.run(async move {
+        let reg = m.fetch("aborted", SLOW, Default::default()).await.unwrap();
+        let rec = reg
+            .r#match(SLOW, Default::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(reg.abort().await.unwrap());
+        let _ = rec.response_ready().await;
+        rec.result()
+    });
+    assert_eq!(result, R::Aborted);
 }
