@@ -1,18 +1,22 @@
-//! Model-based test: random sequences of fetch / abort / user abort / pause / resume / offline /
-//! network faults / time / match / click / restart, checked against a reference model.
+//! Model-based test: random sequences of fetch (granted, or waiting on the permission prompt) /
+//! abort / user abort / permission answers / pause / resume / offline / network faults / an
+//! always-ready network with aborts from inside a transfer / time / match / click / restart /
+//! abort then crash, checked against a reference model.
 //!
 //! Invariants checked after every step: a registration's result is set once and never changes;
 //! each fetch gets at most one of success / fail / abort (counted when the event finished);
 //! `downloaded` never exceeds a non-zero `downloadTotal`; every record a service worker reads
 //! in a settle event has exactly the bytes the server sent; `abort()` returns true at most once
-//! per fetch. At the end (online, everything resumed, time run out), every fetch settled with
-//! exactly one event, and the failure reason is the one the model predicts.
+//! per fetch; nothing is fetched for a fetch waiting on the permission prompt, across restarts
+//! too; a fetch whose `abort()` resolved true is not active again after a crash. At the end
+//! (online, everything resumed, time run out), every fetch settled with exactly one event, and
+//! the failure reason is the one the model predicts.
 
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
-    BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchRegistration,
-    BackgroundFetchResult as Outcome, DispatchOutcome, FetchUid, FunctionalEventKind as Kind,
-    RecordResult, RequestInfo,
+    BackgroundFetchFailureReason as Reason, BackgroundFetchManager, BackgroundFetchOptions,
+    BackgroundFetchRegistration, BackgroundFetchResult as Outcome, DispatchOutcome, FetchUid,
+    FunctionalEventKind as Kind, PermissionState, RecordResult, RequestInfo,
 };
 use futures::FutureExt;
 use proptest::prelude::*;
@@ -57,8 +61,26 @@ enum Step {
         id: usize,
         resources: Vec<usize>,
         download_total: u64,
+        /// The permission is "prompt": the fetch starts paused until the user answers.
+        prompt: bool,
+    },
+    /// The user answers the permission prompt.
+    Answer {
+        id: usize,
+        accept: bool,
     },
     Abort(usize),
+    /// `abort()` resolves, and the process crashes before any other task runs.
+    AbortThenCrash(usize),
+    /// The network becomes always ready (or not): every chunk is there before it is asked for.
+    AlwaysReady(bool),
+    /// `abort()` is called from inside the transfer, when the engine receives byte `at` of
+    /// `resource` (whichever fetch with `id` is active then).
+    AbortAt {
+        id: usize,
+        resource: usize,
+        at: u64,
+    },
     UserAbort(usize),
     Pause(usize),
     Resume(usize),
@@ -96,9 +118,13 @@ impl ReferenceStateMachine for ModelMachine {
 
     fn transitions(_state: &Model) -> BoxedStrategy<Step> {
         prop_oneof![
-            4 => (0..3usize, proptest::collection::vec(0..4usize, 1..4), prop_oneof![Just(0u64), Just(16), Just(20_000), Just(20_016), Just(60_000), 1..80_000u64])
-                .prop_map(|(id, resources, download_total)| Step::Fetch { id, resources, download_total }),
+            4 => (0..3usize, proptest::collection::vec(0..4usize, 1..4), prop_oneof![Just(0u64), Just(16), Just(20_000), Just(20_016), Just(60_000), 1..80_000u64], prop::bool::weighted(0.2))
+                .prop_map(|(id, resources, download_total, prompt)| Step::Fetch { id, resources, download_total, prompt }),
+            1 => (0..3usize, any::<bool>()).prop_map(|(id, accept)| Step::Answer { id, accept }),
             1 => (0..3usize).prop_map(Step::Abort),
+            1 => (0..3usize).prop_map(Step::AbortThenCrash),
+            1 => any::<bool>().prop_map(Step::AlwaysReady),
+            1 => (0..3usize, 0..4usize, 1..60_000u64).prop_map(|(id, resource, at)| Step::AbortAt { id, resource, at }),
             1 => (0..3usize).prop_map(Step::UserAbort),
             1 => (0..3usize).prop_map(Step::Pause),
             2 => (0..3usize).prop_map(Step::Resume),
@@ -137,6 +163,10 @@ struct Tracked {
     download_total: u64,
     abort_returned_true: bool,
     user_aborted_while_active: bool,
+    /// Waiting on the permission prompt: nothing of it may be fetched.
+    awaiting_permission: bool,
+    /// The user refused the prompt.
+    refused: bool,
     last_result: std::cell::Cell<Outcome>,
     /// Its objects belong to an engine that restarted (a page would be gone too).
     stale: bool,
@@ -146,10 +176,14 @@ struct Sut {
     bed: TestBed,
     tracked: Vec<Tracked>,
     violations: Arc<Mutex<Vec<String>>>,
+    /// The page's manager now (replaced at each restart), for aborts from inside a transfer.
+    manager: Arc<Mutex<BackgroundFetchManager>>,
+    /// What `abort()` called from inside a transfer resolved, per fetch.
+    aborted_inside: Arc<Mutex<Vec<(FetchUid, bool)>>>,
 }
 
 fn expected_reason(t: &Tracked) -> Option<Reason> {
-    if t.abort_returned_true {
+    if t.abort_returned_true || t.refused {
         return Some(Reason::Aborted);
     }
     if t.user_aborted_while_active {
@@ -250,6 +284,68 @@ impl Sut {
             .find(|t| t.id == id && !t.stale)
     }
 
+    /// Notes that `abort()` resolved `true` for `uid` (once only).
+    fn abort_returned_true(&mut self, uid: FetchUid) {
+        let Some(t) = self.tracked.iter_mut().find(|t| t.uid == uid) else {
+            return;
+        };
+        if t.abort_returned_true {
+            self.violations
+                .lock()
+                .unwrap()
+                .push(format!("abort() of {uid} returned true twice"));
+        }
+        t.abort_returned_true = true;
+    }
+
+    /// Takes note of what `abort()` called from inside a transfer resolved.
+    fn note_aborts_inside(&mut self) {
+        let inside: Vec<_> = std::mem::take(&mut *self.aborted_inside.lock().unwrap());
+        for (uid, aborted) in inside {
+            if aborted {
+                self.abort_returned_true(uid);
+            }
+        }
+    }
+
+    /// A crash and restart: the tracked fetches get the new engine's instances.
+    fn restart(&mut self) {
+        let online = self.bed.engine().is_online();
+        self.bed.restart();
+        self.bed.engine().set_online(online);
+        *self.manager.lock().unwrap() = self.bed.manager();
+        // Active fetches get new page instances; settled ones keep their last state.
+        let m = self.bed.manager();
+        let events = self.terminal_events();
+        for t in self.tracked.iter_mut().filter(|t| !t.stale) {
+            if t.reg.result() != Outcome::Empty {
+                t.stale = true;
+                continue;
+            }
+            let id = IDS[t.id];
+            let m = m.clone();
+            let got = self.bed.run(async move { m.get(id).await });
+            match got {
+                // abort() resolved true: the fetch is not active again (it only settles).
+                Ok(Some(reg)) if reg.uid() == t.uid && t.abort_returned_true => {
+                    self.violations.lock().unwrap().push(format!(
+                        "fetch {id} {} is active again after a crash although abort() resolved \
+                         true",
+                        t.uid
+                    ))
+                }
+                Ok(_) if t.abort_returned_true => t.stale = true,
+                Ok(Some(reg)) if reg.uid() == t.uid => t.reg = reg,
+                // The restored fetch already finished while the new engine started.
+                Ok(None) if events.contains_key(&t.uid) => t.stale = true,
+                _ => self.violations.lock().unwrap().push(format!(
+                    "fetch {id} {} did not come back after a restart",
+                    t.uid
+                )),
+            }
+        }
+    }
+
     fn terminal_events(&self) -> HashMap<FetchUid, usize> {
         let mut m = HashMap::new();
         for (kind, uid) in self.bed.worker.finished() {
@@ -284,9 +380,11 @@ impl StateMachineTest for EngineUnderTest {
         let violations = Arc::new(Mutex::new(Vec::new()));
         install_worker(&bed, violations.clone());
         Sut {
+            manager: Arc::new(Mutex::new(bed.manager())),
             bed,
             tracked: Vec::new(),
             violations,
+            aborted_inside: Arc::default(),
         }
     }
 
@@ -297,7 +395,11 @@ impl StateMachineTest for EngineUnderTest {
                 id,
                 resources,
                 download_total,
+                prompt,
             } => {
+                if prompt {
+                    bed.permission.set(PermissionState::Prompt);
+                }
                 let m = bed.manager();
                 let urls: Vec<RequestInfo> = resources
                     .iter()
@@ -314,6 +416,7 @@ impl StateMachineTest for EngineUnderTest {
                     )
                     .await
                 });
+                bed.permission.set(PermissionState::Granted);
                 if let Ok(reg) = res {
                     sut.tracked.push(Tracked {
                         id,
@@ -323,23 +426,64 @@ impl StateMachineTest for EngineUnderTest {
                         download_total,
                         abort_returned_true: false,
                         user_aborted_while_active: false,
+                        awaiting_permission: prompt,
+                        refused: false,
                         last_result: std::cell::Cell::new(Outcome::Empty),
                         stale: false,
                     });
                 }
             }
-            Step::Abort(id) => {
+            Step::Answer { id, accept } => {
                 if let Some(t) = sut.tracked_by_id(id) {
-                    let reg = t.reg.clone();
-                    let r = sut.bed.run(async move { reg.abort().await });
-                    let t = sut.tracked_by_id(id).unwrap();
-                    match r {
-                        Ok(true) if t.abort_returned_true => sut
+                    let uid = t.uid;
+                    let engine = sut.bed.engine();
+                    if sut
+                        .bed
+                        .run(async move { engine.permission_decision(uid, accept).await })
+                    {
+                        let t = sut.tracked_by_id(id).unwrap();
+                        t.awaiting_permission = false;
+                        t.refused = !accept;
+                    }
+                }
+            }
+            Step::AbortThenCrash(id) => {
+                if let Some(t) = sut.tracked_by_id(id) {
+                    let uid = t.uid;
+                    match t.reg.abort().now_or_never() {
+                        Some(Ok(true)) => sut.abort_returned_true(uid),
+                        Some(Ok(false)) | None => {}
+                        Some(Err(e)) => sut
                             .violations
                             .lock()
                             .unwrap()
-                            .push("abort() returned true twice".into()),
-                        Ok(true) => t.abort_returned_true = true,
+                            .push(format!("abort() rejected: {e}")),
+                    }
+                }
+                sut.restart();
+            }
+            Step::AlwaysReady(ready) => bed.network.set_always_ready(ready),
+            Step::AbortAt { id, resource, at } => {
+                let manager = sut.manager.clone();
+                let out = sut.aborted_inside.clone();
+                bed.network
+                    .when_delivered(RESOURCES[resource].0, at, move || {
+                        let m = manager.lock().unwrap().clone();
+                        let Some(Ok(Some(reg))) = m.get(IDS[id]).now_or_never() else {
+                            return;
+                        };
+                        if let Some(Ok(aborted)) = reg.abort().now_or_never() {
+                            out.lock().unwrap().push((reg.uid(), aborted));
+                        }
+                    });
+            }
+            Step::Abort(id) => {
+                if let Some(t) = sut.tracked_by_id(id) {
+                    let reg = t.reg.clone();
+                    let uid = t.uid;
+                    let r = sut.bed.run(async move { reg.abort().await });
+                    match r {
+                        Ok(true) => sut.abort_returned_true(uid),
                         Ok(false) => {}
                         Err(e) => sut
                             .violations
@@ -364,13 +508,17 @@ impl StateMachineTest for EngineUnderTest {
                     let uid = t.uid;
                     let engine = sut.bed.engine();
                     let pause = matches!(step, Step::Pause(_));
-                    sut.bed.run(async move {
+                    let changed = sut.bed.run(async move {
                         if pause {
                             engine.pause(uid).await
                         } else {
                             engine.resume(uid).await
                         }
                     });
+                    if changed && !pause {
+                        // Resuming from the UI answers the prompt too.
+                        sut.tracked_by_id(id).unwrap().awaiting_permission = false;
+                    }
                 }
             }
             Step::Online(online) => bed.set_online(online),
@@ -410,40 +558,26 @@ impl StateMachineTest for EngineUnderTest {
                     sut.bed.run(async move { engine.click(uid).await });
                 }
             }
-            Step::Restart => {
-                let online = sut.bed.engine().is_online();
-                sut.bed.restart();
-                sut.bed.engine().set_online(online);
-                // Active fetches get new page instances; settled ones keep their last state.
-                let m = sut.bed.manager();
-                let events = sut.terminal_events();
-                for t in sut.tracked.iter_mut().filter(|t| !t.stale) {
-                    if t.reg.result() != Outcome::Empty {
-                        t.stale = true;
-                        continue;
-                    }
-                    let id = IDS[t.id];
-                    let m = m.clone();
-                    let got = sut.bed.run(async move { m.get(id).await });
-                    match got {
-                        Ok(Some(reg)) if reg.uid() == t.uid => t.reg = reg,
-                        // The restored fetch already finished while the new engine started.
-                        Ok(None) if events.contains_key(&t.uid) => t.stale = true,
-                        _ => sut.violations.lock().unwrap().push(format!(
-                            "fetch {id} {} did not come back after a restart",
-                            t.uid
-                        )),
-                    }
-                }
-            }
+            Step::Restart => sut.restart(),
         }
         sut.bed.executor.run_until_stalled();
+        sut.note_aborts_inside();
         sut
     }
 
     fn check_invariants(sut: &Sut, _: &Model) {
         let violations = sut.violations.lock().unwrap().clone();
         assert!(violations.is_empty(), "violations: {violations:?}");
+        let log = sut.bed.network.log();
+        for t in sut.tracked.iter().filter(|t| t.awaiting_permission) {
+            let sent: Vec<_> = log.iter().filter(|r| r.fetch == t.uid).collect();
+            assert!(
+                sent.is_empty(),
+                "{} {} waits on the permission prompt, yet {sent:?} were fetched",
+                IDS[t.id],
+                t.uid
+            );
+        }
         for t in sut.tracked.iter().filter(|t| !t.stale) {
             let now = t.reg.result();
             let before = t.last_result.get();
@@ -480,12 +614,17 @@ impl StateMachineTest for EngineUnderTest {
 
     fn teardown(mut sut: Sut, _: Model) {
         sut.bed.set_online(true);
+        // Resuming from the UI answers every prompt still waiting.
+        for t in &mut sut.tracked {
+            t.awaiting_permission = false;
+        }
         for t in sut.tracked.iter().filter(|t| !t.stale) {
             let engine = sut.bed.engine();
             let uid = t.uid;
             sut.bed.run(async move { engine.resume(uid).await });
         }
         sut.bed.run_until_idle();
+        sut.note_aborts_inside();
         Self::check_invariants(&sut, &Model::default());
         let events = sut.terminal_events();
         let kinds: HashMap<FetchUid, Kind> = sut

@@ -18,6 +18,10 @@
 //! | [`Op::Match`] | `match(url)` and `matchAll()`, reading every completed record's body |
 //! | [`Op::LateUpdateUi`] | `updateUI()` on a settle event the worker kept ([`UiPlan::Keep`]) |
 //! | [`Op::Restart`] | a crash: every task dropped, a new engine on the same store |
+//! | [`Op::Answer`] | the user answers the permission prompt of a fetch made with [`FetchOp::prompt`] |
+//! | [`Op::AbortThenCrash`] | `registration.abort()` resolves, and the process crashes before any other task runs |
+//! | [`Op::AlwaysReady`] | the network becomes always ready (every chunk there before it is asked for) or not |
+//! | [`Op::AbortInside`] | `registration.abort()` called from inside a record's transfer, at a byte of it (with an always-ready network nothing else runs in between) |
 //!
 //! The resources (each record gets its own copy, with bytes made from its fetch, record and
 //! resource numbers):
@@ -55,8 +59,10 @@
 //!   never stored), nor the most the records can hold; `uploaded` never exceeds what the
 //!   attempts sent; the same for every UI snapshot;
 //! * `abort()` resolves true at most once per fetch, never after it settled, and the fetch then
-//!   ends `aborted`; `pause`/`resume` report a change only when there is one; the paused flag
-//!   and the title survive a restart;
+//!   ends `aborted`, also when the process crashed right after (it is not active again after
+//!   the restart); `pause`/`resume` report a change only when there is one; the paused flag,
+//!   the permission prompt and the title survive a restart;
+//! * nothing of a fetch waiting on the permission prompt reaches the network, across restarts;
 //! * in a settle event `recordsAvailable` is true, `matchAll()` gives every record,
 //!   `downloaded` is the sum of the records' stored bytes (and for a success, of the resources'
 //!   sizes, with `uploaded` equal to `uploadTotal`);
@@ -96,8 +102,6 @@
 //!   engine cannot tell, and stores what it was told.
 //! * `downloaded` of a page instance against the records at arbitrary times: progress is
 //!   throttled (`EngineConfig::progress_interval`); it is exact only in settle events.
-//! * That `abort()`/`user_abort` survive a crash: the script cannot crash between an abort and
-//!   the settle it causes (both run within one step), so it is neither promised nor tested.
 
 mod harness;
 mod oracle;
@@ -187,6 +191,28 @@ pub enum Op {
     LateUpdateUi(FetchRef),
     /// A crash and restart on the same store.
     Restart,
+    /// The user answers the permission prompt (`Engine::permission_decision`).
+    Answer {
+        /// Which fetch.
+        fetch: FetchRef,
+        /// Accept (`true`) or refuse.
+        accept: bool,
+    },
+    /// `registration.abort()` resolves, and the process crashes before any other task runs.
+    AbortThenCrash(FetchRef),
+    /// The network becomes always ready (`true`): every attempt's chunks are there before the
+    /// engine asks, so nothing else runs during a transfer.
+    AlwaysReady(bool),
+    /// `registration.abort()` from inside a record's transfer, when the engine receives the
+    /// byte at `at / 255` of the record's body.
+    AbortInside {
+        /// Which fetch.
+        fetch: FetchRef,
+        /// Which of its records.
+        record: u8,
+        /// Where in the body.
+        at: u8,
+    },
 }
 
 /// The arguments of [`Op::Fetch`].
@@ -194,6 +220,9 @@ pub enum Op {
 pub struct FetchOp {
     /// Index of the id in `["a", "b", "c"]`.
     pub id: u8,
+    /// The permission is `"prompt"`: the fetch starts paused until the user answers
+    /// ([`Op::Answer`], or a resume from the UI).
+    pub prompt: bool,
     /// Indexes in the resource table (see the module documentation), one per record (1 to 3).
     pub resources: Vec<u8>,
     /// The `downloadTotal` option.
@@ -327,7 +356,7 @@ fn byte(u: &mut Unstructured<'_>) -> arbitrary::Result<u8> {
     u8::arbitrary(u)
 }
 
-const OP_TAGS: u8 = 21;
+const OP_TAGS: u8 = 25;
 
 impl Op {
     fn decode(u: &mut Unstructured<'_>) -> arbitrary::Result<Op> {
@@ -360,9 +389,20 @@ impl Op {
             },
             18 => Op::Restart,
             19 => Op::LateUpdateUi(byte(u)?),
-            _ => Op::Change {
+            20 => Op::Change {
                 fetch: byte(u)?,
                 record: byte(u)?,
+            },
+            21 => Op::Answer {
+                fetch: byte(u)?,
+                accept: byte(u)? & 1 == 1,
+            },
+            22 => Op::AbortThenCrash(byte(u)?),
+            23 => Op::AlwaysReady(byte(u)? & 1 == 1),
+            _ => Op::AbortInside {
+                fetch: byte(u)?,
+                record: byte(u)?,
+                at: byte(u)?,
             },
         })
     }
@@ -398,6 +438,10 @@ impl Op {
             Op::Restart => out.push(18),
             Op::LateUpdateUi(f) => out.extend([19, *f]),
             Op::Change { fetch, record } => out.extend([20, *fetch, *record]),
+            Op::Answer { fetch, accept } => out.extend([21, *fetch, u8::from(*accept)]),
+            Op::AbortThenCrash(f) => out.extend([22, *f]),
+            Op::AlwaysReady(on) => out.extend([23, u8::from(*on)]),
+            Op::AbortInside { fetch, record, at } => out.extend([24, *fetch, *record, *at]),
         }
     }
 }
@@ -434,7 +478,8 @@ fn index_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
 
 impl FetchOp {
     fn decode(u: &mut Unstructured<'_>) -> arbitrary::Result<FetchOp> {
-        let id = byte(u)? % 3;
+        let id_byte = byte(u)?;
+        let (id, prompt) = (id_byte % 3, id_byte & 0x80 != 0);
         let n = 1 + byte(u)? % 3;
         let mut resources = Vec::new();
         for _ in 0..n {
@@ -454,6 +499,7 @@ impl FetchOp {
         };
         Ok(FetchOp {
             id,
+            prompt,
             resources,
             total,
             title: flags & 1 != 0,
@@ -465,7 +511,14 @@ impl FetchOp {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.id);
+        // The id byte's value modulo 3 is the id; its high bit, the prompt.
+        out.push(if self.prompt {
+            (0x80..=0x82u8)
+                .find(|b| b % 3 == self.id % 3)
+                .expect("one of three")
+        } else {
+            self.id
+        });
         out.push(self.resources.len() as u8 - 1);
         out.extend(&self.resources);
         out.push(index_of(&TOTALS, &self.total));

@@ -140,6 +140,8 @@ pub enum Fault {
 /// A request the network received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedRequest {
+    /// The background fetch the attempt was for.
+    pub fetch: crate::model::FetchUid,
     /// The URL.
     pub url: String,
     /// The method.
@@ -242,8 +244,8 @@ impl ScriptedNetwork {
 
     /// Makes the network *always ready*: every attempt's events are produced before the engine
     /// first polls the stream, so the stream never returns `Pending` (a network faster than
-    /// the store: hyper's full channel, `stream::iter`). Attempts must then have no delay,
-    /// hold or streamed request body that waits (the fetch panics otherwise).
+    /// the store: hyper's full channel, `stream::iter`). Resources' delays are skipped; an
+    /// attempt that must wait (a hold) produces what it can at once and the rest when it may.
     pub fn set_always_ready(&self, always_ready: bool) {
         self.inner.lock().unwrap().always_ready = always_ready;
     }
@@ -341,9 +343,10 @@ impl ScriptedNetwork {
                 }
             }
         }
-        let (resource, faults, offline) = {
+        let (resource, faults, offline, always_ready) = {
             let mut inner = self.inner.lock().unwrap();
             inner.log.push(LoggedRequest {
+                fetch: req.fetch,
                 url: url.clone(),
                 method: req.request.method.clone(),
                 range_start: req.range_start,
@@ -356,7 +359,12 @@ impl ScriptedNetwork {
                 .get_mut(&url)
                 .and_then(|q| q.pop_front())
                 .unwrap_or_default();
-            (inner.resources.get(&url).cloned(), faults, inner.offline)
+            (
+                inner.resources.get(&url).cloned(),
+                faults,
+                inner.offline,
+                inner.always_ready,
+            )
         };
         if offline {
             let _ = tx
@@ -388,7 +396,7 @@ impl ScriptedNetwork {
             }
         }
         let resource = resource.unwrap_or_else(|| Resource::status(404, Bytes::new()));
-        if !resource.head_delay.is_zero() {
+        if !resource.head_delay.is_zero() && !always_ready {
             self.clock.sleep(resource.head_delay).await;
         }
         if faults.contains(&Fault::Hold) {
@@ -502,7 +510,7 @@ impl ScriptedNetwork {
                 take = take.min((limit - sent) as usize).max(1);
             }
             let chunk = rest.split_to(take);
-            if !resource.chunk_delay.is_zero() {
+            if !resource.chunk_delay.is_zero() && !always_ready {
                 self.clock.sleep(resource.chunk_delay).await;
             }
             sent += chunk.len() as u64;
@@ -531,12 +539,24 @@ impl NetworkHost for ScriptedNetwork {
         let guard = InFlight(self.inner.clone());
         let url = request.request.url.to_string();
         let events = if always_ready {
+            // Everything the attempt can produce at once is produced now; an attempt that must
+            // wait (a hold) goes on, as usual, while the engine polls.
             let (mut tx, rx) = mpsc::unbounded::<NetworkEvent>();
-            self.clone()
-                .serve_attempt(request, &mut tx)
-                .now_or_never()
-                .expect("an always-ready network serves no delay, hold or waiting upload");
-            rx.boxed()
+            let this = self.clone();
+            let mut producer = async move {
+                this.serve_attempt(request, &mut tx).await;
+            }
+            .boxed();
+            let waker = futures::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            if producer.as_mut().poll(&mut cx).is_ready() {
+                rx.boxed()
+            } else {
+                let producer = producer
+                    .into_stream()
+                    .filter_map(|()| futures::future::ready(None::<NetworkEvent>));
+                futures::stream::select(rx, producer).boxed()
+            }
         } else {
             let (mut tx, rx) = mpsc::channel::<NetworkEvent>(0);
             let this = self.clone();

@@ -8,7 +8,7 @@ use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchRecord,
     BackgroundFetchRegistration, BackgroundFetchResult as Outcome, BackgroundFetchUiOptions,
     BackgroundFetchUpdateUiEvent, Clock, DispatchOutcome, FetchUid, FunctionalEvent,
-    FunctionalEventKind as Kind_, ImageResource, RecordResult, RequestInfo,
+    FunctionalEventKind as Kind_, ImageResource, PermissionState, RecordResult, RequestInfo,
 };
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -112,6 +112,9 @@ struct Shared {
     titles_made: usize,
     /// How many restarts happened.
     epoch: usize,
+    /// What `abort()` called from inside a transfer resolved ([`Op::AbortInside`]): the
+    /// fetch, the record, the most bytes it may hold then, and the result.
+    aborted_inside: Vec<(usize, usize, u64, Result<bool, String>)>,
 }
 
 /// A fetch `fetch()` resolved.
@@ -137,6 +140,11 @@ struct Tracked {
     /// A restart happened before its result was known.
     restarted_unsettled: bool,
     paused: bool,
+    /// Made while the permission was "prompt", and the user has not answered (nor resumed).
+    awaiting_permission: bool,
+    /// `abort()` resolved true from inside the transfer of this record: (record, the most
+    /// bytes it may have stored: the transfer stops within the chunk that reached the abort).
+    aborted_inside: Option<(usize, u64)>,
     /// Its result and failure reason, once anything showed them.
     settled: Option<Settled>,
     /// Settle events a restart interrupted (each may be dispatched again).
@@ -567,7 +575,9 @@ impl<'s> Harness<'s> {
                     if pause { "pause" } else { "resume" }
                 ));
                 let t = &self.fetches[i];
-                if changed {
+                // Resuming from the UI also answers the permission prompt.
+                let answered = changed && !pause && t.awaiting_permission;
+                if changed && !answered {
                     if t.paused == pause {
                         self.fail(format_args!(
                             "{label}: {} reported a change, but it was already {}",
@@ -590,6 +600,10 @@ impl<'s> Harness<'s> {
                     }
                     self.fetches[i].paused = pause;
                 }
+                if answered {
+                    self.fetches[i].awaiting_permission = false;
+                    self.fetches[i].paused = false;
+                }
             }
             Op::Abort(f) => {
                 let Some(i) = self.target(*f) else { return };
@@ -610,18 +624,7 @@ impl<'s> Harness<'s> {
                 let r = self.bed.run(async move { reg.abort().await });
                 self.note(format_args!("abort() {label} -> {r:?}"));
                 match r {
-                    Ok(true) => {
-                        let t = &self.fetches[i];
-                        if t.abort_returned_true {
-                            self.fail(format_args!("{label}: abort() resolved true twice"));
-                        }
-                        if let Some(s) = t.settled {
-                            self.fail(format_args!(
-                                "{label}: abort() resolved true after it settled with {s:?}"
-                            ));
-                        }
-                        self.fetches[i].abort_returned_true = true;
-                    }
+                    Ok(true) => self.abort_resolved_true(i),
                     Ok(false) => {}
                     Err(e) => self.fail(format_args!("{label}: abort() rejected: {e}")),
                 }
@@ -666,7 +669,85 @@ impl<'s> Harness<'s> {
                 self.late_update_ui(i);
             }
             Op::Restart => self.restart(),
+            Op::Answer { fetch, accept } => {
+                let Some(i) = self.target(*fetch) else { return };
+                let (uid, engine, accept) = (self.fetches[i].uid, self.bed.engine(), *accept);
+                let answered = self
+                    .bed
+                    .run(async move { engine.permission_decision(uid, accept).await });
+                let label = self.fetches[i].label();
+                self.note(format_args!("answer {label} accept {accept} -> {answered}"));
+                if answered {
+                    if !self.fetches[i].awaiting_permission {
+                        self.fail(format_args!(
+                            "{label}: the prompt was answered though the fetch was not waiting on it"
+                        ));
+                    }
+                    self.fetches[i].awaiting_permission = false;
+                    if !accept {
+                        // The refusal sets the abort all flag, like the UI's abort.
+                        self.fetches[i].user_aborted = true;
+                    }
+                }
+            }
+            Op::AbortThenCrash(f) => {
+                if let Some(i) = self.target(*f)
+                    && let Some(reg) = self.fetches[i].reg.clone()
+                {
+                    let r = reg.abort().now_or_never();
+                    let label = self.fetches[i].label();
+                    self.note(format_args!("abort() {label} then crash -> {r:?}"));
+                    match r {
+                        Some(Ok(true)) => self.abort_resolved_true(i),
+                        Some(Ok(false)) | None => {}
+                        Some(Err(e)) => self.fail(format_args!("{label}: abort() rejected: {e}")),
+                    }
+                }
+                self.restart();
+            }
+            Op::AlwaysReady(on) => {
+                self.bed.network.set_always_ready(*on);
+                self.note(format_args!("always-ready network {on}"));
+            }
+            Op::AbortInside { fetch, record, at } => {
+                let Some(i) = self.target(*fetch) else { return };
+                let t = &self.fetches[i];
+                let Some(reg) = t.reg.clone() else { return };
+                let r = usize::from(*record) % t.records.len();
+                let spec = &t.records[r];
+                let offset = u64::from(*at) * spec.download_size() / 255 + 1;
+                let bound = offset + spec.chunk_size() - 1;
+                let (url, label) = (spec.url.clone(), t.label());
+                self.note(format_args!(
+                    "abort() {label} when {url} reaches byte {offset}"
+                ));
+                let shared = self.shared.clone();
+                self.bed.network.when_delivered(&url, offset, move || {
+                    let result = reg
+                        .abort()
+                        .now_or_never()
+                        .map(|r| r.map_err(|e| e.to_string()));
+                    if let Some(result) = result {
+                        lock(&shared).aborted_inside.push((i, r, bound, result));
+                    }
+                });
+            }
         }
+    }
+
+    /// `abort()` of fetch `i` resolved true: once only, and never after it settled.
+    fn abort_resolved_true(&mut self, i: usize) {
+        let t = &self.fetches[i];
+        let label = t.label();
+        if t.abort_returned_true {
+            self.fail(format_args!("{label}: abort() resolved true twice"));
+        }
+        if let Some(s) = t.settled {
+            self.fail(format_args!(
+                "{label}: abort() resolved true after it settled with {s:?}"
+            ));
+        }
+        self.fetches[i].abort_returned_true = true;
     }
 
     fn fetch(&mut self, op: &FetchOp) {
@@ -724,6 +805,8 @@ impl<'s> Harness<'s> {
             user_aborted: false,
             restarted_unsettled: false,
             paused: false,
+            awaiting_permission: op.prompt,
+            aborted_inside: None,
             settled: None,
             interrupted_events: 0,
         };
@@ -755,9 +838,13 @@ impl<'s> Harness<'s> {
             download_total,
             ..Default::default()
         };
+        if op.prompt {
+            self.bed.permission.set(PermissionState::Prompt);
+        }
         let r = self
             .bed
             .run(async move { m.fetch(IDS[id], infos, options).await });
+        self.bed.permission.set(PermissionState::Granted);
         let names: Vec<&str> = tracked
             .records
             .iter()
@@ -1018,6 +1105,16 @@ impl<'s> Harness<'s> {
                 self.bed.run(async move { m.get(id).await })
             };
             match got {
+                // abort() resolved true before the crash: it is not active again, it only
+                // settles (as "aborted").
+                Ok(Some(reg)) if reg.uid() == uid && self.fetches[i].abort_returned_true => self
+                    .fail(format_args!(
+                        "{label} is active again after the restart although abort() resolved \
+                         true: {reg:?}"
+                    )),
+                Ok(_) if self.fetches[i].abort_returned_true => {
+                    self.note(format_args!("{label} came back aborted, not active"));
+                }
                 Ok(Some(reg)) if reg.uid() == uid => {
                     self.note(format_args!("{label} came back: {reg:?}"));
                     self.watch(&self.fetches[i], &reg);
@@ -1046,12 +1143,17 @@ impl<'s> Harness<'s> {
             .get(&uid)
             .cloned()
             .unwrap_or_else(|| t.title.clone());
+        let paused = t.paused || t.awaiting_permission;
         match self.bed.ui.last(uid) {
-            Some(s) if s.paused == t.paused && s.title == title => {}
+            Some(s)
+                if s.paused == paused
+                    && s.awaiting_permission == t.awaiting_permission
+                    && s.title == title => {}
             other => self.fail(format_args!(
-                "{label}: restored with the UI showing {:?}; expected paused {} and title {title:?}",
-                other.map(|s| (s.paused, s.title)),
-                t.paused
+                "{label}: restored with the UI showing {:?}; expected paused {paused}, awaiting \
+                 permission {} and title {title:?}",
+                other.map(|s| (s.paused, s.awaiting_permission, s.title)),
+                t.awaiting_permission
             )),
         }
         let reg = reg.clone();
@@ -1072,6 +1174,32 @@ impl<'s> Harness<'s> {
     // ----- invariants -----
 
     fn check(&mut self) {
+        let inside = std::mem::take(&mut lock(&self.shared).aborted_inside);
+        for (i, record, bound, r) in inside {
+            let label = self.fetches[i].label();
+            self.note(format_args!(
+                "abort() {label} from inside the transfer of record {record} -> {r:?}"
+            ));
+            match r {
+                Ok(true) => {
+                    self.abort_resolved_true(i);
+                    self.fetches[i].aborted_inside = Some((record, bound));
+                }
+                Ok(false) => {}
+                Err(e) => self.fail(format_args!("{label}: abort() rejected: {e}")),
+            }
+        }
+        let log = self.bed.network.log();
+        for t in self.fetches.iter().filter(|t| t.awaiting_permission) {
+            if let Some(r) = log.iter().find(|r| r.fetch == t.uid) {
+                self.fail(format_args!(
+                    "{}: {} {} was fetched while the fetch waits on the permission prompt",
+                    t.label(),
+                    r.method,
+                    r.url
+                ));
+            }
+        }
         let violations = std::mem::take(&mut lock(&self.shared).violations);
         if let Some(v) = violations.first() {
             self.fail(format_args!(
@@ -1197,6 +1325,16 @@ impl<'s> Harness<'s> {
                 }
                 if t.abort_returned_true {
                     oracle::insert(&mut allowed, RecordResult::Aborted);
+                }
+                // Complete a record step 13: the transfer stops within the chunk in hand.
+                if let Some((r, bound)) = t.aborted_inside
+                    && r == index
+                    && stored > bound
+                {
+                    self.fail(format_args!(
+                        "{label}: record {index} stored {stored} bytes; abort() from inside its \
+                         transfer allows at most {bound}"
+                    ));
                 }
                 if !allowed.contains(&result) || stored > oracle::max_stored(spec, eff) {
                     self.fail(format_args!(
@@ -1488,7 +1626,9 @@ impl<'s> Harness<'s> {
         for i in 0..self.fetches.len() {
             let (uid, engine) = (self.fetches[i].uid, self.bed.engine());
             if self.bed.run(async move { engine.resume(uid).await }) {
-                if !self.fetches[i].paused {
+                if std::mem::take(&mut self.fetches[i].awaiting_permission) {
+                    // Resuming answers the prompt.
+                } else if !self.fetches[i].paused {
                     let label = self.fetches[i].label();
                     self.fail(format_args!("{label}: resumed though it was not paused"));
                 }

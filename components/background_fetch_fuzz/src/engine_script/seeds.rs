@@ -17,6 +17,7 @@ const UPLOAD: u8 = 7;
 fn fetch(id: u8, resources: &[u8], total: Total) -> FetchOp {
     FetchOp {
         id,
+        prompt: false,
         resources: resources.to_vec(),
         total,
         title: true,
@@ -545,6 +546,87 @@ fn seeds() -> Vec<(&'static str, Script)> {
                 },
                 Op::Restart,
                 Op::Resume(0),
+                MINUTE,
+            ]),
+        ),
+        (
+            "37-prompt-restart-accept",
+            s(vec![
+                f(FetchOp {
+                    prompt: true,
+                    ..fetch(0, &[UPLOAD, EPISODE], Total::Unlimited)
+                }),
+                secs(1),
+                Op::Restart,
+                secs(1),
+                Op::Answer {
+                    fetch: 0,
+                    accept: true,
+                },
+                MINUTE,
+            ]),
+        ),
+        (
+            "38-prompt-restart-refuse",
+            s(vec![
+                f(FetchOp {
+                    prompt: true,
+                    ..fetch(1, &[UPLOAD], Total::Unlimited)
+                }),
+                Op::Restart,
+                Op::Answer {
+                    fetch: 0,
+                    accept: false,
+                },
+                MINUTE,
+            ]),
+        ),
+        (
+            "39-abort-then-crash",
+            s(vec![
+                f(fetch(0, &[EPISODE, NORANGE], Total::Unlimited)),
+                ms(30),
+                Op::AbortThenCrash(0),
+                MINUTE,
+            ]),
+        ),
+        (
+            "40-always-ready-abort-inside",
+            s(vec![
+                Op::AlwaysReady(true),
+                f(FetchOp {
+                    chunk: Some(3),
+                    first_faults: Some((0, vec![Hold])),
+                    ..fetch(2, &[EPISODE, SMALL], Total::Unlimited)
+                }),
+                Op::AbortInside {
+                    fetch: 0,
+                    record: 0,
+                    at: 100,
+                },
+                Op::Release {
+                    fetch: 0,
+                    record: 0,
+                },
+                MINUTE,
+            ]),
+        ),
+        (
+            "41-always-ready-pause-restart",
+            s(vec![
+                Op::AlwaysReady(true),
+                f(FetchOp {
+                    first_faults: Some((0, vec![Hold])),
+                    ..fetch(0, &[NORANGE, EPISODE], Total::Unlimited)
+                }),
+                Op::Pause(0),
+                Op::Restart,
+                Op::Release {
+                    fetch: 0,
+                    record: 0,
+                },
+                Op::Resume(0),
+                Op::AlwaysReady(false),
                 MINUTE,
             ]),
         ),
