@@ -276,6 +276,9 @@ impl BackgroundFetchManager {
         let queue = registration.edit_queue.lock().await;
         // 8.1. Let permission be the permission state for a PermissionDescriptor with name
         //      "background-fetch", and this's relevant settings object.
+        // FIXME: the permission state is asked for the caller's origin; the spec asks it for
+        //        this's relevant settings object (an environment: a partitioned or sandboxed
+        //        document may differ from its origin). PermissionHost takes an origin today.
         let permission = engine.hosts.permission.permission_state(&client.origin);
         // 8.2. If permission is "denied", then reject promise with a NotAllowedError
         //      DOMException and abort these steps.
@@ -383,6 +386,9 @@ impl BackgroundFetchManager {
         //       BackgroundFetchRegistration instance for bgFetch in this's relevant Realm.
         let instance = self.inner.get_instance(&bg);
         // 8.15. In parallel, display bgFetch from this's relevant settings object.
+        // FIXME: the display's environment is not passed to the UI host: it is the client of
+        //        the display's icon fetch (credentials, referrer, CSP), so a UI host can only
+        //        fetch icons as a request without a client. The snapshot carries the origin.
         engine.hosts.ui.show(&engine.ui_snapshot(&bg));
         // 8.16. In parallel, perform a background fetch with bgFetch.
         engine
