@@ -56,7 +56,8 @@ pub struct TestBed {
     pub registration: ServiceWorkerRegistrationId,
     /// The engine settings (used again by [`TestBed::restart`]).
     pub config: EngineConfig,
-    engine: Mutex<Engine>,
+    /// The running engine (`None` only while [`TestBed::restart`] replaces it).
+    engine: Mutex<Option<Engine>>,
     page: Mutex<Environment>,
 }
 
@@ -124,7 +125,7 @@ impl TestBed {
             quota,
             registration,
             config,
-            engine: Mutex::new(engine),
+            engine: Mutex::new(Some(engine)),
             page: Mutex::new(page),
         }
     }
@@ -155,7 +156,11 @@ impl TestBed {
 
     /// The engine.
     pub fn engine(&self) -> Engine {
-        self.engine.lock().unwrap().clone()
+        self.engine
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the engine is running (not in the middle of a restart)")
     }
 
     /// The page (a window environment at `https://example.com/page.html`).
@@ -227,10 +232,14 @@ impl TestBed {
         self.engine().set_online(online);
     }
 
-    /// Simulates a crash and restart: every in-flight task is dropped, and a new engine starts
-    /// on the same store (restoring and resuming what it holds). A new page is created.
+    /// Simulates a crash and restart: every in-flight task is dropped, the engine is dropped,
+    /// and a new engine starts on the same store (restoring and resuming what it holds). A new
+    /// page is created.
     pub fn restart(&self) {
         self.executor.drop_all_tasks();
+        // The crashed process is gone before the new one starts: objects of its pages (and a
+        // test's callbacks holding them) can no longer reach the engine or the store.
+        drop(self.engine.lock().unwrap().take());
         let hosts = Self::hosts(
             &self.executor,
             &self.clock,
@@ -248,7 +257,7 @@ impl TestBed {
         let page = engine.create_environment(EnvironmentSettings::window(
             Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
         ));
-        *self.engine.lock().unwrap() = engine;
+        *self.engine.lock().unwrap() = Some(engine);
         *self.page.lock().unwrap() = page;
     }
 }
