@@ -467,7 +467,7 @@ impl StateMachineTest for EngineUnderTest {
                 let manager = sut.manager.clone();
                 let out = sut.aborted_inside.clone();
                 bed.network
-                    .when_delivered(RESOURCES[resource].0, at, move || {
+                    .when_delivered(RESOURCES[resource].0, at, move |_| {
                         let m = manager.lock().unwrap().clone();
                         let Some(Ok(Some(reg))) = m.get(IDS[id]).now_or_never() else {
                             return;

@@ -784,6 +784,7 @@ fn uid_of(bed: &TestBed, id: &str) -> Option<background_fetch::FetchUid> {
 /// An always-ready network (every chunk is there before the engine asks) serving `A` in 100
 /// chunks of 1,000 bytes, with `action` run the moment the engine receives byte 3,000.
 fn always_ready_with_action_at_3000(bed: &TestBed, action: impl FnOnce() + Send + 'static) {
+    let action = move |_reached: u64| action();
     bed.network.set_always_ready(true);
     bed.network
         .serve(A, Resource::ok(body(100_000, 9)).chunk_size(1000));

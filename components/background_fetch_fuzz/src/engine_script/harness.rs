@@ -716,13 +716,14 @@ impl<'s> Harness<'s> {
                 let r = usize::from(*record) % t.records.len();
                 let spec = &t.records[r];
                 let offset = u64::from(*at) * spec.download_size() / 255 + 1;
-                let bound = offset + spec.chunk_size() - 1;
                 let (url, label) = (spec.url.clone(), t.label());
                 self.note(format_args!(
                     "abort() {label} when {url} reaches byte {offset}"
                 ));
                 let shared = self.shared.clone();
-                self.bed.network.when_delivered(&url, offset, move || {
+                // The engine stores the chunk that reached the abort (its end is `bound`), and
+                // no more.
+                self.bed.network.when_delivered(&url, offset, move |bound| {
                     let result = reg
                         .abort()
                         .now_or_never()
