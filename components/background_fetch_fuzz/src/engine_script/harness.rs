@@ -113,7 +113,8 @@ struct Shared {
     /// How many restarts happened.
     epoch: usize,
     /// What `abort()` called from inside a transfer resolved ([`Op::AbortInside`]): the
-    /// fetch, the record, the most bytes it may hold then, and the result.
+    /// fetch, the record, the most bytes it may hold then, and the result (an error's name
+    /// and message), unless the instance belonged to an engine that crashed since.
     aborted_inside: Vec<(usize, usize, u64, Result<bool, String>)>,
 }
 
@@ -721,15 +722,24 @@ impl<'s> Harness<'s> {
                     "abort() {label} when {url} reaches byte {offset}"
                 ));
                 let shared = self.shared.clone();
+                let epoch = lock(&self.shared).epoch;
                 // The engine stores the chunk that reached the abort (its end is `bound`), and
                 // no more.
                 self.bed.network.when_delivered(&url, offset, move |bound| {
-                    let result = reg
-                        .abort()
-                        .now_or_never()
-                        .map(|r| r.map_err(|e| e.to_string()));
-                    if let Some(result) = result {
-                        lock(&shared).aborted_inside.push((i, r, bound, result));
+                    let result = reg.abort().now_or_never();
+                    let mut shared = lock(&shared);
+                    match result {
+                        // The page of a crashed engine: its objects cannot reach the engine
+                        // (checked by Op::Abort on stale instances).
+                        Some(Err(e))
+                            if shared.epoch != epoch && e.name() == "InvalidStateError" => {}
+                        Some(result) => shared.aborted_inside.push((
+                            i,
+                            r,
+                            bound,
+                            result.map_err(|e| e.to_string()),
+                        )),
+                        None => {}
                     }
                 });
             }
