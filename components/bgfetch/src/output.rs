@@ -1,10 +1,11 @@
-//! What `bgfetch` prints: JSON lines (`--json`), progress bars on a terminal, or plain lines when
-//! stdout is not a terminal. This is also the program's [`UiHost`].
+//! What `bgfetch` prints: JSON lines (`--json`), progress bars when stderr is a terminal (the
+//! bars are drawn there), or plain lines otherwise. Errors go to stderr whatever the display.
+//! This is also the program's [`UiHost`].
 
 use background_fetch::{
     BackgroundFetchRegistration, FetchUid, FunctionalEventKind, UiHost, UiSnapshot,
 };
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,12 +17,24 @@ use std::time::{Duration, Instant};
 pub enum Mode {
     /// One JSON object per line on stdout.
     Json,
-    /// Progress bars (stderr) and event lines.
+    /// Progress bars and event lines, on stderr (a terminal).
     Terminal,
-    /// Plain lines on stdout.
+    /// Plain lines on stdout (events, saved files); errors on stderr.
     Plain,
     /// Nothing (queries that print their own answer).
     Quiet,
+}
+
+/// The display for `--json` and for where stderr goes: bars only when stderr, where they are
+/// drawn, is a terminal.
+pub fn choose_mode(json: bool, stderr_is_terminal: bool) -> Mode {
+    if json {
+        Mode::Json
+    } else if stderr_is_terminal {
+        Mode::Terminal
+    } else {
+        Mode::Plain
+    }
 }
 
 /// The fields every JSON event carries.
@@ -84,8 +97,12 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter printing in `mode`.
     pub fn new(mode: Mode) -> Reporter {
-        let multi = (mode == Mode::Terminal)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self::with_draw_target(mode, ProgressDrawTarget::stderr())
+    }
+
+    /// A reporter whose bars (in [`Mode::Terminal`]) are drawn to `target`.
+    pub fn with_draw_target(mode: Mode, target: ProgressDrawTarget) -> Reporter {
+        let multi = (mode == Mode::Terminal).then(|| MultiProgress::with_draw_target(target));
         Reporter {
             mode,
             multi,
@@ -112,6 +129,28 @@ impl Reporter {
                 None => eprintln!("{text}"),
             },
             Mode::Plain => self.line(text),
+        }
+    }
+
+    /// An error or warning: always on stderr, whatever the display.
+    pub fn error(&self, text: &str) {
+        match &self.multi {
+            Some(m) => m.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// A record's body is in place at `path` (`--out`): a `saved` event in JSON, a line otherwise.
+    pub fn saved(&self, id: &str, url: &str, path: &std::path::Path) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Json => self.line(
+                &json!({"event": "saved", "id": id, "url": url, "path": path.to_string_lossy()})
+                    .to_string(),
+            ),
+            Mode::Terminal | Mode::Plain => {
+                self.note(&format!("saved {url} to {}", path.display()))
+            }
         }
     }
 
@@ -183,10 +222,10 @@ impl Reporter {
             let bar = multi.add(ProgressBar::new(ui.download_total));
             let style = if ui.download_total > 0 {
                 ProgressStyle::with_template(
-                    "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    "{msg:24!} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
                 )
             } else {
-                ProgressStyle::with_template("{msg:30!} {spinner} {bytes} {bytes_per_sec}")
+                ProgressStyle::with_template("{msg:24!} {spinner} {bytes} {bytes_per_sec}")
             };
             bar.set_style(
                 style
@@ -218,20 +257,9 @@ impl Reporter {
     }
 }
 
-/// Bytes in human units.
+/// Bytes in human units (binary prefixes).
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    HumanBytes(n).to_string()
 }
 
 impl UiHost for Reporter {
@@ -306,10 +334,61 @@ impl UiHost for Reporter {
 mod tests {
     use super::*;
 
+    use background_fetch::{BackgroundFetchFailureReason, BackgroundFetchResult};
+    use indicatif::InMemoryTerm;
+
     #[test]
     fn human_units() {
         assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(60 * 1024 * 1024), "60.0 MiB");
+        assert_eq!(human(1536), "1.50 KiB");
+        assert_eq!(human(60 * 1024 * 1024), "60.00 MiB");
+    }
+
+    #[test]
+    fn choosing_the_display_follows_stderr() {
+        assert_eq!(choose_mode(true, true), Mode::Json);
+        assert_eq!(choose_mode(false, true), Mode::Terminal);
+        // stdout a terminal, stderr redirected: plain lines, so nothing is drawn into a file.
+        assert_eq!(choose_mode(false, false), Mode::Plain);
+    }
+
+    /// Issue 17 item 15: the bar was about 100 columns on any terminal.
+    #[test]
+    fn the_progress_bar_fits_a_narrow_terminal() {
+        for cols in [50u16, 80, 120] {
+            let term = InMemoryTerm::new(4, cols);
+            let r = Reporter::with_draw_target(
+                Mode::Terminal,
+                ProgressDrawTarget::term_like(Box::new(term.clone())),
+            );
+            let ui = UiSnapshot {
+                uid: FetchUid(1),
+                origin: "http://127.0.0.1".into(),
+                id: "a-fetch-with-a-rather-long-id".into(),
+                title: "A title that is longer than the room the bar leaves for it".into(),
+                icons: Vec::new(),
+                download_total: 4 << 30,
+                upload_total: 0,
+                downloaded: 1 << 30,
+                uploaded: 0,
+                paused: false,
+                online: true,
+                awaiting_permission: false,
+                can_pause: true,
+                result: BackgroundFetchResult::Empty,
+                failure_reason: BackgroundFetchFailureReason::Empty,
+            };
+            r.show(&ui);
+            r.bars.lock().unwrap()[&ui.uid].tick();
+            let screen = term.contents();
+            assert!(screen.contains('['), "{screen:?}");
+            for line in screen.lines() {
+                assert!(
+                    line.chars().count() <= cols as usize,
+                    "{cols} columns: {line:?} ({} chars)",
+                    line.chars().count()
+                );
+            }
+        }
     }
 }
