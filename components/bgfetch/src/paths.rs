@@ -81,7 +81,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
 
 /// The private runtime directory for control sockets: `$XDG_RUNTIME_DIR/bgfetch`, else
 /// `bgfetch-UID` in the temporary directory (`/tmp` if `$TMPDIR` is too long for a socket).
-fn runtime_dir() -> PathBuf {
+pub fn runtime_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|d| d.is_absolute() && d.is_dir())
@@ -112,6 +112,11 @@ fn canonical_store(store: &Path) -> io::Result<PathBuf> {
 /// store's canonical path) in the private runtime directory, so that a long store path still has
 /// a socket and no other user can reach it. The directory is not created here.
 pub fn socket_path(store: &Path) -> io::Result<PathBuf> {
+    socket_path_in(&runtime_dir(), store)
+}
+
+/// The control socket of `store` in the runtime directory `runtime`.
+pub fn socket_path_in(runtime: &Path, store: &Path) -> io::Result<PathBuf> {
     let canonical = canonical_store(store)?;
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
@@ -121,7 +126,7 @@ pub fn socket_path(store: &Path) -> io::Result<PathBuf> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(runtime_dir().join(format!("{name}.sock")))
+    Ok(runtime.join(format!("{name}.sock")))
 }
 
 #[cfg(test)]
