@@ -12,26 +12,38 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What `--out` promises (shown by `bgfetch --help` and `bgfetch fetch --help`; README says the
+/// same).
 const AFTER_HELP: &str = "\
 Delivery with --out DIR:
-  While a fetch downloads, its records are written to temporary files in DIR
-  (.bgfetch-TOKEN-XXXXXX.part, readable only by you); no file appears under its
-  own name before the fetch succeeds. On success each body is named after the
-  last segment of its URL (shortened to fit 255 bytes); a name already taken,
-  by another record or by any file in DIR (even one created meanwhile), gets
-  -1, -2, ... before its extension: an existing file is never replaced.
-  Exit 0 means every file is complete, synced and renamed into place, and DIR
-  itself synced, before the store drops its copy. A success event repeated after
-  a crash finds the files already delivered and writes no copies. If delivery
-  fails (exit 3), every byte stays in the store: fix the cause and run
-  `bgfetch run`.
+  DIR is made if it is missing and checked before the fetch is registered (a
+  regular file or an unwritable directory is an error, exit 3, and nothing is
+  fetched).
+  While the fetch downloads, each record is written to a temporary file in DIR
+  named .bgfetch-TOKEN-XXXXXX.part (created new, never through a symlink,
+  readable only by you). No file appears under its own name before the fetch
+  succeeds; after a failure or an abort the temporary files are removed.
+  On success each body is named after the last segment of its URL, shortened
+  to fit 255 bytes. A name already taken, by another record or by any file in
+  DIR (even one created while the fetch ran), gets -1, -2, ... before its
+  extension: an existing file is never replaced.
+  Exit 0 means every file is complete, synced and renamed into place and DIR
+  itself synced; only then does the store drop its copy. If the process dies
+  after delivering, `bgfetch run` fires the success event again and finds the
+  files already in place: no second copy. If delivery fails (exit 3), every
+  byte stays in the store: fix the cause and `bgfetch run` delivers it.
 
 Exit codes:
-  0 success (the query answered)    1 the fetch failed or was aborted, nothing
-  matched, or a matched body ended short    2 fetch() rejected (or a URL is not
-  an absolute http(s) URL)    3 usage, store or I/O error    130/143/129
-  interrupted by SIGINT/SIGTERM/SIGHUP (the fetch is left paused; `bgfetch run`
-  continues it)";
+  0    success: the fetch succeeded (with --out, its files are in place), or
+       the query answered
+  1    the fetch failed or was aborted, nothing matched, or a matched body
+       ended short (match -o then writes no file)
+  2    fetch() rejected (QuotaExceededError, TypeError...), or a URL argument
+       is not an absolute http(s) URL
+  3    usage, store or I/O error (a failed delivery keeps the download)
+  130, 143, 129
+       interrupted by SIGINT, SIGTERM, SIGHUP: the fetch is left paused;
+       `bgfetch run` continues it";
 
 /// bgfetch: a resumable, crash-safe multi-file downloader that follows the Background Fetch
 /// spec, and the reference embedder of the background-fetch engine.
@@ -41,7 +53,8 @@ pub struct Cli {
     /// The store (default: $BGFETCH_STORE, else the platform's data directory).
     #[arg(long, global = true, value_name = "PATH")]
     store: Option<PathBuf>,
-    /// One JSON object per line on stdout.
+    /// One JSON object per line on stdout (events, and a `saved` event per file delivered to
+    /// --out); queries print JSON.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -52,6 +65,7 @@ pub struct Cli {
 enum Command {
     /// Calls BackgroundFetchManager.fetch() with the URLs (GET, in order) and the uploads, then
     /// runs until the fetch settles.
+    #[command(after_help = AFTER_HELP)]
     Fetch {
         /// The background fetch's id.
         id: String,
@@ -61,7 +75,8 @@ enum Command {
         /// The title shown while it runs.
         #[arg(long, value_name = "T")]
         title: Option<String>,
-        /// downloadTotal: the download fails as soon as more bytes than this arrive.
+        /// downloadTotal: the download fails as soon as more bytes than this arrive. More than the
+        /// store's disk can hold (its free space less 256 MiB) is a QuotaExceededError.
         #[arg(long = "download-total", value_name = "BYTES")]
         download_total: Option<u64>,
         /// An icon URL (repeatable).
@@ -75,7 +90,6 @@ enum Command {
         #[arg(long = "upload", num_args = 3, value_names = ["METHOD", "URL", "FILE"], action = clap::ArgAction::Append)]
         uploads: Vec<String>,
         /// On success, deliver each record's body into DIR as a file (see "Delivery" below).
-        /// DIR is made if missing and checked before the fetch starts.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Register and exit; `bgfetch run` continues it.

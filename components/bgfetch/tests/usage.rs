@@ -202,3 +202,38 @@ fn queries_do_not_panic_on_a_closed_stdout() {
         assert_ne!(code(&o), 101, "{args:?}: {err}");
     }
 }
+
+/// Issue 17's "done when": `--help` (top level and `fetch`) and the README say what `--out`
+/// delivery does: when files appear, what a clash does, what exit 0 guarantees.
+#[test]
+fn help_and_readme_describe_out_delivery() {
+    let bed = Bed::new(vec![]);
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    for (what, text) in [
+        (
+            "--help",
+            String::from_utf8(bed.run(&["--help"]).stdout).unwrap(),
+        ),
+        (
+            "fetch --help",
+            String::from_utf8(bed.run(&["fetch", "--help"]).stdout).unwrap(),
+        ),
+        ("README.md", readme),
+    ] {
+        for needle in [
+            "before the fetch",
+            "temporary file",
+            "-1, -2",
+            "never replaced",
+            "Exit 0",
+            "synced",
+            "bgfetch run",
+            "143",
+        ] {
+            assert!(text.contains(needle), "{what} does not say {needle:?}");
+        }
+    }
+}

@@ -9,7 +9,6 @@ use background_fetch::{
     BackgroundFetchOptions, DomError, ImageResource, RequestBody, RequestInfo, RequestInit,
     construct_request,
 };
-use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use url::Url;
@@ -38,22 +37,12 @@ pub struct FetchArgs {
 
 /// A file's bytes as a request body stream.
 async fn file_body(path: &Path) -> Result<RequestBody, String> {
+    use futures::TryStreamExt;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let stream = futures::stream::unfold(Some(file), |file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = file?;
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(DomError::type_error(e.to_string())), None)),
-        }
-    });
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
+        .map_err(|e| DomError::type_error(e.to_string()));
     Ok(RequestBody::Stream(Box::pin(stream)))
 }
 
