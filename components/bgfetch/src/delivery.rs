@@ -226,7 +226,10 @@ impl Journal {
 
 /// Removes fetch `token`'s delivery journal (its records are no longer in the store).
 pub fn remove_journal(store: &Path, token: &str) {
-    let _ = std::fs::remove_file(paths::deliveries_dir(store).join(format!("{token}.jsonl")));
+    let dir = paths::deliveries_dir(store);
+    let _ = std::fs::remove_file(dir.join(format!("{token}.jsonl")));
+    // The directory goes too once no journal is left in it.
+    let _ = std::fs::remove_dir(&dir);
 }
 
 /// Removes the journals of fetches the store no longer holds.

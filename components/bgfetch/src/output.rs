@@ -87,6 +87,8 @@ impl Fields {
 /// Prints events, and draws the UI.
 pub struct Reporter {
     mode: Mode,
+    /// The terminal's width: the bars fit it.
+    columns: u16,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<FetchUid, ProgressBar>>,
     last: Mutex<HashMap<FetchUid, UiSnapshot>>,
@@ -97,13 +99,19 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter printing in `mode`.
     pub fn new(mode: Mode) -> Reporter {
-        Self::with_draw_target(mode, ProgressDrawTarget::stderr())
+        let columns = rustix::termios::tcgetwinsize(std::io::stderr())
+            .ok()
+            .map(|w| w.ws_col)
+            .filter(|c| *c > 0)
+            .unwrap_or(80);
+        Self::with_draw_target(mode, ProgressDrawTarget::stderr(), columns)
     }
 
-    /// A reporter whose bars (in [`Mode::Terminal`]) are drawn to `target`.
-    pub fn with_draw_target(mode: Mode, target: ProgressDrawTarget) -> Reporter {
+    /// A reporter whose bars (in [`Mode::Terminal`]) are drawn to `target`, `columns` wide.
+    pub fn with_draw_target(mode: Mode, target: ProgressDrawTarget, columns: u16) -> Reporter {
         let multi = (mode == Mode::Terminal).then(|| MultiProgress::with_draw_target(target));
         Reporter {
+            columns,
             mode,
             multi,
             bars: Mutex::default(),
@@ -220,13 +228,8 @@ impl Reporter {
         let mut bars = self.bars.lock().unwrap();
         let bar = bars.entry(ui.uid).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(ui.download_total));
-            let style = if ui.download_total > 0 {
-                ProgressStyle::with_template(
-                    "{msg:24!} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-            } else {
-                ProgressStyle::with_template("{msg:24!} {spinner} {bytes} {bytes_per_sec}")
-            };
+            let style =
+                ProgressStyle::with_template(&bar_template(self.columns, ui.download_total > 0));
             bar.set_style(
                 style
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -254,6 +257,30 @@ impl Reporter {
             ""
         };
         format!("{title}{state}")
+    }
+}
+
+/// A progress bar's template that fits `columns`. The widest the numbers get: `{bytes}` and
+/// `{total_bytes}` 11 characters each (`1023.99 MiB`), `{bytes_per_sec}` 13, `{eta}` 3.
+fn bar_template(columns: u16, known_total: bool) -> String {
+    let c = columns as usize;
+    match (known_total, c) {
+        // 30 + 4 + 23 + 14 + 7 = 78, and a bar of at least 20.
+        (true, 100..) => {
+            "{msg:30!} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}".into()
+        }
+        // msg + 4 + 23 + 14 = msg + 41, and a bar of at least 11.
+        (true, 60..) => format!(
+            "{{msg:{}!}} [{{wide_bar}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}}",
+            (c - 52).min(30)
+        ),
+        (true, _) => "{wide_msg} {bytes}/{total_bytes}".into(),
+        // msg + 2 + 11 + 14.
+        (false, 40..) => format!(
+            "{{msg:{}!}} {{spinner}} {{bytes}} {{bytes_per_sec}}",
+            (c - 28).min(30)
+        ),
+        (false, _) => "{wide_msg} {bytes}".into(),
     }
 }
 
@@ -334,7 +361,6 @@ impl UiHost for Reporter {
 mod tests {
     use super::*;
 
-    use background_fetch::{BackgroundFetchFailureReason, BackgroundFetchResult};
     use indicatif::InMemoryTerm;
 
     #[test]
@@ -352,42 +378,34 @@ mod tests {
         assert_eq!(choose_mode(false, false), Mode::Plain);
     }
 
-    /// Issue 17 item 15: the bar was about 100 columns on any terminal.
+    /// Issue 17 item 15: the bar was about 100 columns on any terminal (it wrapped on an
+    /// 80-column one).
     #[test]
-    fn the_progress_bar_fits_a_narrow_terminal() {
-        for cols in [50u16, 80, 120] {
-            let term = InMemoryTerm::new(4, cols);
-            let r = Reporter::with_draw_target(
-                Mode::Terminal,
-                ProgressDrawTarget::term_like(Box::new(term.clone())),
-            );
-            let ui = UiSnapshot {
-                uid: FetchUid(1),
-                origin: "http://127.0.0.1".into(),
-                id: "a-fetch-with-a-rather-long-id".into(),
-                title: "A title that is longer than the room the bar leaves for it".into(),
-                icons: Vec::new(),
-                download_total: 4 << 30,
-                upload_total: 0,
-                downloaded: 1 << 30,
-                uploaded: 0,
-                paused: false,
-                online: true,
-                awaiting_permission: false,
-                can_pause: true,
-                result: BackgroundFetchResult::Empty,
-                failure_reason: BackgroundFetchFailureReason::Empty,
-            };
-            r.show(&ui);
-            r.bars.lock().unwrap()[&ui.uid].tick();
-            let screen = term.contents();
-            assert!(screen.contains('['), "{screen:?}");
-            for line in screen.lines() {
-                assert!(
-                    line.chars().count() <= cols as usize,
-                    "{cols} columns: {line:?} ({} chars)",
-                    line.chars().count()
+    fn the_progress_bar_fits_the_terminal() {
+        for cols in [30u16, 50, 60, 80, 99, 100, 160] {
+            for total in [0u64, 1023 << 30] {
+                let term = InMemoryTerm::new(4, cols);
+                let bar = ProgressBar::with_draw_target(
+                    Some(total),
+                    ProgressDrawTarget::term_like(Box::new(term.clone())),
                 );
+                // The widest numbers there are: 1023.99 MiB, 1023.99 MiB/s, 59m.
+                let template = bar_template(cols, total > 0)
+                    .replace("{bytes_per_sec}", "1023.99 MiB/s")
+                    .replace("{eta}", "59m")
+                    .replace("{bytes}", "1023.99 MiB")
+                    .replace("{total_bytes}", "1023.99 GiB");
+                bar.set_style(ProgressStyle::with_template(&template).unwrap());
+                bar.set_message("A title that is longer than the room the bar leaves for it");
+                bar.set_position(total / 2);
+                bar.tick();
+                let screen = term.contents();
+                let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+                // InMemoryTerm wraps like a terminal: one line means the bar fits.
+                assert_eq!(lines.len(), 1, "{cols} columns, total {total}: {screen:?}");
+                if cols >= 60 && total > 0 {
+                    assert!(!lines[0].contains("[]"), "a visible bar: {screen:?}");
+                }
             }
         }
     }
