@@ -69,7 +69,9 @@ impl FetchData {
         serde_json::to_string(self).expect("serialisable")
     }
 
-    fn token(&self, uid: FetchUid) -> String {
+    /// What names fetch `uid`'s temporary files and journal: its token (a fetch stored by an
+    /// earlier version has none: its uid then).
+    pub fn token(&self, uid: FetchUid) -> String {
         self.token
             .clone()
             .unwrap_or_else(|| format!("uid{}", uid.0))

@@ -203,9 +203,7 @@ pub async fn fetch(path: &Path, reporter: Arc<Reporter>, a: FetchArgs) -> i32 {
         // matched body may hold them a little longer), unless a signal says stop.
         tokio::select! {
             _ = app.engine.finished(uid) => {
-                if let Some(token) = &data.token {
-                    remove_journal(path, token);
-                }
+                remove_journal(path, &data.token(uid));
             }
             stop = signals.stopped() => {
                 app.close().await;

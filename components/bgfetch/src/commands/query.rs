@@ -25,10 +25,12 @@ fn print_line(text: &str) -> bool {
 /// Runs a query.
 pub async fn query(path: &Path, q: Query, output: Option<&Path>, json_mode: bool) -> i32 {
     let mut warned = false;
-    loop {
+    for _ in 0..3 {
         if let Ok(sock) = paths::socket_path(path) {
             match client::ask(&sock, &q).await {
-                Ok(mut frames) => return print_answer(&mut frames, &q, output, json_mode).await,
+                Ok(mut asked) => {
+                    return print_answer(&mut asked.frames, &q, output, json_mode).await;
+                }
                 Err(AskError::NotRunning) => {}
                 Err(AskError::Unusable(m)) => {
                     if !warned {
@@ -67,6 +69,11 @@ pub async fn query(path: &Path, q: Query, output: Option<&Path>, json_mode: bool
             Err(NotOpened::Exit(code)) => return code,
         }
     }
+    eprintln!(
+        "error: the process running fetches on {} answers, but not this query",
+        path.display()
+    );
+    exit::ERROR
 }
 
 async fn answer_locally(
@@ -99,9 +106,10 @@ async fn answer_locally(
         app.engine.resume_restored(Some(f.uid));
         app.wait_settled(f.uid).await;
         app.engine.finished(f.uid).await;
-        if let Some(token) = FetchData::parse(f.embedder_data.as_deref()).token {
-            remove_journal(path, &token);
-        }
+        remove_journal(
+            path,
+            &FetchData::parse(f.embedder_data.as_deref()).token(f.uid),
+        );
     }
     app.close().await;
     code

@@ -26,14 +26,16 @@ pub async fn run_all(path: &Path, reporter: Arc<Reporter>) -> i32 {
         Err(code) => return code,
     };
     let fetches = app.engine.fetches();
-    let tokens: HashMap<FetchUid, Option<String>> = fetches
+    let tokens: HashMap<FetchUid, String> = fetches
         .iter()
-        .map(|f| (f.uid, FetchData::parse(f.embedder_data.as_deref()).token))
+        .map(|f| {
+            (
+                f.uid,
+                FetchData::parse(f.embedder_data.as_deref()).token(f.uid),
+            )
+        })
         .collect();
-    remove_stale_journals(
-        path,
-        &tokens.values().flatten().cloned().collect::<HashSet<_>>(),
-    );
+    remove_stale_journals(path, &tokens.values().cloned().collect::<HashSet<_>>());
     if fetches.is_empty() {
         app.reporter
             .note("nothing to run: the store holds no unsettled fetch");
@@ -69,7 +71,7 @@ pub async fn run_all(path: &Path, reporter: Arc<Reporter>) -> i32 {
                 if s.handler_error.is_none() {
                     tokio::select! {
                         _ = app.engine.finished(s.uid) => {
-                            if let Some(Some(token)) = tokens.get(&s.uid) {
+                            if let Some(token) = tokens.get(&s.uid) {
                                 remove_journal(path, token);
                             }
                         }

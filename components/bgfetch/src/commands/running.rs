@@ -24,8 +24,8 @@ async fn runner_answers(store: &Path) -> Result<bool, String> {
         return Ok(false);
     };
     let asked = async {
-        let mut frames = client::ask(&sock, &Query::Ids).await?;
-        client::answer(&mut frames, |_| {})
+        let mut asked = client::ask(&sock, &Query::Ids).await?;
+        client::answer(&mut asked.frames, |_| {})
             .await
             .map_err(AskError::Unusable)
     };

@@ -22,11 +22,16 @@ pub enum AskError {
 /// An answer being read.
 pub type Frames<R> = FramedRead<R, LengthDelimitedCodec>;
 
+/// A query sent: its answer is read from `frames`. The connection stays open both ways until
+/// this is dropped (the server takes a closed connection for a client that went away).
+pub struct Asked {
+    /// The answer.
+    pub frames: Frames<tokio::net::unix::OwnedReadHalf>,
+    _write: tokio::net::unix::OwnedWriteHalf,
+}
+
 /// Sends `query` to the process listening on `path`, if it runs as this user.
-pub async fn ask(
-    path: &Path,
-    query: &Query,
-) -> Result<Frames<tokio::net::unix::OwnedReadHalf>, AskError> {
+pub async fn ask(path: &Path, query: &Query) -> Result<Asked, AskError> {
     let conn = match tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(path)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e))
@@ -72,8 +77,10 @@ pub async fn ask(
     w.write_all(line.as_bytes())
         .await
         .map_err(|e| AskError::Unusable(format!("{}: {e}", path.display())))?;
-    // The write half stays open until the answer is read: dropping it only half-closes.
-    Ok(FramedRead::new(r, wire::codec()))
+    Ok(Asked {
+        frames: FramedRead::new(r, wire::codec()),
+        _write: w,
+    })
 }
 
 /// The next frame, or an error in words (`None`: the connection ended).

@@ -321,7 +321,17 @@ async fn handle(app: &App, conn: UnixStream, limits: Limits) -> std::io::Result<
             limits.read_timeout.as_millis()
         )),
     };
-    send(reply, &mut out, Some(limits.write_timeout)).await
+    if !matches!(reply, Reply::Record(_)) {
+        return send(reply, &mut out, Some(limits.write_timeout)).await;
+    }
+    // A client that goes away (closes its side) while a record's body is awaited (a record that
+    // has not started, for example) frees its connection at once.
+    let gone = async { while let Some(Ok(_)) = lines.next().await {} };
+    tokio::select! {
+        biased;
+        sent = send(reply, &mut out, Some(limits.write_timeout)) => sent,
+        () = gone => Ok(()),
+    }
 }
 
 /// An answer given in this process (no process runs fetches on the store), as frames to read
