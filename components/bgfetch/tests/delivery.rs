@@ -6,6 +6,7 @@ mod common;
 
 use bgfetch::server::Route;
 use common::{Bed, code, files_in, generated, held, json_events, text, wait_for};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -200,6 +201,14 @@ fn delivery_repeated_after_a_crash_writes_no_copies() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Its first byte shows it holds the body; from now on nobody reads it.
+    let mut first = [0u8; 1];
+    reader
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
     bed.release("/a.bin");
     wait_for("a.bin delivered", || out.join("a.bin").exists());
     runner.kill().unwrap(); // SIGKILL: the event never finished
@@ -208,6 +217,11 @@ fn delivery_repeated_after_a_crash_writes_no_copies() {
     let _ = reader.wait();
     let o = bed.run(&["run"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("backgroundfetchsuccess"),
+        "the event fired again: {}",
+        text(&o)
+    );
     assert_eq!(files_in(&out), vec!["a.bin"], "no second copy");
     assert!(std::fs::read(out.join("a.bin")).unwrap() == a);
     assert!(bed.run(&["ids"]).stdout.is_empty());
