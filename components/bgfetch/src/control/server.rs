@@ -253,40 +253,62 @@ pub fn serve(app: Arc<App>, path: &Path, limits: Limits) -> Result<ServerGuard, 
     let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    let listener = Arc::new(listener);
     let me = paths::uid();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let conn = match listener.accept().await {
-                Ok((conn, _)) => conn,
-                Err(e) => {
-                    // Out of file descriptors, for example: wait instead of spinning.
-                    tracing::warn!(error = %e, "accepting a control connection");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(10);
+    let task = tokio::spawn(accept_loop(
+        move || {
+            let listener = listener.clone();
+            async move { listener.accept().await.map(|(conn, _)| conn) }
+        },
+        move |conn: UnixStream| {
             if !conn.peer_cred().is_ok_and(|c| c.uid() == me) {
-                continue;
+                return;
             }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 refuse_busy(&conn, limits.max_connections);
-                continue;
+                return;
             };
             let app = app.clone();
             tokio::spawn(async move {
                 let _ = handle(&app, conn, limits).await;
                 drop(permit);
             });
-        }
-    });
+        },
+    ));
     Ok(ServerGuard {
         path: path.to_owned(),
         task,
     })
+}
+
+/// How long to wait before accepting again after `failures` failed accepts in a row (out of
+/// file descriptors, for example): 10 ms doubling to 1 s, never a busy loop.
+pub fn accept_backoff(failures: u32) -> Duration {
+    Duration::from_millis(10u64 << failures.min(7)).min(Duration::from_secs(1))
+}
+
+/// Accepts connections for ever, handing each to `serve`; a failed accept waits
+/// [`accept_backoff`] before the next.
+pub async fn accept_loop<C, A, F>(mut accept: A, mut serve: impl FnMut(C))
+where
+    A: FnMut() -> F,
+    F: std::future::Future<Output = std::io::Result<C>>,
+{
+    let mut failures = 0;
+    loop {
+        match accept().await {
+            Ok(conn) => {
+                failures = 0;
+                serve(conn);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a control connection");
+                tokio::time::sleep(accept_backoff(failures)).await;
+                failures += 1;
+            }
+        }
+    }
 }
 
 /// Tells a client over the limit why it is closed, if that can be written without waiting.
@@ -343,4 +365,31 @@ pub fn local(reply: Reply) -> FramedRead<tokio::io::DuplexStream, LengthDelimite
         let _ = send(reply, &mut out, None).await;
     });
     FramedRead::new(b, wire::codec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Issue 17 item 9: a failing `accept` (no file descriptors left) made the loop spin at
+    /// 100 % CPU. On virtual time: ten seconds of failures cost a handful of attempts.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_accept_backs_off_instead_of_spinning() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = calls.clone();
+        let task = tokio::spawn(accept_loop(
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(std::io::Error::other("EMFILE")) }
+            },
+            |()| {},
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let n = calls.load(Ordering::SeqCst);
+        assert!((2..=20).contains(&n), "{n} accepts in 10 s");
+        task.abort();
+        assert_eq!(accept_backoff(0), Duration::from_millis(10));
+        assert_eq!(accept_backoff(50), Duration::from_secs(1));
+    }
 }
