@@ -430,6 +430,9 @@ impl OutDelivery {
         }
         // 4. The directory synced: the renames are durable before the event ends.
         sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Every temporary file of this fetch still here was left by an earlier process (one
+        // that died while delivering, for example).
+        remove_temporary_files(dir, token);
         for (url, path) in done {
             self.reporter.saved(reg.id(), &url, &path);
         }

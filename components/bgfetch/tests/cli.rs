@@ -168,6 +168,11 @@ fn sigkill_mid_download_then_run_completes_with_range() {
         std::fs::read(out.join("big.bin")).unwrap() == body,
         "byte for byte"
     );
+    assert_eq!(
+        common::files_in(&out),
+        vec!["big.bin"],
+        "no temporary file left by the killed process"
+    );
     let log = bed.server.requests_for("/big.bin");
     assert!(log.len() >= 2, "{log:?}");
     let range = log
