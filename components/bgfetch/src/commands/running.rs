@@ -76,10 +76,14 @@ pub async fn open_waiting(path: &Path) -> Result<RedbStore, NotOpened> {
         }
         if waited >= LOCK_WAIT {
             eprintln!(
-                "error: the store {} is locked by another process that has no control socket \
-                 (not a bgfetch process running fetches), for more than {} s",
+                "error: the store {} has been locked for more than {} s by another process, and \
+                 no bgfetch process answers on its control socket {} (one still starting up \
+                 answers soon: try again; otherwise another program holds the file)",
                 path.display(),
-                LOCK_WAIT.as_secs()
+                LOCK_WAIT.as_secs(),
+                paths::socket_path(path)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             );
             return Err(NotOpened::Exit(exit::ERROR));
         }
