@@ -1323,9 +1323,13 @@ impl<'s> Harness<'s> {
                 let (spec, eff) = (&t.records[index], &effects[index]);
                 let mut allowed =
                     oracle::possible_results(spec, eff, t.user_aborted, t.restarted_unsettled);
-                if e.reason == Reason::DownloadTotalExceeded {
-                    // The record that crossed it, and the others cancelled (the event does
-                    // not wait for them).
+                // downloadTotal crossed: the record that crossed it, and the others cancelled
+                // (the event does not wait for them); also when abort() resolved true at the
+                // same time and settle step 8.4 made the reason "aborted".
+                let exceedable = t.download_total > 0 && t.most_bytes() > t.download_total;
+                if e.reason == Reason::DownloadTotalExceeded
+                    || (t.abort_returned_true && exceedable)
+                {
                     for r in [
                         RecordResult::DownloadTotalExceeded,
                         RecordResult::Aborted,
