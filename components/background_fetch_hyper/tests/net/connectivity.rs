@@ -97,3 +97,37 @@ async fn a_false_offline_is_rechecked_with_real_requests() {
         "{waited:?}"
     );
 }
+
+#[ignore = "issue 16: fails until its fix"]
+#[tokio::test]
+async fn one_destination_whose_name_server_fails_does_not_take_the_host_offline() {
+    // One domain's name server answers SERVFAIL ("temporary failure in name resolution", the
+    // same words a machine without network gets): only its records fail; every other
+    // destination works, so the host stays online and other downloads go on.
+    let good = TestServer::http(|_| Reply::ok("fine")).await;
+    let resolver = HostResolver::new();
+    resolver.set("good.test", Ok(vec![good.addr]));
+    resolver.set("servfail.test", Err(ResolveErrorKind::Unavailable));
+    let mut c = config(None);
+    c.resolver = Some(resolver.clone());
+    let host = host(c);
+    let ok = run(
+        &host,
+        get(&good.url_as("good.test", "/x"), "https://app.test"),
+    )
+    .await;
+    assert!(ok.error.is_none(), "{:?}", ok.error);
+    let bad = run(
+        &host,
+        get(
+            &url::Url::parse("http://servfail.test/x").unwrap(),
+            "https://app.test",
+        ),
+    )
+    .await;
+    assert_eq!(bad.kind(), NetworkErrorKind::Temporary);
+    assert!(
+        host.connectivity().is_online(),
+        "a failure of one destination is that destination's"
+    );
+}

@@ -49,8 +49,11 @@ async fn a_resumed_request_asks_for_the_rest_with_if_range_and_identity() {
     assert_eq!(r.header("accept-encoding"), Some("identity"));
 }
 
+#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
-async fn if_range_falls_back_to_last_modified_for_a_weak_etag_and_is_absent_without_validators() {
+async fn if_range_never_carries_a_weak_etag_nor_a_date_beside_an_etag() {
+    // RFC 9110 §13.1.5: a client MUST NOT generate an If-Range with a weak entity tag, nor with
+    // a date unless it has no entity tag for the representation.
     let res = Resource::new(pattern(1000)).etag(Some("W/\"weak\""));
     let server = TestServer::http(move |r| res.reply(r)).await;
     let host = host(config(None));
@@ -64,7 +67,8 @@ async fn if_range_falls_back_to_last_modified_for_a_weak_etag_and_is_absent_with
     let o = run(&host, resumed(&server, "/f", 10, None, None)).await;
     assert_eq!(o.status(), 206);
     let reqs = server.requests();
-    assert_eq!(reqs[0].header("if-range"), Some(LM));
+    assert_eq!(reqs[0].header("if-range"), None);
+    assert_eq!(reqs[0].header("range"), Some("bytes=10-"));
     assert_eq!(reqs[1].header("if-range"), None);
     assert_eq!(reqs[1].header("range"), Some("bytes=10-"));
 }
