@@ -226,27 +226,25 @@ async fn a_server_without_range_support_restarts_from_scratch() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_gzip_download_cut_short_resumes_in_identity() {
+async fn a_gzip_download_cut_short_restarts_even_when_the_server_reuses_the_strong_etag() {
+    // Our old test server gave the gzip and identity representations the same strong ETag,
+    // which a Range resumption in identity would accept; the engine restarts a coded download
+    // all the same, since real servers (nginx, Apache) do not.
     let data = pattern(1_500_000);
     let res = Resource::new(data.clone()).gzip();
-    let server = TestServer::http(move |r| {
-        let reply = res.reply(r);
-        if r.index == 0 {
-            let n = reply.body.len() / 3;
-            reply.fault(Fault::ResetAt(n))
-        } else {
-            reply
-        }
-    })
-    .await;
+    let server = TestServer::http(cut_once(res)).await;
     let net = host(config(None));
     let b = bed(&net, &server.origin()).await;
     let (reg, seen) = b.fetch(vec![server.url("/z").as_str().into()]).await;
     assert_eq!(reg.result(), BackgroundFetchResult::Success);
     assert!(seen.bodies[0].as_deref() == Some(&data[..]));
-    assert_eq!(
-        server.requests()[1].header("accept-encoding"),
-        Some("identity")
+    let second = &server.requests()[1];
+    assert_eq!(second.header("range"), None);
+    assert!(
+        second
+            .header("accept-encoding")
+            .is_some_and(|a| a.contains("gzip")),
+        "a restarted request may be coded again"
     );
 }
 
@@ -377,7 +375,6 @@ fn cut_once(res: Resource) -> impl Fn(&Logged) -> Reply + Send + Sync + 'static 
     }
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn a_gzip_download_from_nginx_cut_short_restarts_instead_of_failing_for_good() {
     // nginx (and Cloudflare) weaken the ETag of a compressed response to W/"v1"; the identity
@@ -405,7 +402,6 @@ async fn a_gzip_download_from_nginx_cut_short_restarts_instead_of_failing_for_go
     );
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn a_gzip_download_from_apache_cut_short_restarts_without_a_range_request() {
     // Apache's "v1-gzip" never matches an If-Range: each resumption would be a wasted Range
@@ -425,7 +421,6 @@ async fn a_gzip_download_from_apache_cut_short_restarts_without_a_range_request(
     assert_eq!(second.header("if-range"), None);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn a_download_in_a_coding_the_host_does_not_decode_is_never_spliced_with_identity_bytes() {
     // The coded body is stored as it came (Fetch passes unknown codings through); resumed in
@@ -444,7 +439,6 @@ async fn a_download_in_a_coding_the_host_does_not_decode_is_never_spliced_with_i
     assert_eq!(server.requests()[1].header("range"), None);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn a_request_with_an_author_range_header_is_not_resumed_with_another_range() {
     // The author asked for bytes 0-99999 of a 300 000-byte resource. Resuming it with the
