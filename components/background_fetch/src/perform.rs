@@ -391,12 +391,16 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
                 Validators {
                     etag: v.get_str("etag"),
                     last_modified: v.get_str("last-modified"),
+                    date: v.get_str("date"),
                 }
             })
             .unwrap_or_default();
-        let body = request.body_length.map(|length| RequestBodySource {
-            length,
-            stream: stored_request_body(Arc::downgrade(&engine), bg.uid, index, length),
+        let body = request.body_length.map(|length| {
+            let weak = Arc::downgrade(&engine);
+            let uid = bg.uid;
+            RequestBodySource::reopenable(length, move |offset| {
+                stored_request_body_from(weak.clone(), uid, index, offset, length)
+            })
         });
         tracing::debug!(range_start, "fetch attempt");
         // 9. Let fetchAttemptComplete be false.
@@ -456,7 +460,18 @@ pub(crate) fn stored_request_body(
     index: usize,
     length: u64,
 ) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>> {
-    futures::stream::unfold(0u64, move |offset| {
+    stored_request_body_from(engine, uid, index, 0, length)
+}
+
+/// [`stored_request_body`] from byte `start` on (the network host re-opens the body there).
+fn stored_request_body_from(
+    engine: std::sync::Weak<EngineInner>,
+    uid: crate::model::FetchUid,
+    index: usize,
+    start: u64,
+    length: u64,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>> {
+    futures::stream::unfold(start, move |offset| {
         let engine = engine.clone();
         async move {
             if offset >= length {
