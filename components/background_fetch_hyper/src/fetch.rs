@@ -103,8 +103,13 @@ enum BodyState {
     None,
     /// Not sent yet.
     Fresh(RequestBodySource),
-    /// Sent once; what was kept of it for a 307/308 redirect.
-    Sent { keep: Arc<Mutex<Keep>>, length: u64 },
+    /// Sent once: how to send it again for a 307/308 redirect (re-open it in the store, or,
+    /// for a source that cannot be re-opened, what was kept of it in memory).
+    Sent {
+        reopen: Option<background_fetch::OpenRequestBody>,
+        keep: Option<Arc<Mutex<Keep>>>,
+        length: u64,
+    },
 }
 
 /// A copy of the request body kept while sending it, up to a limit.
@@ -256,6 +261,9 @@ struct Attempt<'a> {
     /// Fetch's *response tainting* is `"cors"` (otherwise `"basic"`).
     cors_tainting: bool,
     redirect_count: u32,
+    /// Request body bytes reported as transmitted in this attempt (the most sent by any of its
+    /// requests).
+    upload_reported: u64,
 }
 
 /// The statuses Fetch treats as redirects.
@@ -293,6 +301,7 @@ impl<'a> Attempt<'a> {
             tainted_origin: false,
             cors_tainting: false,
             redirect_count: 0,
+            upload_reported: 0,
         }
     }
 
@@ -650,9 +659,10 @@ impl<'a> Attempt<'a> {
             );
             // AD-HOC: the spec has no If-Range (it validates after the fact). We add one as a
             //         user-agent header, outside the author's header list (so it does not make
-            //         a CORS request need a preflight): a strong ETag, else Last-Modified. A
-            //         server whose resource changed then answers 200 and the record restarts,
-            //         instead of a 206 that validation would reject.
+            //         a CORS request need a preflight): a strong ETag, else a strong
+            //         Last-Modified (RFC 9110 §13.1.5; none with a weak ETag). A server whose
+            //         resource changed then answers 200 and the record restarts, instead of a
+            //         206 that validation would reject.
             if let Some(v) = if_range_value(&self.validators)
                 && let Ok(v) = HeaderValue::from_str(&v)
             {
@@ -682,19 +692,24 @@ impl<'a> Attempt<'a> {
         }
         // The body: streamed from the store the first time, replayed from memory after a
         // 307/308 redirect.
+        // The body: streamed from the store; after a 307/308 redirect, re-opened in the store
+        // (or, for a source that cannot be re-opened, replayed from what was kept in memory).
         let (progress_tx, mut progress_rx) = watch::channel(0u64);
         let (body, body_len) = match std::mem::replace(&mut self.body, BodyState::None) {
             BodyState::None => (ReqBody::empty(), None),
             BodyState::Fresh(source) => {
-                let keep = Arc::new(Mutex::new(Keep {
-                    chunks: Vec::new(),
-                    len: 0,
-                    limit: config.max_replay_body,
-                    overflow: false,
-                    complete: source.length == 0,
-                }));
                 let length = source.length;
+                let keep = source.reopen.is_none().then(|| {
+                    Arc::new(Mutex::new(Keep {
+                        chunks: Vec::new(),
+                        len: 0,
+                        limit: config.max_replay_body,
+                        overflow: false,
+                        complete: length == 0,
+                    }))
+                });
                 self.body = BodyState::Sent {
+                    reopen: source.reopen.clone(),
                     keep: keep.clone(),
                     length,
                 };
@@ -705,28 +720,42 @@ impl<'a> Attempt<'a> {
                     pending: 0,
                     sent: 0,
                     progress: Some(progress_tx),
-                    keep: Some(keep),
+                    keep,
                 };
                 (body, Some(length))
             }
-            BodyState::Sent { keep, length } => {
-                let chunks = {
-                    let k = keep.lock().unwrap_or_else(|e| e.into_inner());
-                    if k.overflow || !k.complete {
-                        return Err(fatal(format!(
-                            "a redirect needs the request body again, but it was not kept (more than {} bytes)",
-                            config.max_replay_body
-                        )));
+            BodyState::Sent {
+                reopen,
+                keep,
+                length,
+            } => {
+                let (source, replay) = match (&reopen, &keep) {
+                    (Some(open), _) => (Some(open(0)), VecDeque::new()),
+                    (None, Some(keep)) => {
+                        let k = keep.lock().unwrap_or_else(|e| e.into_inner());
+                        if k.overflow || !k.complete {
+                            return Err(fatal(format!(
+                                "a redirect needs the request body again, which cannot be re-opened and was not kept whole in memory ({}; at most {} bytes are kept)",
+                                if k.overflow {
+                                    "it is larger"
+                                } else {
+                                    "the server answered before it was all sent"
+                                },
+                                config.max_replay_body
+                            )));
+                        }
+                        (None, k.chunks.clone().into())
                     }
-                    k.chunks.clone()
+                    (None, None) => unreachable!("a body that cannot be re-opened is kept"),
                 };
                 self.body = BodyState::Sent {
-                    keep: keep.clone(),
+                    reopen,
+                    keep,
                     length,
                 };
                 let body = ReqBody {
-                    source: None,
-                    replay: chunks.into(),
+                    source,
+                    replay,
                     remaining: length,
                     pending: 0,
                     sent: 0,
@@ -736,8 +765,17 @@ impl<'a> Attempt<'a> {
                 (body, Some(length))
             }
         };
-        if let Some(len) = body_len {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        match body_len {
+            Some(len) => {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            // Fetch, HTTP-network-or-cache fetch: "If httpRequest's body is null and
+            // httpRequest's method is `POST` or `PUT`, then set contentLengthHeaderValue to
+            // `0`."
+            None if matches!(self.request.method.as_str(), "POST" | "PUT") => {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0u64));
+            }
+            None => {}
         }
         let method = http::Method::from_bytes(method.as_bytes())
             .map_err(|e| fatal(format!("invalid method {method:?}: {e}")))?;
@@ -758,7 +796,6 @@ impl<'a> Attempt<'a> {
         let mut connected = false;
         let mut deadline: Option<Instant> =
             Some(Instant::now() + self.connect_budget() + config.response_head_timeout);
-        let mut reported = 0u64;
         loop {
             let sleep = async {
                 match deadline {
@@ -775,10 +812,15 @@ impl<'a> Attempt<'a> {
                     };
                 }
                 r = progress_rx.changed(), if !upload_done => {
+                    // The body may be sent again after a 307/308 redirect: report only bytes
+                    // beyond what this attempt already reported, so that each byte of the body
+                    // counts once in the fetch's `uploaded`.
                     let total = *progress_rx.borrow_and_update();
-                    if total > reported {
-                        self.tx.event(NetworkEvent::UploadProgress(total - reported)).await?;
-                        reported = total;
+                    if total > self.upload_reported {
+                        self.tx
+                            .event(NetworkEvent::UploadProgress(total - self.upload_reported))
+                            .await?;
+                        self.upload_reported = total;
                     }
                     if total >= body_len || r.is_err() {
                         upload_done = true;
@@ -1022,24 +1064,35 @@ fn request_target(url: &Url) -> String {
     u.to_string()
 }
 
-/// The `If-Range` value for resuming: a strong ETag, else Last-Modified.
+/// The `If-Range` value for resuming, if the stored response has a strong validator.
+///
+/// <https://www.rfc-editor.org/rfc/rfc9110#section-13.1.5>
 pub(crate) fn if_range_value(v: &Validators) -> Option<String> {
     if let Some(etag) = &v.etag {
         let etag = etag.trim();
-        // A strong entity tag is a quoted string without the W/ prefix; a combined value of
-        // several ETag headers ("a", "b") is not usable.
-        if etag.len() >= 2
+        // "A client MUST NOT generate an If-Range header field containing an entity tag that
+        // is marked as weak." A strong entity tag is a quoted string without the W/ prefix; a
+        // combined value of several ETag headers ("a", "b") is not usable either.
+        let strong = etag.len() >= 2
             && etag.starts_with('"')
             && etag.ends_with('"')
-            && !etag[1..etag.len() - 1].contains('"')
-        {
-            return Some(etag.to_owned());
-        }
+            && !etag[1..etag.len() - 1].contains('"');
+        // "A client MUST NOT generate an If-Range header field containing an HTTP-date unless
+        // the client has no entity tag for the corresponding representation and the date is a
+        // strong validator in the sense defined by Section 8.8.2.2."
+        return strong.then(|| etag.to_owned());
     }
-    v.last_modified
-        .as_ref()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
+    let last_modified = v.last_modified.as_deref()?.trim();
+    let date = v.date.as_deref()?.trim();
+    // RFC 9110 §8.8.2.2: a Last-Modified is strong for a client when "the entry has a Date
+    // value, the date is at least 60 seconds before the Date value" (the cache entry here
+    // is the stored response).
+    let (lm, d) = (
+        httpdate::parse_http_date(last_modified).ok()?,
+        httpdate::parse_http_date(date).ok()?,
+    );
+    (d.duration_since(lm).ok()? >= std::time::Duration::from_secs(60))
+        .then(|| last_modified.to_owned())
 }
 
 /// Determine request's referrer, for a referrer already resolved at `fetch()` time.
@@ -1144,22 +1197,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn if_range_prefers_a_strong_etag() {
-        let v = |e: Option<&str>, l: Option<&str>| Validators {
+    fn if_range_uses_only_strong_validators() {
+        let v = |e: Option<&str>, l: Option<&str>, d: Option<&str>| Validators {
             etag: e.map(Into::into),
             last_modified: l.map(Into::into),
+            date: d.map(Into::into),
         };
+        const LM: &str = "Tue, 15 Nov 1994 12:45:26 GMT";
+        const LATER: &str = "Tue, 15 Nov 1994 12:46:26 GMT";
+        const SOON: &str = "Tue, 15 Nov 1994 12:46:25 GMT";
         assert_eq!(
-            if_range_value(&v(Some("\"abc\""), Some("x"))).as_deref(),
+            if_range_value(&v(Some("\"abc\""), Some(LM), Some(LATER))).as_deref(),
             Some("\"abc\"")
         );
+        // A weak ETag: neither it nor the date.
         assert_eq!(
-            if_range_value(&v(Some("W/\"abc\""), Some("Tue"))).as_deref(),
-            Some("Tue")
+            if_range_value(&v(Some("W/\"abc\""), Some(LM), Some(LATER))),
+            None
         );
-        assert_eq!(if_range_value(&v(Some("W/\"abc\""), None)), None);
-        assert_eq!(if_range_value(&v(Some("\"a\", \"b\""), None)), None);
-        assert_eq!(if_range_value(&v(None, None)), None);
+        assert_eq!(if_range_value(&v(Some("\"a\", \"b\""), None, None)), None);
+        // No ETag: a Last-Modified at least 60 s before the Date.
+        assert_eq!(
+            if_range_value(&v(None, Some(LM), Some(LATER))).as_deref(),
+            Some(LM)
+        );
+        assert_eq!(if_range_value(&v(None, Some(LM), Some(SOON))), None);
+        assert_eq!(if_range_value(&v(None, Some(LM), None)), None);
+        assert_eq!(if_range_value(&v(None, None, None)), None);
     }
 
     #[test]

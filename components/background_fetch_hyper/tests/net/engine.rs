@@ -494,7 +494,6 @@ async fn a_request_with_an_author_range_header_is_not_resumed_with_another_range
     }
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn a_307_for_an_upload_over_1_mib_sends_the_stored_body_again_and_counts_it_once() {
     let server = TestServer::http(|r| match r.path() {

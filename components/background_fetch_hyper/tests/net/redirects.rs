@@ -351,9 +351,10 @@ async fn early_307_server() -> TestServer {
     .await
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn a_307_answered_before_the_body_was_read_sends_the_body_again() {
+    // On loopback the socket buffers swallow megabytes before the server's 307 is read, so
+    // the body is large here; over a real link a 200 KB one was enough.
     let server = early_307_server().await;
     let mut c = config(None);
     c.max_replay_body = 64 << 20;
@@ -363,13 +364,8 @@ async fn a_307_answered_before_the_body_was_read_sends_the_body_again() {
     req.method = "POST".into();
     req.body_length = Some(body.len() as u64);
     let mut nr = request(req, &server.origin());
-    // In the store's read size: the body is not all handed over at once.
-    let chunks = (0..body.len()).step_by(16 * 1024);
-    nr.body = Some(body_source(
-        chunks
-            .map(|i| body.slice(i..(i + 16 * 1024).min(body.len())))
-            .collect(),
-    ));
+    // Read from the store in pieces, and re-opened there for the second request.
+    nr.body = Some(reopenable_body(body.clone(), 16 * 1024));
     let o = run(&host, nr).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert!(o.body == body, "the second request carried the whole body");
@@ -446,7 +442,6 @@ async fn manual_mode_with_an_unparsable_location_is_an_opaque_redirect() {
     assert_eq!(o.status(), 0);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn a_307_replay_counts_each_uploaded_byte_once() {
     // The engine adds up UploadProgress into `uploaded`: a body sent twice within one attempt

@@ -806,12 +806,26 @@ pub fn request(request: Request, origin: &str) -> NetworkRequest {
     }
 }
 
-/// A request body source over `chunks`.
+/// A request body source over `chunks`, which can be read once.
 pub fn body_source(chunks: Vec<Bytes>) -> RequestBodySource {
     let length = chunks.iter().map(|c| c.len() as u64).sum();
     let stream: BoxStream<'static, Result<Bytes, background_fetch::store::StoreError>> =
         futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
-    RequestBodySource { length, stream }
+    RequestBodySource::once(length, stream)
+}
+
+/// A request body source over `body` in `chunk`-byte pieces that can be opened again at any
+/// offset, as the engine's stored request body can.
+pub fn reopenable_body(body: Bytes, chunk: usize) -> RequestBodySource {
+    let length = body.len() as u64;
+    RequestBodySource::reopenable(length, move |offset| {
+        let rest = body.slice(offset as usize..);
+        let pieces: Vec<Result<Bytes, background_fetch::store::StoreError>> = (0..rest.len())
+            .step_by(chunk)
+            .map(|i| Ok(rest.slice(i..(i + chunk).min(rest.len()))))
+            .collect();
+        futures::stream::iter(pieces).boxed()
+    })
 }
 
 /// What a fetch attempt reported.
