@@ -140,6 +140,7 @@
 
 #![warn(missing_docs)]
 
+mod body;
 mod config;
 mod connect;
 mod connectivity;
@@ -148,19 +149,18 @@ mod credentials;
 pub mod decode;
 mod fetch;
 mod integrity;
+mod pool;
+mod resolve;
 
-pub use config::{Config, ConnectRetry, ConnectivityConfig, TlsConfig};
-pub use connect::{Resolve, ResolveError, ResolveErrorKind, StaticResolver, SystemResolver};
+pub use config::{BuildError, Config, ConnectRetry, ConnectivityConfig, MinRate, TlsConfig};
 pub use connectivity::Connectivity;
 pub use credentials::Credentials;
+pub use resolve::{Resolve, ResolveError, ResolveErrorKind, StaticResolver, SystemResolver};
 
 use background_fetch::{Engine, NetworkError, NetworkEvent, NetworkHost, NetworkRequest};
 use fetch::{Msg, Shared, Tx};
 use futures::stream::{BoxStream, Stream, StreamExt};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioTimer;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -168,26 +168,6 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
-
-/// Building a [`HyperNetwork`] failed.
-#[derive(Debug)]
-pub enum BuildError {
-    /// The TLS configuration is unusable (a bad root certificate, say).
-    Tls(String),
-    /// The internal runtime could not start.
-    Runtime(std::io::Error),
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::Tls(m) => write!(f, "TLS configuration: {m}"),
-            BuildError::Runtime(e) => write!(f, "cannot start the network runtime: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {}
 
 /// The network host. Cheap to clone (clones share the connection pool, the preflight cache and
 /// the connectivity signal).
@@ -216,20 +196,6 @@ impl Drop for OwnedRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-/// hyper's executor: spawns on the host's runtime, whichever thread asks.
-#[derive(Clone)]
-struct HandleExecutor(Handle);
-
-impl<F> hyper::rt::Executor<F> for HandleExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        self.0.spawn(fut);
     }
 }
 
@@ -262,24 +228,11 @@ impl HyperNetwork {
             config.connect_timeout,
             handle.clone(),
         );
-        let connector = connect::Connector::new(
-            tls,
-            resolver,
-            config.connect_timeout,
-            config.connect_retry.clone(),
-            connectivity.clone(),
-        );
-        let client = Client::builder(HandleExecutor(handle.clone()))
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .http2_adaptive_window(true)
-            .build(connector);
+        let pools = pool::Pools::new(&config, tls, resolver, connectivity.clone(), handle.clone());
         Ok(HyperNetwork {
             shared: Arc::new(Shared {
                 config,
-                client,
+                pools,
                 connectivity,
                 preflight: Default::default(),
             }),

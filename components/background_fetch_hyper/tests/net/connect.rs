@@ -5,7 +5,6 @@ use crate::support::*;
 use background_fetch::NetworkErrorKind;
 use std::time::Duration;
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn an_ipv6_address_that_swallows_syns_falls_back_to_ipv4() {
     // A dual-stack name whose IPv6 address blackholes SYNs: RFC 8305 races IPv4 after a short
@@ -15,18 +14,17 @@ async fn an_ipv6_address_that_swallows_syns_falls_back_to_ipv4() {
     let server = TestServer::http(move |r| res.reply(r)).await;
     let resolver = HostResolver::new();
     // The URL has no port: the addresses carry theirs.
-    resolver.set("dual.test", Ok(vec![hole.addr, server.addr]));
+    resolver.set("dual.localhost", Ok(vec![hole.addr, server.addr]));
     let mut c = config(None);
     c.resolver = Some(resolver);
     c.connect_timeout = Duration::from_secs(30);
     let host = host(c);
-    let url = url::Url::parse("http://dual.test/f").unwrap();
-    let o = run(&host, get(&url, "http://dual.test")).await;
+    let url = url::Url::parse("http://dual.localhost/f").unwrap();
+    let o = run(&host, get(&url, "http://dual.localhost")).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.body, pattern(5000));
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn an_address_that_swallows_syns_does_not_take_the_whole_connect_budget() {
     // Two IPv4 addresses, the first blackholed: each address gets its share of the budget.
@@ -34,13 +32,13 @@ async fn an_address_that_swallows_syns_does_not_take_the_whole_connect_budget() 
     let res = Resource::new(pattern(5000));
     let server = TestServer::http(move |r| res.reply(r)).await;
     let resolver = HostResolver::new();
-    resolver.set("two.test", Ok(vec![hole.addr, server.addr]));
+    resolver.set("two.localhost", Ok(vec![hole.addr, server.addr]));
     let mut c = config(None);
     c.resolver = Some(resolver);
     c.connect_timeout = Duration::from_secs(30);
     let host = host(c);
-    let url = url::Url::parse("http://two.test/f").unwrap();
-    let o = run(&host, get(&url, "http://two.test")).await;
+    let url = url::Url::parse("http://two.localhost/f").unwrap();
+    let o = run(&host, get(&url, "http://two.localhost")).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.body, pattern(5000));
 }
@@ -52,7 +50,6 @@ async fn h2_behind_a_relay(ca: &TestCa) -> (FnServer, SilentRelay) {
     (server, relay)
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn a_pooled_connection_that_timed_out_is_not_used_again() {
     let ca = TestCa::new();
@@ -61,7 +58,7 @@ async fn a_pooled_connection_that_timed_out_is_not_used_again() {
     c.response_head_timeout = Duration::from_secs(10);
     let host = host(c);
     let url = url::Url::parse(&format!("https://localhost:{}/x", relay.addr.port())).unwrap();
-    let origin = "https://app.test";
+    let origin = &url.origin().ascii_serialization();
     let first = run(&host, get(&url, origin)).await;
     assert!(first.error.is_none(), "{:?}", first.error);
     relay.silence_existing();
@@ -77,14 +74,13 @@ async fn a_pooled_connection_that_timed_out_is_not_used_again() {
     assert!(relay.conns.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test(start_paused = true)]
 async fn an_idle_http2_connection_that_went_silent_is_found_dead_by_ping() {
     let ca = TestCa::new();
     let (_server, relay) = h2_behind_a_relay(&ca).await;
     let host = host(config(Some(&ca)));
     let url = url::Url::parse(&format!("https://localhost:{}/x", relay.addr.port())).unwrap();
-    let origin = "https://app.test";
+    let origin = &url.origin().ascii_serialization();
     let first = run(&host, get(&url, origin)).await;
     assert!(first.error.is_none(), "{:?}", first.error);
     relay.silence_existing();

@@ -330,7 +330,8 @@ async fn the_engine_waits_while_offline_and_resumes_when_the_probe_finds_the_net
     let data = pattern(200_000);
     let res = Resource::new(data.clone());
     let server = TestServer::http(move |r| res.reply(r)).await;
-    // Name resolution is unavailable twice (the network is "down"), then works.
+    // Name resolution is unavailable twice (the network is "down": the record's request and
+    // the check of the destination known to work both fail), then works.
     let resolver = ScriptedResolver::new(vec![
         Err(ResolveErrorKind::Unavailable),
         Err(ResolveErrorKind::Unavailable),
@@ -339,6 +340,7 @@ async fn the_engine_waits_while_offline_and_resumes_when_the_probe_finds_the_net
     let mut c = config(None);
     c.resolver = Some(resolver.clone());
     c.connectivity.probe_interval = Duration::from_secs(30);
+    c.connectivity.probe_targets = vec![("probe.localhost".into(), server.port())];
     c.connectivity.recheck_after = None;
     let net = host(c);
     let origin = format!("http://a.localhost:{}", server.port());

@@ -371,7 +371,6 @@ async fn a_307_answered_before_the_body_was_read_sends_the_body_again() {
     assert!(o.body == body, "the second request carried the whole body");
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn a_referrer_policy_on_a_redirect_applies_to_the_next_hop() {
     // Fetch, HTTP-redirect fetch step 16: set request's referrer policy on redirect.
@@ -394,7 +393,6 @@ async fn a_referrer_policy_on_a_redirect_applies_to_the_next_hop() {
     );
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn two_location_headers_are_a_network_error() {
     let server = TestServer::http(|r| match r.path() {
@@ -408,7 +406,6 @@ async fn two_location_headers_are_a_network_error() {
     assert_eq!(server.count(), 1);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn redirect_modes_apply_to_a_redirect_status_without_location() {
     let server = TestServer::http(|_| Reply::new(302, "no location")).await;
@@ -429,7 +426,6 @@ async fn redirect_modes_apply_to_a_redirect_status_without_location() {
     assert_eq!(o.head().response_type, ResponseType::OpaqueRedirect);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn manual_mode_with_an_unparsable_location_is_an_opaque_redirect() {
     let server = TestServer::http(|_| Reply::redirect(302, "http://[::1")).await;
