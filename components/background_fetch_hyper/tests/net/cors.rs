@@ -362,7 +362,6 @@ async fn the_credentials_hook_is_used_only_when_the_credentials_flag_is_set() {
     assert_eq!(*jar.0.lock().unwrap(), ["seen=1", "seen=1"]);
 }
 
-#[ignore = "issue 16: fails until its fix"]
 #[tokio::test]
 async fn a_later_preflight_does_not_make_the_cache_forget_earlier_approvals() {
     // Fetch keeps one cache entry per method and per header name: approving DELETE later does
