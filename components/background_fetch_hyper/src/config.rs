@@ -89,8 +89,10 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
-    /// A request body up to this size is kept in memory while it is sent, so that a 307 or
-    /// 308 redirect can send it again. A larger body met by such a redirect fails the fetch.
+    /// For a request body that cannot be re-opened ([`background_fetch::RequestBodySource`]
+    /// without `reopen`; the engine's always can): up to this size it is kept in memory while
+    /// it is sent, so that a 307 or 308 redirect can send it again. A larger body met by such
+    /// a redirect fails the fetch.
     pub max_replay_body: usize,
     /// Cache CORS-preflight results (for `Access-Control-Max-Age`, at most 2 hours).
     pub preflight_cache: bool,
