@@ -500,3 +500,23 @@ async fn an_http2_stream_refused_with_http_1_1_required_is_retried_over_http_1_1
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.body, b"over http/1.1");
 }
+
+#[tokio::test]
+async fn tls_sessions_are_resumed_only_within_the_caller_s_site() {
+    // A TLS session ticket is as good a tracker as a connection: each partition keeps its own.
+    let ca = TestCa::new();
+    let res = Resource::new(pattern(1000)).header("access-control-allow-origin", "*");
+    let server = TestServer::https(&ca, move |r| res.reply(r)).await;
+    let mut c = config(Some(&ca));
+    c.pool_max_idle_per_host = 0; // a new connection (and handshake) for every fetch
+    let host = host(c);
+    for origin in ["https://one.test", "https://one.test", "https://two.test"] {
+        let o = run(&host, get(&server.url("/f"), origin)).await;
+        assert!(o.error.is_none(), "{:?}", o.error);
+    }
+    assert_eq!(
+        *server.resumed.lock().unwrap(),
+        vec![false, true, false],
+        "one.test resumes its own session; two.test does not get it"
+    );
+}

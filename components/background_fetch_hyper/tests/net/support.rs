@@ -214,6 +214,8 @@ pub struct TestServer {
     pub scheme: &'static str,
     /// Body bytes written by `Fault::Trickle` replies so far.
     pub written: Arc<AtomicUsize>,
+    /// For each TLS connection, in order: whether its handshake resumed a session.
+    pub resumed: Arc<Mutex<Vec<bool>>>,
     log: Arc<Mutex<Vec<Logged>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -246,6 +248,8 @@ impl TestServer {
         let log2 = log.clone();
         let written = Arc::new(AtomicUsize::new(0));
         let written2 = written.clone();
+        let resumed = Arc::new(Mutex::new(Vec::new()));
+        let resumed2 = resumed.clone();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             let conns = Arc::new(AtomicUsize::new(0));
@@ -261,11 +265,16 @@ impl TestServer {
                 let log = log2.clone();
                 let tls = tls.clone();
                 let written = written2.clone();
+                let resumed = resumed2.clone();
                 tokio::spawn(async move {
                     match tls {
                         None => serve_conn(stream, conn, handler, log, written).await,
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(stream).await {
+                                resumed.lock().unwrap().push(
+                                    s.get_ref().1.handshake_kind()
+                                        == Some(rustls::HandshakeKind::Resumed),
+                                );
                                 serve_conn(s, conn, handler, log, written).await
                             }
                         }
@@ -277,6 +286,7 @@ impl TestServer {
             addr,
             scheme,
             written,
+            resumed,
             log,
             task,
         }
@@ -357,6 +367,7 @@ impl TestServer {
             addr,
             scheme: "http",
             written: Arc::new(AtomicUsize::new(0)),
+            resumed: Arc::new(Mutex::new(Vec::new())),
             log,
             task,
         }
