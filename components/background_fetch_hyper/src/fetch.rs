@@ -999,6 +999,7 @@ impl<'a> Attempt<'a> {
                     if let Some(v) = &mut integrity {
                         v.update(&data);
                     }
+                    body.pace.handing();
                     self.tx.event(NetworkEvent::Data(data)).await?;
                     body.pace.engine_took_it();
                 }
@@ -1022,6 +1023,7 @@ impl<'a> Attempt<'a> {
                     if let Some(v) = &mut integrity {
                         v.update(&chunk);
                     }
+                    pace.handing();
                     self.tx.event(NetworkEvent::Data(chunk)).await?;
                     pace.engine_took_it();
                 }
@@ -1097,9 +1099,11 @@ impl Pace {
         let mut p = self.lock();
         p.last = Instant::now();
         p.window_bytes += n as u64;
-        if p.handed.is_none() {
-            p.handed = Some(p.last);
-        }
+    }
+
+    /// A chunk is handed to the engine (which may take its time storing it).
+    fn handing(&self) {
+        self.lock().handed = Some(Instant::now());
     }
 
     /// The engine took what it was handed: its time does not count.

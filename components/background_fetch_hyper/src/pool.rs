@@ -122,8 +122,10 @@ impl Pools {
             .pool_idle_timeout(c.pool_idle_timeout)
             .pool_max_idle_per_host(c.pool_max_idle_per_host)
             .http2_adaptive_window(true)
-            // Response header limits: browsers accept about 256 KiB. Over HTTP/1.1, hyper
-            // bounds the head by its read buffer (about 400 KiB) and by a count of headers.
+            // Response header limits: browsers accept about 256 KiB.
+            // AD-HOC: over HTTP/1.1 hyper bounds the head by its read buffer (about 400 KiB,
+            //         which also bounds body reads: lowering it would cost throughput) and by a
+            //         count of fields; a head over either is the same fatal error.
             .http1_max_headers(MAX_HTTP1_HEADERS)
             .http2_max_header_list_size(c.max_response_header_size);
         if let Some(interval) = c.http2_keepalive_interval {
