@@ -256,13 +256,17 @@ impl ConnectorInner {
             .await
             {
                 Ok(r) => r,
-                Err(_) => Err(ConnectError::new(
-                    ConnectErrorKind::Timeout,
-                    format!(
-                        "connecting to {host}:{port} took more than {:?}",
-                        self.connect_timeout
-                    ),
-                )),
+                Err(_) => {
+                    // Nothing answered in time: perhaps the network is gone.
+                    self.connectivity.report_failure(host, port);
+                    Err(ConnectError::new(
+                        ConnectErrorKind::Timeout,
+                        format!(
+                            "connecting to {host}:{port} took more than {:?}",
+                            self.connect_timeout
+                        ),
+                    ))
+                }
             };
             match result {
                 Ok(c) => return Ok(c),

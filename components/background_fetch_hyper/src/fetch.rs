@@ -167,6 +167,12 @@ impl<'a> Attempt<'a> {
             tracing::debug!("integrity metadata: fetching the whole body instead of resuming");
             range_start = None;
         }
+        if range_start.is_some() && r.request.headers.contains("range") {
+            // The author's Range is the request: ours would replace it and fetch other bytes.
+            // (The engine does not resume such a request; this host refuses to, too.)
+            tracing::debug!("an author Range header: not resuming");
+            range_start = None;
+        }
         Attempt {
             partition: shared.pools.get(&r.client.origin),
             shared,

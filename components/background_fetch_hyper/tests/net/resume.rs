@@ -195,3 +195,16 @@ async fn resume_over_tls_byte_for_byte() {
     assert_eq!(second.status(), 206);
     assert_eq!([first.body, second.body].concat(), data);
 }
+
+#[tokio::test]
+async fn an_author_range_is_never_replaced_by_a_resumption_range() {
+    let res = Resource::new(pattern(1000));
+    let server = TestServer::http(move |r| res.reply(r)).await;
+    let host = host(config(None));
+    let mut r = resumed(&server, "/f", 5, Some("\"v1\""), None);
+    r.request.headers.append("range", "bytes=0-");
+    let o = run(&host, r).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(server.requests()[0].header("range"), Some("bytes=0-"));
+    assert_eq!(o.body, pattern(1000));
+}
