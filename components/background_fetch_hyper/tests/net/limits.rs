@@ -96,17 +96,17 @@ async fn empty_http2_data_frames_do_not_keep_a_stalled_body_alive() {
     let ca = TestCa::new();
     let addr = empty_frames_server(&ca, b"0123456789", Duration::from_millis(50)).await;
     let mut c = config(Some(&ca));
-    c.idle_timeout = Duration::from_millis(400);
+    c.idle_timeout = Duration::from_secs(1);
     let host = host(c);
     let url = url::Url::parse(&format!("https://localhost:{}/x", addr.port())).unwrap();
     let o = tokio::time::timeout(
-        Duration::from_secs(600),
+        Duration::from_secs(30),
         run(&host, get(&url, &url.origin().ascii_serialization())),
     )
     .await
     .expect("the stall is noticed");
     assert_eq!(o.kind(), NetworkErrorKind::Temporary, "{:?}", o.error);
-    assert_eq!(o.body, b"0123456789", "{:?}", o.error);
+    assert!(b"0123456789".starts_with(&o.body), "{:?}", o.body);
     assert!(
         o.error().message.contains("stalled"),
         "{}",

@@ -1045,7 +1045,7 @@ impl Blackhole {
         // Fill the accept queue until a connection attempt gets no answer.
         let mut fillers = Vec::new();
         loop {
-            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
                 Ok(s) => fillers.push(s),
                 Err(e) => {
                     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
