@@ -769,6 +769,15 @@ impl<'a> Attempt<'a> {
             tokio::select! {
                 biased;
                 r = &mut response => {
+                    // The head may come in the same poll as the last of the upload: report
+                    // what was sent before the head (UploadProgress never follows it).
+                    let total = *progress_rx.borrow_and_update();
+                    if total > self.upload_reported {
+                        self.tx
+                            .event(NetworkEvent::UploadProgress(total - self.upload_reported))
+                            .await?;
+                        self.upload_reported = total;
+                    }
                     return match r {
                         Ok(r) => Ok((r, capture)),
                         Err(e) if requires_http1(&e) => Err(Stop::Http11Required),
@@ -1412,11 +1421,8 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
             return NetworkError::fatal(message);
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            if h.is_parse_too_large() {
-                return NetworkError::fatal(format!(
-                    "the response header section is larger than this host accepts: {message}"
-                ));
-            }
+            // (A head over hyper's limits is a parse error too; its message says "message
+            // head is too large".)
             if h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
                 return NetworkError::fatal(format!("bad response: {message}"));
             }
