@@ -591,15 +591,22 @@ pub struct ResponseHead {
     /// The type.
     pub response_type: ResponseType,
     /// For a response whose `headers` were CORS-filtered: the unfiltered `Content-Range`,
-    /// `ETag` and `Last-Modified`, which the engine needs to validate a resumption ("validate a
-    /// partial response") and to send `If-Range`. Never exposed to script. Empty when
-    /// `headers` is not filtered.
+    /// `ETag`, `Last-Modified`, `Date` and `Content-Encoding`, which the engine needs to decide
+    /// whether and how to resume (a content-coded response is never resumed), to validate a
+    /// resumption ("validate a partial response") and to send `If-Range`. Never exposed to
+    /// script. Empty when `headers` is not filtered.
     #[serde(default, skip_serializing_if = "HeaderList::is_empty")]
     pub resume_headers: HeaderList,
 }
 
 /// The headers [`ResponseHead::resume_headers`] may carry.
-pub const RESUME_HEADERS: [&str; 3] = ["content-range", "etag", "last-modified"];
+pub const RESUME_HEADERS: [&str; 5] = [
+    "content-range",
+    "etag",
+    "last-modified",
+    "date",
+    "content-encoding",
+];
 
 impl ResponseHead {
     /// The header list resumption is validated against: `headers`, with the unfiltered

@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs futures to completion in the background. The engine spawns one task per running
@@ -141,7 +142,14 @@ pub struct Validators {
     pub etag: Option<String>,
     /// The stored response's `Last-Modified`, if any.
     pub last_modified: Option<String>,
+    /// The stored response's `Date`, if any: a `Last-Modified` is a strong validator (usable in
+    /// `If-Range`) only when it is at least 60 seconds before the `Date` (RFC 9110 §8.8.2.2).
+    pub date: Option<String>,
 }
+
+/// Opens a stored request body at a byte offset: the bytes from there to its end, in order.
+pub type OpenRequestBody =
+    Arc<dyn Fn(u64) -> BoxStream<'static, Result<Bytes, StoreError>> + Send + Sync>;
 
 /// A request body streamed from the store to the network.
 pub struct RequestBodySource {
@@ -149,11 +157,53 @@ pub struct RequestBodySource {
     pub length: u64,
     /// The bytes, in order.
     pub stream: BoxStream<'static, Result<Bytes, StoreError>>,
+    /// Opens the body again at an offset, for a host that must send it again within the
+    /// attempt (a 307 or 308 redirect, a retry on another connection). `None`: the body can be
+    /// read once.
+    pub reopen: Option<OpenRequestBody>,
+}
+
+impl RequestBodySource {
+    /// A body that can be read once.
+    pub fn once(length: u64, stream: BoxStream<'static, Result<Bytes, StoreError>>) -> Self {
+        RequestBodySource {
+            length,
+            stream,
+            reopen: None,
+        }
+    }
+
+    /// A body that `open` opens at any offset (the store's request body); `stream` is
+    /// `open(0)`.
+    pub fn reopenable(
+        length: u64,
+        open: impl Fn(u64) -> BoxStream<'static, Result<Bytes, StoreError>> + Send + Sync + 'static,
+    ) -> Self {
+        RequestBodySource {
+            length,
+            stream: open(0),
+            reopen: Some(Arc::new(open)),
+        }
+    }
+
+    /// The body from `offset` on, if it can be opened again.
+    pub fn open_at(&self, offset: u64) -> Option<BoxStream<'static, Result<Bytes, StoreError>>> {
+        self.reopen.as_ref().map(|open| open(offset))
+    }
 }
 
 impl fmt::Debug for RequestBodySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RequestBodySource({} bytes)", self.length)
+        write!(
+            f,
+            "RequestBodySource({} bytes{})",
+            self.length,
+            if self.reopen.is_some() {
+                ", re-openable"
+            } else {
+                ""
+            }
+        )
     }
 }
 

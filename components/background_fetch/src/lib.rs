@@ -111,8 +111,9 @@ pub use fetch::{
 };
 pub use hosts::{
     BlockReason, Clock, DispatchOutcome, FixedQuota, Granted, NetworkError, NetworkErrorKind,
-    NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, PermissionHost, PolicyHost, QuotaHost,
-    RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot, Unlimited, Validators, WorkerHost,
+    NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, OpenRequestBody, PermissionHost,
+    PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot, Unlimited,
+    Validators, WorkerHost,
 };
 pub use manager::{Requests, parse_request_url};
 pub use matching::{CacheQueryOptions, request_matches_cached_item};
