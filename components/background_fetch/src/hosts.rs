@@ -346,7 +346,9 @@ pub trait QuotaHost: Send + Sync {
 /// Policy decisions that need the caller's policy container (CSP). Scheme, mixed content and
 /// bad ports are checked by the engine itself.
 pub trait PolicyHost: Send + Sync {
-    /// Whether `client`'s policies allow `request`. Called before every fetch attempt.
+    /// Whether `client`'s policies allow `request`. The engine calls it before every fetch
+    /// attempt, for the record's URL; a network host that follows redirects calls it for each
+    /// hop (Fetch checks CSP for every request).
     fn check(&self, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason>;
 }
 

@@ -2,6 +2,7 @@
 
 use crate::credentials::Credentials;
 use crate::resolve::Resolve;
+use background_fetch::{PolicyHost, SimpleCsp};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::fmt;
@@ -104,6 +105,12 @@ pub struct Config {
     /// without credentials whatever their credentials mode (the mode still governs the CORS
     /// check).
     pub credentials: Option<Arc<dyn Credentials>>,
+    /// The caller's policy checks (Content Security Policy's `connect-src`), run on every
+    /// request of an attempt, redirects included (Fetch's main fetch: "should request be
+    /// blocked by Content Security Policy"). Give it the engine's `Hosts::policy`, so that the
+    /// first URL (checked by the engine) and every hop agree. Default:
+    /// [`background_fetch::SimpleCsp`].
+    pub policy: Arc<dyn PolicyHost>,
     /// Worker threads of the runtime [`crate::HyperNetwork::new`] creates (ignored by
     /// [`crate::HyperNetwork::with_handle`]).
     pub worker_threads: usize,
@@ -136,6 +143,7 @@ impl Default for Config {
             connectivity: ConnectivityConfig::default(),
             resolver: None,
             credentials: None,
+            policy: Arc::new(SimpleCsp),
             worker_threads: 2,
         }
     }
@@ -171,6 +179,7 @@ impl fmt::Debug for Config {
             .field("connectivity", &self.connectivity)
             .field("resolver", &self.resolver.is_some())
             .field("credentials", &self.credentials.is_some())
+            .field("policy", &"dyn PolicyHost")
             .field("worker_threads", &self.worker_threads)
             .finish()
     }

@@ -377,6 +377,14 @@ impl<'a> Attempt<'a> {
         if let Err(reason) = check_request_url(&self.client, &url) {
             return Err(blocked(reason, format!("{url}: {reason}")));
         }
+        // Main fetch 7: if should request be blocked by Content Security Policy returns
+        // blocked, then set response to a network error. (For every request, redirects
+        // included; the engine checks the first URL too, with the same policy.)
+        let mut hop = self.request.clone();
+        hop.url = url.clone();
+        if let Err(reason) = self.shared.config.policy.check(&self.client, &hop) {
+            return Err(blocked(reason, format!("{url}: {reason}")));
+        }
         // Main fetch 12: request's current URL's origin is same origin with request's origin,
         // and request's response tainting is "basic" → scheme fetch.
         if self.origin_is_same_as(&url) && !self.cors_tainting && !self.tainted_origin {

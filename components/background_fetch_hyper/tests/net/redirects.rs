@@ -208,6 +208,43 @@ async fn every_hop_is_checked_for_scheme_bad_port_and_mixed_content() {
     }
 }
 
+/// Issue 11 item 11: the caller's CSP was checked for the first URL only (by the engine);
+/// Fetch's main fetch checks "should request be blocked by Content Security Policy" for every
+/// request, so a redirect to a destination `connect-src` does not allow is blocked.
+#[tokio::test]
+async fn every_hop_is_checked_against_the_callers_csp() {
+    let other =
+        TestServer::http(|_| Reply::ok("elsewhere").header("access-control-allow-origin", "*"))
+            .await;
+    let to_other = other.url("/x").to_string();
+    let server = TestServer::http(move |r| match r.path() {
+        "/away" => Reply::redirect(302, &to_other),
+        "/here" => Reply::redirect(302, "/x"),
+        _ => Reply::ok("x"),
+    })
+    .await;
+    let host = host(config(None));
+    for (path, csp, kind) in [
+        ("/away", "connect-src 'self'", Some(BlockReason::Csp)),
+        ("/here", "connect-src 'self'", None),
+        ("/away", "default-src 'none'", Some(BlockReason::Csp)),
+    ] {
+        let mut req = get(&server.url(path), &server.origin());
+        req.client.policy.csp = vec![csp.to_owned()];
+        let o = run(&host, req).await;
+        match kind {
+            Some(reason) => assert_eq!(
+                o.kind(),
+                NetworkErrorKind::Blocked(reason),
+                "{path} under {csp:?}: {:?}",
+                o.error
+            ),
+            None => assert!(o.error.is_none(), "{path} under {csp:?}: {:?}", o.error),
+        }
+    }
+    assert_eq!(other.count(), 0, "nothing was sent where the CSP forbids");
+}
+
 #[tokio::test]
 async fn a_3xx_without_location_is_the_response() {
     let server = TestServer::http(|_| Reply::new(302, "no location")).await;
