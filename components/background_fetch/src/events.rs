@@ -17,7 +17,7 @@ use std::sync::{Arc, Weak};
 /// Which functional event.
 ///
 /// <https://wicg.github.io/background-fetch/#service-worker-global-events>
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FunctionalEventKind {
     /// `backgroundfetchsuccess` (`BackgroundFetchUpdateUIEvent`)
     Success,

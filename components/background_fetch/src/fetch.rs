@@ -595,7 +595,7 @@ pub struct ResponseHead {
     /// whether and how to resume (a content-coded response is never resumed), to validate a
     /// resumption ("validate a partial response") and to send `If-Range`. Never exposed to
     /// script. Empty when `headers` is not filtered.
-    #[serde(default, skip_serializing_if = "HeaderList::is_empty")]
+    #[serde(default)]
     pub resume_headers: HeaderList,
 }
 

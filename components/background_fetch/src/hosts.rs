@@ -309,7 +309,7 @@ pub trait UiHost: Send + Sync {
 }
 
 /// What became of a functional event dispatch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DispatchOutcome {
     /// The event was dispatched and is no longer active (its `waitUntil` promises settled or
     /// timed out).

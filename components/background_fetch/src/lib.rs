@@ -84,6 +84,7 @@ mod model;
 mod perform;
 pub mod policy;
 mod registration;
+pub mod service;
 mod state;
 pub mod store;
 mod sync;

@@ -69,6 +69,7 @@ impl ManagerInner {
                 engine: self.engine.clone(),
                 slots: Mutex::new(delivered),
                 listeners: Mutex::new(Vec::new()),
+                observers: Mutex::new(Vec::new()),
             }),
         };
         // 4. Set instancesMap[bgFetch] to instance.
@@ -169,18 +170,32 @@ pub(crate) struct InstanceInner {
     /// downloaded, uploaded, result, failure reason, records available flag.
     pub slots: Mutex<Progress>,
     pub listeners: Mutex<Vec<ProgressListener>>,
+    /// Told of every change of the slots, with whether a `progress` event follows (the
+    /// service's connections: they mirror the slots in another process).
+    pub observers: Mutex<Vec<SlotObserver>>,
 }
 
-/// A `progress` event to dispatch once locks are released.
+/// Told of a change of an instance's slots, and whether a `progress` event fires for it.
+pub(crate) type SlotObserver = Arc<dyn Fn(&BackgroundFetchRegistration, bool) + Send + Sync>;
+
+/// A change of an instance's slots to announce once locks are released: to its observers, and
+/// with a `progress` event when `progress` is set.
 pub(crate) struct InstanceUpdate {
     instance: BackgroundFetchRegistration,
+    progress: bool,
+    observers: Vec<SlotObserver>,
     listeners: Vec<ProgressListener>,
 }
 
 impl InstanceUpdate {
     pub(crate) fn dispatch(self) {
-        for l in &self.listeners {
-            l(&self.instance);
+        for o in &self.observers {
+            o(&self.instance, self.progress);
+        }
+        if self.progress {
+            for l in &self.listeners {
+                l(&self.instance);
+            }
         }
     }
 }
@@ -298,14 +313,27 @@ impl BackgroundFetchRegistration {
     /// Returns the `progress` event to fire, if any.
     pub(crate) fn apply_update(&self, p: &Progress) -> Option<InstanceUpdate> {
         let mut slots = lock(&self.inner.slots);
+        // The slots changed, but no progress event follows: only observers are told.
+        let quiet = |instance: &Self| {
+            let observers = lock(&instance.inner.observers).clone();
+            (!observers.is_empty()).then(|| InstanceUpdate {
+                instance: instance.clone(),
+                progress: false,
+                observers,
+                listeners: Vec::new(),
+            })
+        };
         // 3. If recordsAvailable is false, and bgFetchRegistration's records available flag is
         //    set, unset bgFetchRegistration's records available flag.
+        let mut unset = false;
         if !p.records_available && slots.records_available {
             slots.records_available = false;
+            unset = true;
         }
         // 4. If bgFetchRegistration's result is not the empty string, then abort these steps.
         if slots.result != BackgroundFetchResult::Empty {
-            return None;
+            drop(slots);
+            return if unset { quiet(self) } else { None };
         }
         // 5. If all of the following are true: bgFetchRegistration's downloaded is equal to
         //    downloaded; bgFetchRegistration's uploaded is equal to uploaded;
@@ -316,7 +344,8 @@ impl BackgroundFetchRegistration {
             && slots.result == p.result
             && slots.failure_reason == p.failure_reason
         {
-            return None;
+            drop(slots);
+            return if unset { quiet(self) } else { None };
         }
         // 6. Set bgFetchRegistration's downloaded to downloaded.
         slots.downloaded = p.downloaded;
@@ -330,6 +359,8 @@ impl BackgroundFetchRegistration {
         // 10. Fire an event named "progress" at bgFetchRegistration.
         Some(InstanceUpdate {
             instance: self.clone(),
+            progress: true,
+            observers: lock(&self.inner.observers).clone(),
             listeners: lock(&self.inner.listeners).clone(),
         })
     }
