@@ -157,6 +157,7 @@ impl Test {
                 csp: setup.csp.iter().map(|s| (*s).to_owned()).collect(),
                 referrer_policy: String::new(),
             },
+            embedder: None,
         });
         let (document_port, messages) = mpsc::unbounded();
         Test {

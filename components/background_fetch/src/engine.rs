@@ -128,6 +128,56 @@ pub struct Hosts {
     pub spawner: Arc<dyn Spawn>,
 }
 
+impl Hosts {
+    /// Hosts with what every embedding must provide (storage, network, the service worker
+    /// side, time and tasks) and sensible defaults for the rest: no UI ([`crate::NoUi`]), the
+    /// permission granted ([`crate::Granted`]), no quota ([`crate::Unlimited`]) and
+    /// [`crate::SimpleCsp`]. Change any with the `with_*` methods.
+    pub fn new(
+        store: Arc<dyn Store>,
+        network: Arc<dyn NetworkHost>,
+        worker: Arc<dyn WorkerHost>,
+        clock: Arc<dyn Clock>,
+        spawner: Arc<dyn Spawn>,
+    ) -> Hosts {
+        Hosts {
+            store,
+            network,
+            ui: Arc::new(crate::hosts::NoUi),
+            worker,
+            permission: Arc::new(crate::hosts::Granted),
+            quota: Arc::new(crate::hosts::Unlimited),
+            policy: Arc::new(crate::hosts::SimpleCsp),
+            clock,
+            spawner,
+        }
+    }
+
+    /// With `ui`.
+    pub fn with_ui(mut self, ui: Arc<dyn UiHost>) -> Hosts {
+        self.ui = ui;
+        self
+    }
+
+    /// With `permission`.
+    pub fn with_permission(mut self, permission: Arc<dyn PermissionHost>) -> Hosts {
+        self.permission = permission;
+        self
+    }
+
+    /// With `quota`.
+    pub fn with_quota(mut self, quota: Arc<dyn QuotaHost>) -> Hosts {
+        self.quota = quota;
+        self
+    }
+
+    /// With `policy`.
+    pub fn with_policy(mut self, policy: Arc<dyn PolicyHost>) -> Hosts {
+        self.policy = policy;
+        self
+    }
+}
+
 /// The kind of environment a script runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EnvironmentKind {
@@ -151,6 +201,9 @@ pub struct EnvironmentSettings {
     pub secure_context: bool,
     /// Its policy container (CSP), captured by `fetch()`.
     pub policy: PolicyContainer,
+    /// Opaque embedder data about this environment, kept in every fetch it makes
+    /// ([`ClientSnapshot::embedder`]).
+    pub embedder: Option<Vec<u8>>,
 }
 
 impl EnvironmentSettings {
@@ -161,6 +214,7 @@ impl EnvironmentSettings {
             base_url,
             secure_context: true,
             policy: PolicyContainer::default(),
+            embedder: None,
         }
     }
 }
@@ -179,6 +233,7 @@ impl EnvInner {
             base_url: self.settings.base_url.clone(),
             secure_context: self.settings.secure_context,
             policy: self.settings.policy.clone(),
+            embedder: self.settings.embedder.clone(),
         }
     }
 }
@@ -735,6 +790,7 @@ impl EngineInner {
             base_url: base,
             secure_context: true,
             policy: PolicyContainer::default(),
+            embedder: None,
         });
         lock(&self.state)
             .sw_environments

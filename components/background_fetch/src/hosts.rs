@@ -253,6 +253,40 @@ pub enum NetworkEvent {
 
 /// The network. One call per fetch attempt; the host runs Fetch (redirects, CORS, policy
 /// checks, content decoding) and reports events.
+///
+/// # Contract
+///
+/// * **One attempt per call.** Redirects, CORS preflights and connection retries that send
+///   nothing happen inside it; the engine makes the next attempt (with a Range request) after
+///   an [`NetworkErrorKind::Temporary`] error.
+/// * **Order of events**: [`NetworkEvent`]'s. A second head, or bytes before a head, fail the
+///   record.
+/// * **Truncation.** A body that stops before its end is an `Error` (temporary when a retry can
+///   help: reset, timeout, a close before `Content-Length`), never a normal end. The engine also
+///   treats a full, identity-coded response that ended short of its `Content-Length` as
+///   temporary, for hosts that cannot tell.
+/// * **Content codings.** `Data` is decoded; the head keeps `Content-Encoding` (in
+///   `headers`, or in `resume_headers` when CORS filtering removed it): the engine restarts
+///   rather than Range-resumes a coded response, since the decoded bytes of one representation
+///   do not continue the other's.
+/// * **Resumption.** With [`NetworkRequest::range_start`] the host sends `Range: bytes=n-`,
+///   `Accept-Encoding: identity` and an `If-Range` from [`NetworkRequest::validators`] when one
+///   is strong; a request with an author `Range` header is never resumed.
+/// * **Flow control.** The engine pulls: it polls the stream again once the previous chunk is
+///   stored. A host keeps at most a bounded amount in flight (hyper's: two chunks), never the
+///   whole body.
+/// * **Cancellation.** Dropping the stream terminates the transfer (pause, abort, offline).
+/// * **Errors.** [`NetworkErrorKind`]: `Temporary` for what waiting can fix (offline, refused,
+///   reset, DNS failure of a name that may resolve later, timeouts), `Fatal` for what it cannot,
+///   `Blocked` for policy (scheme, mixed content, bad port, CSP, CORS: no byte is stored), and
+///   `Aborted`. A failure of one destination is that record's, not "the network is offline":
+///   connectivity comes through [`crate::Engine::set_online`].
+/// * **Uploads.** [`NetworkRequest::body`] can be re-opened at an offset
+///   ([`RequestBodySource::open_at`]) for a 307/308; `UploadProgress` counts each byte once per
+///   attempt.
+/// * **No service worker, no keepalive to a page.** The request's service-workers mode is
+///   `"none"`; it belongs to no document (an embedder whose Fetch requires a client for
+///   keepalive, as Servo's does, must not set it).
 pub trait NetworkHost: Send + Sync {
     /// Starts a fetch attempt. The returned stream must be `'static` and `Send`; dropping it
     /// must cancel the transfer.
@@ -297,6 +331,13 @@ pub struct UiSnapshot {
 /// The browser UI. The engine calls it; what the user does comes back through
 /// [`crate::Engine::pause`], [`crate::Engine::resume`], [`crate::Engine::user_abort`],
 /// [`crate::Engine::click`] and [`crate::Engine::permission_decision`].
+///
+/// **Threads and re-entrancy.** The calls come synchronously from the engine's tasks (on
+/// whatever thread the [`Spawn`]er runs them) or from the embedder's own calls into the engine
+/// (`set_online`, `fetch()`), never with an engine lock held. An implementation returns
+/// quickly (it posts to its UI thread) and may call back into the engine: those calls are
+/// `async` and do not run inside it. Progress listeners
+/// ([`crate::BackgroundFetchRegistration::on_progress`]) follow the same rules.
 pub trait UiHost: Send + Sync {
     /// Display a new background fetch (also called for every fetch restored after a restart).
     /// The UI must show the origin, must not be dismissible until the result is set, and must
@@ -350,6 +391,16 @@ pub trait PolicyHost: Send + Sync {
     /// attempt, for the record's URL; a network host that follows redirects calls it for each
     /// hop (Fetch checks CSP for every request).
     fn check(&self, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason>;
+}
+
+/// A [`UiHost`] that shows nothing (a headless embedder; what the user does can still come in
+/// through [`crate::Engine::pause`] and the like).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoUi;
+impl UiHost for NoUi {
+    fn show(&self, _ui: &UiSnapshot) {}
+    fn update(&self, _ui: &UiSnapshot) {}
+    fn remove(&self, _uid: FetchUid) {}
 }
 
 /// A [`PermissionHost`] that always answers `"granted"`.

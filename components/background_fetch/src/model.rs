@@ -306,6 +306,12 @@ pub struct ClientSnapshot {
     pub secure_context: bool,
     /// The caller's policy container.
     pub policy: PolicyContainer,
+    /// Opaque data the embedder keeps about the caller (given in
+    /// [`crate::EnvironmentSettings::embedder`]), stored with the fetch and handed back in every
+    /// [`crate::NetworkRequest::client`], also after a restart: Servo would keep its serialised
+    /// request client and policy container here, to rebuild them for its own Fetch.
+    #[serde(default)]
+    pub embedder: Option<Vec<u8>>,
 }
 
 impl ClientSnapshot {
@@ -316,6 +322,7 @@ impl ClientSnapshot {
             secure_context: true,
             base_url,
             policy: PolicyContainer::default(),
+            embedder: None,
         }
     }
 }

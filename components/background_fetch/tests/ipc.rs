@@ -123,12 +123,14 @@ fn child(name: String) {
         base_url: Url::parse("https://example.com/podcasts/index.html").unwrap(),
         secure_context: true,
         policy: PolicyContainer::default(),
+        embedder: None,
     };
     let sw_env = EnvironmentData {
         kind: EnvironmentKindData::ServiceWorker(registration()),
         base_url: Url::parse("https://example.com/sw.js").unwrap(),
         secure_context: true,
         policy: PolicyContainer::default(),
+        embedder: None,
     };
     let mut conns = ipc::connect(name, vec![page_env, sw_env], spawner).expect("connected");
     let worker = conns.pop().unwrap();

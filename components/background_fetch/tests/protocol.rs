@@ -212,6 +212,7 @@ fn to_service() -> impl Strategy<Value = ToService> {
                         csp: vec!["connect-src 'self'".into()],
                         referrer_policy: String::new(),
                     },
+                    embedder: Some(vec![1, 2, 3]),
                 },
             }),
         (any::<u64>(), call()).prop_map(|(c, call_data)| ToService::Call {

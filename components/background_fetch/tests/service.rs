@@ -40,6 +40,7 @@ fn page_environment() -> EnvironmentData {
         base_url: Url::parse("https://example.com/page.html").unwrap(),
         secure_context: true,
         policy: PolicyContainer::default(),
+        embedder: None,
     }
 }
 
@@ -58,6 +59,7 @@ fn bed() -> Bed {
             base_url: Url::parse("https://example.com/").unwrap(),
             secure_context: true,
             policy: PolicyContainer::default(),
+            embedder: None,
         },
         spawner,
     );

@@ -309,6 +309,7 @@ impl App {
             secure_context: background_fetch::policy::is_potentially_trustworthy(&scope),
             base_url: scope,
             policy: PolicyContainer::default(),
+            embedder: None,
         });
         let manager = env.background_fetch(&registration);
         self.environments.lock().unwrap().push(env);

@@ -71,6 +71,8 @@ pub struct EnvironmentData {
     pub secure_context: bool,
     /// Its policy container.
     pub policy: PolicyContainer,
+    /// Opaque embedder data about it, kept with its fetches (`ClientSnapshot::embedder`).
+    pub embedder: Option<Vec<u8>>,
 }
 
 /// A `BackgroundFetchRegistration` instance's values, as the service last delivered them to

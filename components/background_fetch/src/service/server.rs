@@ -237,6 +237,7 @@ impl Service {
                 base_url: environment.base_url,
                 secure_context: environment.secure_context,
                 policy: environment.policy,
+                embedder: environment.embedder,
             }),
         };
         st.environment = Some(env);

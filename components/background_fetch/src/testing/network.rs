@@ -142,6 +142,8 @@ pub enum Fault {
 pub struct LoggedRequest {
     /// The background fetch the attempt was for.
     pub fetch: crate::model::FetchUid,
+    /// The caller of `fetch()`, as the engine handed it over.
+    pub client: crate::model::ClientSnapshot,
     /// The URL.
     pub url: String,
     /// The method.
@@ -354,6 +356,7 @@ impl ScriptedNetwork {
             let mut inner = self.inner.lock().unwrap();
             inner.log.push(LoggedRequest {
                 fetch: req.fetch,
+                client: req.client.clone(),
                 url: url.clone(),
                 method: req.request.method.clone(),
                 range_start: req.range_start,
