@@ -3,11 +3,12 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::events::{self, FunctionalEventKind};
+use crate::events;
 use crate::hosts::{
     Clock, NetworkHost, PermissionHost, PolicyHost, QuotaHost, Spawn, UiHost, UiSnapshot,
     WorkerHost,
 };
+use crate::model::FunctionalEventKind;
 use crate::model::{
     ClientSnapshot, FetchUid, PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
 };

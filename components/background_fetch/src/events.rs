@@ -5,7 +5,7 @@
 use crate::engine::EngineInner;
 use crate::error::DomError;
 use crate::hosts::DispatchOutcome;
-use crate::model::BackgroundFetchUiOptions;
+use crate::model::{BackgroundFetchUiOptions, FunctionalEventKind};
 use crate::registration::BackgroundFetchRegistration;
 use crate::state::BgFetch;
 use futures::FutureExt;
@@ -13,33 +13,6 @@ use futures::future::BoxFuture;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-
-/// Which functional event.
-///
-/// <https://wicg.github.io/background-fetch/#service-worker-global-events>
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum FunctionalEventKind {
-    /// `backgroundfetchsuccess` (`BackgroundFetchUpdateUIEvent`)
-    Success,
-    /// `backgroundfetchfail` (`BackgroundFetchUpdateUIEvent`)
-    Fail,
-    /// `backgroundfetchabort` (`BackgroundFetchEvent`)
-    Abort,
-    /// `backgroundfetchclick` (`BackgroundFetchEvent`)
-    Click,
-}
-
-impl FunctionalEventKind {
-    /// The event type.
-    pub fn event_type(self) -> &'static str {
-        match self {
-            FunctionalEventKind::Success => "backgroundfetchsuccess",
-            FunctionalEventKind::Fail => "backgroundfetchfail",
-            FunctionalEventKind::Abort => "backgroundfetchabort",
-            FunctionalEventKind::Click => "backgroundfetchclick",
-        }
-    }
-}
 
 /// `BackgroundFetchEvent`.
 ///

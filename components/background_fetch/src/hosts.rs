@@ -20,6 +20,7 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
     PermissionState, ServiceWorkerRegistrationId,
 };
+use crate::policy::BlockReason;
 use crate::store::StoreError;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -42,38 +43,6 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Duration;
     /// A future that completes once `duration` has passed.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
-}
-
-/// Why a policy check blocked a request. Every block fails that record with `fetch-error`
-/// (its `responseReady` rejects with `TypeError`); `fetch()` itself still resolves, as the
-/// current WPT expects (outline §9.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BlockReason {
-    /// The scheme is not `http`/`https` (Background Fetch is limited to HTTP(S)).
-    Scheme,
-    /// Plain `http` to a host that is not potentially trustworthy, from a secure context.
-    MixedContent,
-    /// A port on Fetch's bad-port list.
-    BadPort,
-    /// The caller's Content Security Policy (`connect-src`).
-    Csp,
-    /// The CORS check (or its preflight) failed.
-    Cors,
-    /// The host refused it for another reason.
-    Other,
-}
-
-impl fmt::Display for BlockReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BlockReason::Scheme => "scheme not allowed",
-            BlockReason::MixedContent => "mixed content",
-            BlockReason::BadPort => "bad port",
-            BlockReason::Csp => "blocked by Content Security Policy",
-            BlockReason::Cors => "CORS check failed",
-            BlockReason::Other => "blocked",
-        })
-    }
 }
 
 /// How the engine must treat a network error.

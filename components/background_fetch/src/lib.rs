@@ -163,28 +163,27 @@ pub use engine::{
     FetchInfo, Hosts, RetryPolicy,
 };
 pub use error::{DomError, DomErrorKind};
-pub use events::{
-    BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, FunctionalEvent, FunctionalEventKind,
-};
+pub use events::{BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, FunctionalEvent};
 pub use fetch::{
     CacheMode, CredentialsMode, HeaderList, RedirectMode, Request, RequestBody, RequestInfo,
     RequestInit, RequestMode, RequestObject, ResponseHead, ResponseType, construct_request,
     is_cors_safelisted_method, is_forbidden_request_header,
 };
 pub use hosts::{
-    BlockReason, Clock, DispatchOutcome, FixedQuota, Granted, NetworkError, NetworkErrorKind,
-    NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody, PermissionHost,
-    PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot, Unlimited,
-    Validators, WorkerHost,
+    Clock, DispatchOutcome, FixedQuota, Granted, NetworkError, NetworkErrorKind, NetworkEvent,
+    NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody, PermissionHost, PolicyHost,
+    QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot, Unlimited, Validators,
+    WorkerHost,
 };
 pub use manager::{Requests, parse_request_url};
 pub use matching::{CacheQueryOptions, request_matches_cached_item};
 pub use memory_store::MemoryStore;
 pub use model::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
-    BackgroundFetchUiOptions, ClientSnapshot, FetchUid, ImageResource, PermissionState,
-    PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
+    BackgroundFetchUiOptions, ClientSnapshot, EventToken, FetchUid, FunctionalEventKind,
+    ImageResource, PermissionState, PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
 };
+pub use policy::BlockReason;
 pub use registration::{
     BackgroundFetchManager, BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener,
     Response,

@@ -7,6 +7,38 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use url::Url;
 
+/// Which functional event.
+///
+/// <https://wicg.github.io/background-fetch/#service-worker-global-events>
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FunctionalEventKind {
+    /// `backgroundfetchsuccess` (`BackgroundFetchUpdateUIEvent`)
+    Success,
+    /// `backgroundfetchfail` (`BackgroundFetchUpdateUIEvent`)
+    Fail,
+    /// `backgroundfetchabort` (`BackgroundFetchEvent`)
+    Abort,
+    /// `backgroundfetchclick` (`BackgroundFetchEvent`)
+    Click,
+}
+
+impl FunctionalEventKind {
+    /// The event type.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            FunctionalEventKind::Success => "backgroundfetchsuccess",
+            FunctionalEventKind::Fail => "backgroundfetchfail",
+            FunctionalEventKind::Abort => "backgroundfetchabort",
+            FunctionalEventKind::Click => "backgroundfetchclick",
+        }
+    }
+}
+
+/// Names one functional event while it is active: `updateUI()` and the event's completion
+/// come back with it (functional events cross to the service worker as data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventToken(pub u64);
+
 /// `BackgroundFetchResult`.
 ///
 /// <https://wicg.github.io/background-fetch/#enumdef-backgroundfetchresult>

@@ -12,9 +12,10 @@ use crate::content_range::{
     validators_match,
 };
 use crate::engine::EngineInner;
-use crate::events::{self, FunctionalEventKind};
+use crate::events;
 use crate::fetch::ResponseHead;
 use crate::hosts::{NetworkErrorKind, NetworkEvent, NetworkRequest, RequestBodySource, Validators};
+use crate::model::FunctionalEventKind;
 use crate::model::{BackgroundFetchFailureReason, BackgroundFetchResult, RecordResult};
 use crate::policy::check_request_url;
 use crate::state::{BgFetch, ResponseData, ResponseDataState};

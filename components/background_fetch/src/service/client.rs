@@ -11,7 +11,6 @@ use super::protocol::{
     PROTOCOL_VERSION, RecordData, RecordId, RegistrationData, Reply, ToScript, ToService,
 };
 use crate::error::DomError;
-use crate::events::FunctionalEventKind;
 use crate::fetch::{
     HeaderList, Request, RequestBody, RequestInfo, RequestInit, ResponseHead, ResponseType,
     construct_request,
@@ -19,6 +18,7 @@ use crate::fetch::{
 use crate::hosts::{DispatchOutcome, Spawn};
 use crate::manager::Requests;
 use crate::matching::CacheQueryOptions;
+use crate::model::FunctionalEventKind;
 use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
     BackgroundFetchUiOptions, FetchUid, ServiceWorkerRegistrationId,

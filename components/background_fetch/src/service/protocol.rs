@@ -17,7 +17,6 @@
 //! uses (a property test generates messages and checks it).
 
 use crate::error::DomError;
-use crate::events::FunctionalEventKind;
 use crate::fetch::{Request, ResponseHead};
 use crate::hosts::DispatchOutcome;
 use crate::matching::CacheQueryOptions;
@@ -25,6 +24,7 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
     BackgroundFetchUiOptions, FetchUid, PolicyContainer, ServiceWorkerRegistrationId,
 };
+pub use crate::model::{EventToken, FunctionalEventKind};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -44,10 +44,6 @@ pub struct RecordId(pub u64);
 /// Names one body being read (a response's, or a record's request body) on a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BodyId(pub u64);
-
-/// Names one functional event while it is active.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct EventToken(pub u64);
 
 /// The kind of environment a connection's script runs in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

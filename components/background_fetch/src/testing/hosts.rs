@@ -1,7 +1,8 @@
 //! Recording UI and worker hosts, and settable permission and quota hosts.
 
-use crate::events::{FunctionalEvent, FunctionalEventKind};
+use crate::events::FunctionalEvent;
 use crate::hosts::{DispatchOutcome, PermissionHost, QuotaHost, UiHost, UiSnapshot, WorkerHost};
+use crate::model::FunctionalEventKind;
 use crate::model::{FetchUid, PermissionState, ServiceWorkerRegistrationId};
 use futures::FutureExt;
 use futures::future::BoxFuture;

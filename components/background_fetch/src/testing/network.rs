@@ -4,8 +4,9 @@
 use super::clock::VirtualClock;
 use crate::fetch::{HeaderList, ResponseHead, ResponseType};
 use crate::hosts::{
-    BlockReason, Clock, NetworkError, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest,
+    Clock, NetworkError, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest,
 };
+use crate::policy::BlockReason;
 use crate::sync::Watch;
 use bytes::Bytes;
 use futures::channel::mpsc;
