@@ -3,7 +3,6 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::events;
 use crate::hosts::{
     Clock, NetworkHost, PermissionHost, PolicyHost, QuotaHost, Spawn, UiHost, UiSnapshot,
     WorkerHost,
@@ -355,6 +354,8 @@ pub(crate) struct EngineInner {
     pub online: Watch<bool>,
     pub global_slots: Arc<Semaphore>,
     pub per_fetch_slots: Mutex<HashMap<FetchUid, Arc<Semaphore>>>,
+    /// The functional events fired and still active, by token.
+    pub events: Mutex<crate::functional::ActiveEvents>,
 }
 
 /// A Background Fetch engine for one browser profile.
@@ -368,6 +369,22 @@ pub(crate) struct EngineInner {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
+}
+
+/// A weak handle to an [`Engine`] (for hosts the engine holds, which must not keep it alive).
+#[derive(Clone)]
+pub struct WeakEngine(Weak<EngineInner>);
+
+impl WeakEngine {
+    /// Whether the engine still runs.
+    pub fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    /// The engine, if it still runs.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
 }
 
 /// What [`Engine::diagnostics`] reports.
@@ -400,6 +417,11 @@ pub struct FetchInfo {
 }
 
 impl Engine {
+    /// A weak handle.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
     /// Starts an engine on `hosts`: loads the store, restores every background fetch in it and
     /// resumes the unsettled ones (spawned on `hosts.spawner`). Fetches that settled but whose
     /// event had not finished when the previous process stopped get their event again.
@@ -448,6 +470,7 @@ impl Engine {
             }),
             online: Watch::new(true),
             per_fetch_slots: Mutex::new(HashMap::new()),
+            events: Mutex::new(Default::default()),
         });
         let engine = Engine { inner };
         for f in stored {
@@ -574,7 +597,7 @@ impl Engine {
         // bgFetch's service worker registration with the following properties:
         //   registration: The result of getting a BackgroundFetchRegistration instance for
         //   bgFetch in the event object's relevant Realm.
-        events::fire(&self.inner, &bg, FunctionalEventKind::Click).await;
+        crate::functional::fire(&self.inner, &bg, FunctionalEventKind::Click).await;
         true
     }
 

@@ -14,11 +14,10 @@
 //! | time | [`Clock`] | [`crate::testing::VirtualClock`] |
 //! | tasks | [`Spawn`] | [`crate::testing::Executor`] |
 
-use crate::events::FunctionalEvent;
 use crate::fetch::{Request, ResponseHead};
 use crate::model::{
-    BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
-    PermissionState, ServiceWorkerRegistrationId,
+    BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, EventToken, FetchUid,
+    FunctionalEventKind, ImageResource, PermissionState, ServiceWorkerRegistrationId,
 };
 use crate::policy::BlockReason;
 use crate::store::StoreError;
@@ -331,6 +330,24 @@ pub enum DispatchOutcome {
     Failed(String),
 }
 
+/// A functional event to fire at a service worker global, as data: its kind, its background
+/// fetch and a token. The event's objects (its `registration`, `updateUI()`) are made from the
+/// token where the worker's script runs: [`crate::Engine::functional_event`] in this process,
+/// the service protocol's `ToScript::Event` in another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionalEventData {
+    /// Which event.
+    pub kind: FunctionalEventKind,
+    /// Names the event while it is active.
+    pub token: EventToken,
+    /// Its background fetch.
+    pub uid: FetchUid,
+    /// The fetch's id.
+    pub id: String,
+    /// The service worker registration whose active worker gets it.
+    pub registration: ServiceWorkerRegistrationId,
+}
+
 /// The service worker side: registration state and functional event dispatch.
 pub trait WorkerHost: Send + Sync {
     /// Whether the registration has an active worker (`fetch()` step 8.4).
@@ -338,7 +355,7 @@ pub trait WorkerHost: Send + Sync {
     /// Fires a functional event at the registration's active worker and completes when the
     /// event is no longer active. The engine marks the event inactive when this completes, so
     /// `updateUI()` after that rejects.
-    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome>;
+    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome>;
 }
 
 /// The permission state of `"background-fetch"`.

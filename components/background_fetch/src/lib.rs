@@ -137,6 +137,7 @@ mod engine;
 mod error;
 mod events;
 mod fetch;
+mod functional;
 mod hosts;
 mod manager;
 mod matching;
@@ -160,20 +161,22 @@ pub use content_range::{
 };
 pub use engine::{
     Engine, EngineConfig, EngineDiagnostics, Environment, EnvironmentKind, EnvironmentSettings,
-    FetchInfo, Hosts, RetryPolicy,
+    FetchInfo, Hosts, RetryPolicy, WeakEngine,
 };
 pub use error::{DomError, DomErrorKind};
-pub use events::{BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, FunctionalEvent};
+pub use events::{
+    BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, EventObjects, FunctionalEvent,
+};
 pub use fetch::{
     CacheMode, CredentialsMode, HeaderList, RedirectMode, Request, RequestBody, RequestInfo,
     RequestInit, RequestMode, RequestObject, ResponseHead, ResponseType, construct_request,
     is_cors_safelisted_method, is_forbidden_request_header,
 };
 pub use hosts::{
-    Clock, DispatchOutcome, FixedQuota, Granted, NetworkError, NetworkErrorKind, NetworkEvent,
-    NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody, PermissionHost, PolicyHost,
-    QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot, Unlimited, Validators,
-    WorkerHost,
+    Clock, DispatchOutcome, FixedQuota, FunctionalEventData, Granted, NetworkError,
+    NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody,
+    PermissionHost, PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot,
+    Unlimited, Validators, WorkerHost,
 };
 pub use manager::{Requests, parse_request_url};
 pub use matching::{CacheQueryOptions, request_matches_cached_item};

@@ -12,7 +12,6 @@ use crate::content_range::{
     validators_match,
 };
 use crate::engine::EngineInner;
-use crate::events;
 use crate::fetch::ResponseHead;
 use crate::hosts::{NetworkErrorKind, NetworkEvent, NetworkRequest, RequestBodySource, Validators};
 use crate::model::FunctionalEventKind;
@@ -196,7 +195,7 @@ pub(crate) async fn fire_settle_event(engine: &Arc<EngineInner>, bg: &Arc<BgFetc
     //       BackgroundFetchRegistration instance for bgFetch in the event object's relevant
     //       Realm. Then run these steps with dispatchedEvent in parallel:
     // 8.13.1. Wait until dispatchedEvent is not active.
-    events::fire(engine, bg, kind).await;
+    crate::functional::fire(engine, bg, kind).await;
     // 8.13.2. Unset bgFetch's records available flag.
     bg.lock().records_available = false;
     // 8.13.3. Update background fetch instances for bgFetch.

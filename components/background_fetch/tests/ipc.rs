@@ -57,7 +57,8 @@ fn the_script_side_in_a_child_process_runs_a_whole_fetch() {
     let bridge = WorkerBridge::new();
     let service = Service::new(bed.engine(), bridge.clone());
     let s = service.clone();
-    bed.worker.set_handler(move |e| bridge.dispatch(&s, e));
+    bed.worker
+        .set_handler(move |e| bridge.dispatch(&s, e.data().expect("an event the engine fired")));
 
     let (server, name) = ipc::listen().expect("a one-shot server");
     let mut child = Command::new(std::env::current_exe().unwrap())

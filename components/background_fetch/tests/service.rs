@@ -49,7 +49,8 @@ fn bed() -> Bed {
     let bridge = WorkerBridge::new();
     let service = Service::new(bed.engine(), bridge.clone());
     let s = service.clone();
-    bed.worker.set_handler(move |e| bridge.dispatch(&s, e));
+    bed.worker
+        .set_handler(move |e| bridge.dispatch(&s, e.data().expect("an event the engine fired")));
     let spawner: Arc<dyn Spawn> = Arc::new(bed.executor.clone());
     let page = in_process::connect(&service, page_environment(), spawner.clone());
     let worker = in_process::connect(

@@ -8,8 +8,9 @@ use crate::quota::DiskQuota;
 use background_fetch::{
     BackgroundFetchManager, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, Clock,
     DispatchOutcome, Engine, EngineConfig, Environment, EnvironmentKind, EnvironmentSettings,
-    FetchInfo, FetchUid, FunctionalEvent, FunctionalEventKind, Granted, Hosts, NoPolicy,
-    PolicyContainer, RecordResult, ServiceWorkerRegistrationId, Spawn, Store, WorkerHost,
+    EventObjects, FetchInfo, FetchUid, FunctionalEvent, FunctionalEventData, FunctionalEventKind,
+    Granted, Hosts, NoPolicy, PolicyContainer, RecordResult, ServiceWorkerRegistrationId, Spawn,
+    Store, WorkerHost,
 };
 use background_fetch_hyper::HyperNetwork;
 use background_fetch_redb::{OpenError, RedbStore, RedbStoreConfig};
@@ -85,17 +86,18 @@ pub trait EventHandler: Send + Sync + 'static {
 pub struct ProgramWorker {
     reporter: Arc<Reporter>,
     settled: mpsc::UnboundedSender<Settled>,
-    engine: OnceLock<Engine>,
+    engine: Arc<OnceLock<Engine>>,
+    /// Makes the events' objects (the service worker's script runs in this process).
+    objects: EventObjects,
     handler: Arc<dyn EventHandler>,
 }
 
-impl ProgramWorker {
-    fn embedder_data(&self, uid: FetchUid) -> Option<String> {
-        self.engine
-            .get()
-            .and_then(|e| e.fetches().into_iter().find(|f| f.uid == uid))
-            .and_then(|f| f.embedder_data)
-    }
+/// The embedder data stored with fetch `uid` (its `--out` directory).
+fn embedder_data(engine: &OnceLock<Engine>, uid: FetchUid) -> Option<String> {
+    engine
+        .get()
+        .and_then(|e| e.fetches().into_iter().find(|f| f.uid == uid))
+        .and_then(|f| f.embedder_data)
 }
 
 /// One line per record that did not succeed: its URL, its status and its result.
@@ -129,14 +131,21 @@ impl WorkerHost for ProgramWorker {
         true
     }
 
-    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> {
+    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
         let reporter = self.reporter.clone();
         let settled = self.settled.clone();
         let handler = self.handler.clone();
-        let reg = event.registration().clone();
-        let kind = event.kind();
-        let data = self.embedder_data(reg.uid());
+        let engine = self.engine.clone();
+        let object = self.objects.object(&event);
         Box::pin(async move {
+            // The event's objects, once the engine is known (a restored fetch's event may be
+            // fired while the engine starts).
+            let Some(event) = object.await else {
+                return DispatchOutcome::Skipped;
+            };
+            let reg = event.registration().clone();
+            let kind = event.kind();
+            let data = embedder_data(&engine, reg.uid());
             // The event fires now (every record is stored durably); what the program does
             // with it follows, before the event's work finishes.
             if !handler.reports_events() {
@@ -238,7 +247,8 @@ impl App {
         let worker = Arc::new(ProgramWorker {
             reporter: reporter.clone(),
             settled: tx,
-            engine: OnceLock::new(),
+            engine: Arc::new(OnceLock::new()),
+            objects: EventObjects::new(),
             handler,
         });
         let hosts = Hosts {
@@ -287,6 +297,7 @@ impl App {
             quota.set_stored_at_start(&key, used);
         }
         let _ = worker.engine.set(engine.clone());
+        worker.objects.attach(&engine);
         let link = network.drive_engine(&engine);
         Ok(App {
             engine,

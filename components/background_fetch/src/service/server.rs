@@ -11,9 +11,8 @@ use super::protocol::{
 };
 use crate::engine::{Engine, EnvironmentKind, EnvironmentSettings};
 use crate::error::DomError;
-use crate::events::FunctionalEvent;
 use crate::fetch::{RequestBody, RequestInfo, RequestObject};
-use crate::hosts::{DispatchOutcome, WorkerHost};
+use crate::hosts::{DispatchOutcome, FunctionalEventData, WorkerHost};
 use crate::manager::Requests;
 use crate::model::{FetchUid, ServiceWorkerRegistrationId};
 use crate::registration::{BackgroundFetchRecord, BackgroundFetchRegistration};
@@ -386,7 +385,7 @@ impl Service {
                 }
             }
             Call::UpdateUi { event, options } => {
-                let Some(event) = self.inner.workers.event(event) else {
+                let Some(event) = self.inner.engine.functional_event(event) else {
                     return Err(DomError::invalid_state(
                         "updateUI() was called after the event stopped being active",
                     ));
@@ -472,9 +471,9 @@ pub(crate) fn registration_data(reg: &BackgroundFetchRegistration) -> Registrati
 
 /// Functional events as data: dispatches the engine's functional events to the connection of
 /// their registration's service worker global, and answers whether a registration has an
-/// active worker from what the embedder pushed ([`WorkerBridge::set_active_worker`]). It is a
-/// [`WorkerHost`]; an embedder whose worker host does more can call
-/// [`WorkerBridge::dispatch`] from it instead.
+/// active worker from what the embedder pushed ([`WorkerBridge::set_active_worker`]). Give
+/// the engine a [`ServiceWorkerHost`] over it, or call [`WorkerBridge::dispatch`] from the
+/// engine's own worker host.
 #[derive(Clone, Default)]
 pub struct WorkerBridge {
     inner: Arc<Mutex<BridgeState>>,
@@ -485,14 +484,8 @@ struct BridgeState {
     /// The connection of each registration's service worker global.
     workers: HashMap<ServiceWorkerRegistrationId, ConnectionId>,
     active: HashSet<ServiceWorkerRegistrationId>,
-    events: HashMap<EventToken, ActiveEvent>,
-    next_event: u64,
-}
-
-struct ActiveEvent {
-    event: FunctionalEvent,
-    connection: ConnectionId,
-    done: Option<oneshot::Sender<DispatchOutcome>>,
+    /// Events sent to a worker's connection, until it reports them done.
+    pending: HashMap<EventToken, (ConnectionId, oneshot::Sender<DispatchOutcome>)>,
 }
 
 impl WorkerBridge {
@@ -520,10 +513,15 @@ impl WorkerBridge {
         let done: Vec<oneshot::Sender<DispatchOutcome>> = {
             let mut st = lock(&self.inner);
             st.workers.retain(|_, c| *c != connection);
-            st.events
-                .values_mut()
-                .filter(|e| e.connection == connection)
-                .filter_map(|e| e.done.take())
+            let tokens: Vec<EventToken> = st
+                .pending
+                .iter()
+                .filter(|(_, (c, _))| *c == connection)
+                .map(|(t, _)| *t)
+                .collect();
+            tokens
+                .into_iter()
+                .filter_map(|t| st.pending.remove(&t).map(|(_, d)| d))
                 .collect()
         };
         for d in done {
@@ -534,20 +532,10 @@ impl WorkerBridge {
     }
 
     fn done(&self, event: EventToken, outcome: DispatchOutcome) {
-        let done = lock(&self.inner)
-            .events
-            .get_mut(&event)
-            .and_then(|e| e.done.take());
-        if let Some(done) = done {
+        let done = lock(&self.inner).pending.remove(&event);
+        if let Some((_, done)) = done {
             let _ = done.send(outcome);
         }
-    }
-
-    fn event(&self, token: EventToken) -> Option<FunctionalEvent> {
-        lock(&self.inner)
-            .events
-            .get(&token)
-            .map(|e| e.event.clone())
     }
 
     /// Fires `event` at its registration's service worker global through `service`: sends it
@@ -556,44 +544,34 @@ impl WorkerBridge {
     pub fn dispatch(
         &self,
         service: &Service,
-        event: FunctionalEvent,
+        event: FunctionalEventData,
     ) -> BoxFuture<'static, DispatchOutcome> {
-        let registration = event.registration().inner.fetch.registration.clone();
-        let worker = lock(&self.inner).workers.get(&registration).copied();
+        let worker = lock(&self.inner).workers.get(&event.registration).copied();
         let conn = worker.and_then(|id| lock(&service.inner.connections).get(&id).cloned());
         let Some(conn) = conn else {
-            tracing::info!(scope = %registration.scope, "no service worker connected: skipped");
+            tracing::info!(scope = %event.registration.scope, "no service worker connected: skipped");
             return futures::future::ready(DispatchOutcome::Skipped).boxed();
-        };
-        let (tx, rx) = oneshot::channel();
-        let token = {
-            let mut st = lock(&self.inner);
-            st.next_event += 1;
-            let token = EventToken(st.next_event);
-            st.events.insert(
-                token,
-                ActiveEvent {
-                    event: event.clone(),
-                    connection: conn.id,
-                    done: Some(tx),
-                },
-            );
-            token
         };
         // The event's registration is the service worker global's instance: the worker's
         // connection can match() and abort() through it.
-        let registration_data = service.watch(&conn, event.registration());
+        let Some(object) = service.engine().functional_event(event.token) else {
+            return futures::future::ready(DispatchOutcome::Skipped).boxed();
+        };
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner).pending.insert(event.token, (conn.id, tx));
+        let registration = service.watch(&conn, object.registration());
         conn.sink.send(ToScript::Event {
-            event: token,
-            kind: event.kind(),
-            registration: registration_data,
+            event: event.token,
+            kind: event.kind,
+            registration,
         });
         let bridge = self.clone();
+        let token = event.token;
         async move {
             let outcome = rx
                 .await
                 .unwrap_or_else(|_| DispatchOutcome::Failed("the event was dropped".into()));
-            lock(&bridge.inner).events.remove(&token);
+            lock(&bridge.inner).pending.remove(&token);
             outcome
         }
         .boxed()
@@ -628,7 +606,7 @@ impl WorkerHost for ServiceWorkerHost {
         lock(&self.bridge.inner).active.contains(registration)
     }
 
-    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> {
+    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
         let service = lock(&self.service).clone();
         match service {
             Some(service) => self.bridge.dispatch(&service, event),

@@ -111,6 +111,7 @@ impl TestBed {
         );
         let engine = executor.block_on(&clock, Engine::start(hosts, config.clone()));
         let engine = engine.expect("the engine starts on a memory store");
+        worker.attach(&engine);
         let page = engine.create_environment(EnvironmentSettings::window(
             Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
         ));
@@ -240,6 +241,7 @@ impl TestBed {
         // The crashed process is gone before the new one starts: objects of its pages (and a
         // test's callbacks holding them) can no longer reach the engine or the store.
         drop(self.engine.lock().unwrap().take());
+        self.worker.detach();
         let hosts = Self::hosts(
             &self.executor,
             &self.clock,
@@ -254,6 +256,7 @@ impl TestBed {
             .executor
             .block_on(&self.clock, Engine::start(hosts, self.config.clone()))
             .expect("the engine restarts on a memory store");
+        self.worker.attach(&engine);
         let page = engine.create_environment(EnvironmentSettings::window(
             Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
         ));

@@ -1133,8 +1133,12 @@ impl<'s> Harness<'s> {
                     self.fetches[i].reg = Some(reg);
                 }
                 // Restored settled (its event fires again), or it finished while the new
-                // engine started.
-                Ok(None) if counts.get(&uid).is_some_and(|c| c.0 > 0) => {
+                // engine started or while get() ran (its event waits for the worker host to
+                // know the new engine).
+                Ok(None)
+                    if counts.get(&uid).is_some_and(|c| c.0 > 0)
+                        || self.settle_counts().get(&uid).is_some_and(|c| c.0 > 0) =>
+                {
                     self.note(format_args!("{label} came back settled"));
                 }
                 other => self.fail(format_args!(

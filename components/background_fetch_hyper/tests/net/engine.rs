@@ -97,6 +97,7 @@ async fn bed(network: &HyperNetwork, origin: &str) -> Bed {
         ..EngineConfig::default()
     };
     let engine = Engine::start(hosts, config).await.unwrap();
+    worker.attach(&engine);
     let page_url = Url::parse(&format!("{origin}/page.html")).unwrap();
     let registration =
         ServiceWorkerRegistrationId::for_scope(&Url::parse(&format!("{origin}/")).unwrap());
