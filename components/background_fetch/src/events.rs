@@ -2,7 +2,8 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::engine::{Engine, EngineInner, WeakEngine};
+use crate::core::EngineInner;
+use crate::engine::{Engine, WeakEngine};
 use crate::error::DomError;
 use crate::hosts::FunctionalEventData;
 use crate::model::{BackgroundFetchUiOptions, EventToken, FunctionalEventKind};

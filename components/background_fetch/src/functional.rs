@@ -5,7 +5,7 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::engine::EngineInner;
+use crate::core::EngineInner;
 use crate::hosts::{DispatchOutcome, FunctionalEventData, WorkerHost};
 use crate::model::{EventToken, FunctionalEventKind};
 use crate::state::{ActiveEvent, BgFetch, UpdateUiState};
@@ -59,11 +59,4 @@ pub(crate) async fn fire(
     lock(&engine.events).active.remove(&token);
     tracing::info!(uid = %bg.uid, event = kind.event_type(), ?outcome, "event no longer active");
     outcome
-}
-
-/// The functional events the engine fired and that are still active.
-#[derive(Default)]
-pub(crate) struct ActiveEvents {
-    pub active: std::collections::HashMap<EventToken, ActiveEvent>,
-    pub next: u64,
 }

@@ -20,7 +20,7 @@ use crate::model::{
     FunctionalEventKind, ImageResource, PermissionState, ServiceWorkerRegistrationId,
 };
 use crate::policy::BlockReason;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -475,5 +475,78 @@ mod tests {
         assert_eq!(SimpleCsp.check(&client, &other), Err(BlockReason::Csp));
         client.policy.csp = vec!["default-src https://b.test".into()];
         assert_eq!(SimpleCsp.check(&client, &other), Ok(()));
+    }
+}
+
+/// The hosts an engine runs on.
+#[derive(Clone)]
+pub struct Hosts {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Network.
+    pub network: Arc<dyn NetworkHost>,
+    /// Browser UI.
+    pub ui: Arc<dyn UiHost>,
+    /// Service worker registrations and functional event dispatch.
+    pub worker: Arc<dyn WorkerHost>,
+    /// The `"background-fetch"` permission.
+    pub permission: Arc<dyn PermissionHost>,
+    /// Quota per storage key.
+    pub quota: Arc<dyn QuotaHost>,
+    /// CSP decisions.
+    pub policy: Arc<dyn PolicyHost>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Background tasks.
+    pub spawner: Arc<dyn Spawn>,
+}
+
+impl Hosts {
+    /// Hosts with what every embedding must provide (storage, network, the service worker
+    /// side, time and tasks) and sensible defaults for the rest: no UI ([`crate::NoUi`]), the
+    /// permission granted ([`crate::Granted`]), no quota ([`crate::Unlimited`]) and
+    /// [`crate::SimpleCsp`]. Change any with the `with_*` methods.
+    pub fn new(
+        store: Arc<dyn Store>,
+        network: Arc<dyn NetworkHost>,
+        worker: Arc<dyn WorkerHost>,
+        clock: Arc<dyn Clock>,
+        spawner: Arc<dyn Spawn>,
+    ) -> Hosts {
+        Hosts {
+            store,
+            network,
+            ui: Arc::new(NoUi),
+            worker,
+            permission: Arc::new(Granted),
+            quota: Arc::new(Unlimited),
+            policy: Arc::new(SimpleCsp),
+            clock,
+            spawner,
+        }
+    }
+
+    /// With `ui`.
+    pub fn with_ui(mut self, ui: Arc<dyn UiHost>) -> Hosts {
+        self.ui = ui;
+        self
+    }
+
+    /// With `permission`.
+    pub fn with_permission(mut self, permission: Arc<dyn PermissionHost>) -> Hosts {
+        self.permission = permission;
+        self
+    }
+
+    /// With `quota`.
+    pub fn with_quota(mut self, quota: Arc<dyn QuotaHost>) -> Hosts {
+        self.quota = quota;
+        self
+    }
+
+    /// With `policy`.
+    pub fn with_policy(mut self, policy: Arc<dyn PolicyHost>) -> Hosts {
+        self.policy = policy;
+        self
     }
 }

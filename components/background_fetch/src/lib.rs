@@ -129,40 +129,51 @@
 
 #![warn(missing_docs)]
 
+// The layers, top to bottom; a module uses only modules of its layer or below
+// (tests/layering.rs keeps it so).
+//
+// The service and the protocol (script in any process reaches the engine through them).
+pub mod service;
+// The script side in this process: the objects script sees, and the embedder's handle.
 pub mod automation;
+mod engine;
+mod events;
+mod manager;
+mod registration;
+// The algorithms and the state they share.
+mod core;
+mod functional;
+mod perform;
+mod quota;
+mod recovery;
+mod state;
+// The host seams.
+mod hosts;
+mod memory_store;
+pub mod policy;
+pub mod store;
+// Plain data and the Fetch pieces the engine carries.
+mod config;
 mod content_range;
 pub mod cors;
-pub mod embedding;
-mod engine;
 mod error;
-mod events;
 mod fetch;
-mod functional;
-mod hosts;
-mod manager;
 mod matching;
-mod memory_store;
 mod model;
-mod perform;
-pub mod policy;
-mod registration;
-pub mod service;
-mod state;
-pub mod store;
 mod sync;
+// Documentation only.
+pub mod embedding;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use config::{EngineConfig, RetryPolicy};
 pub use content_range::{
     ContentRange, PartialResponseInvalid, extract_content_range_values,
     parse_single_byte_content_range, parse_unsatisfied_content_range, validate_partial_response,
     validators_match,
 };
-pub use engine::{
-    Engine, EngineConfig, EngineDiagnostics, Environment, EnvironmentKind, EnvironmentSettings,
-    FetchInfo, Hosts, RetryPolicy, WeakEngine,
-};
+pub use engine::{Engine, EngineDiagnostics, FetchInfo, WeakEngine};
 pub use error::{DomError, DomErrorKind};
 pub use events::{
     BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, EventObjects, FunctionalEvent,
@@ -173,12 +184,15 @@ pub use fetch::{
     is_cors_safelisted_method, is_forbidden_request_header,
 };
 pub use hosts::{
-    Clock, DispatchOutcome, FixedQuota, FunctionalEventData, Granted, NetworkError,
+    Clock, DispatchOutcome, FixedQuota, FunctionalEventData, Granted, Hosts, NetworkError,
     NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody,
     PermissionHost, PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot,
     Unlimited, Validators, WorkerHost,
 };
-pub use manager::{Requests, parse_request_url};
+pub use manager::{
+    BackgroundFetchManager, Environment, EnvironmentKind, EnvironmentSettings, Requests,
+    parse_request_url,
+};
 pub use matching::{CacheQueryOptions, request_matches_cached_item};
 pub use memory_store::MemoryStore;
 pub use model::{
@@ -188,8 +202,7 @@ pub use model::{
 };
 pub use policy::BlockReason;
 pub use registration::{
-    BackgroundFetchManager, BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener,
-    Response,
+    BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener, Response,
 };
 pub use store::{
     FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,

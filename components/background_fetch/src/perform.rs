@@ -11,7 +11,7 @@ use crate::content_range::{
     extract_content_range_values, parse_unsatisfied_content_range, validate_partial_response,
     validators_match,
 };
-use crate::engine::EngineInner;
+use crate::core::EngineInner;
 use crate::fetch::ResponseHead;
 use crate::hosts::{NetworkErrorKind, NetworkEvent, NetworkRequest, RequestBodySource, Validators};
 use crate::model::FunctionalEventKind;

@@ -194,8 +194,9 @@ fn child(name: String) {
         reg.on_progress(move |_| *p.lock().unwrap() += 1);
         // A second fetch (the parent then lets the episode go), its ids, and its abort.
         let second = m.fetch("held", HELD, Default::default()).await.unwrap();
+        // (The episode may have finished already: the parent drives the engine meanwhile.)
         let ids = m.get_ids().await.unwrap();
-        assert_eq!(ids, vec!["podcast".to_owned(), "held".to_owned()]);
+        assert!(ids.contains(&"held".to_owned()), "{ids:?}");
         assert!(second.abort().await.unwrap());
         assert!(!second.abort().await.unwrap());
         // match() streams the episode while it downloads.

@@ -9,11 +9,12 @@ use super::protocol::{
     BodyData, BodyId, Call, CallId, EnvironmentData, EnvironmentKindData, EventToken,
     PROTOCOL_VERSION, RecordData, RecordId, RegistrationData, Reply, ToScript, ToService,
 };
-use crate::engine::{Engine, EnvironmentKind, EnvironmentSettings};
+use crate::engine::Engine;
 use crate::error::DomError;
 use crate::fetch::{RequestBody, RequestInfo, RequestObject};
 use crate::hosts::{DispatchOutcome, FunctionalEventData, WorkerHost};
 use crate::manager::Requests;
+use crate::manager::{Environment, EnvironmentKind, EnvironmentSettings};
 use crate::model::{FetchUid, ServiceWorkerRegistrationId};
 use crate::registration::{BackgroundFetchRecord, BackgroundFetchRegistration};
 use crate::sync::lock;
@@ -59,7 +60,7 @@ struct Conn {
 
 #[derive(Default)]
 struct ConnState {
-    environment: Option<crate::engine::Environment>,
+    environment: Option<Environment>,
     /// The registration instances handed to the connection (each sends its progress).
     instances: HashMap<FetchUid, BackgroundFetchRegistration>,
     records: HashMap<RecordId, BackgroundFetchRecord>,
@@ -243,7 +244,7 @@ impl Service {
         Ok(PROTOCOL_VERSION)
     }
 
-    fn environment(conn: &Conn) -> Result<crate::engine::Environment, DomError> {
+    fn environment(conn: &Conn) -> Result<Environment, DomError> {
         lock(&conn.state)
             .environment
             .clone()

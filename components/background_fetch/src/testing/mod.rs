@@ -9,10 +9,13 @@
 //! * [`TestBed`]: all of the above wired to an [`Engine`] on a [`MemoryStore`], with one
 //!   service worker registration and one page.
 //! * [`store_contract`]: the [`crate::Store`] contract as tests any store can run.
+//! * [`layering`]: a crate's module graph, for tests that keep its layers and find import
+//!   circles.
 
 mod clock;
 mod executor;
 mod hosts;
+pub mod layering;
 mod network;
 pub mod store_contract;
 
@@ -21,8 +24,11 @@ pub use executor::Executor;
 pub use hosts::{EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota, UiCall};
 pub use network::{Fault, LoggedRequest, Resource, ScriptedNetwork};
 
-use crate::engine::{Engine, EngineConfig, Environment, EnvironmentSettings, Hosts};
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::hosts::Hosts;
 use crate::hosts::{PolicyHost, SimpleCsp};
+use crate::manager::{Environment, EnvironmentSettings};
 use crate::memory_store::MemoryStore;
 use crate::model::ServiceWorkerRegistrationId;
 use crate::store::Store;

@@ -166,6 +166,11 @@ pub async fn fetch(path: &Path, reporter: Arc<Reporter>, a: FetchArgs) -> i32 {
         download_total: a.download_total.unwrap_or(0),
         embedder_data: Some(data.to_json()),
     };
+    if a.detach {
+        // Registered only: nothing is downloaded in this process, which exits at once (while
+        // offline the engine starts no record); `bgfetch run` does the work.
+        app.engine.set_online(false);
+    }
     let reg = match manager.fetch(&a.id, requests, options).await {
         Ok(r) => r,
         Err(e) => {
