@@ -61,6 +61,43 @@ pub enum NetworkErrorKind {
     Aborted,
 }
 
+/// What failed at the transport level, as the network host classified it: for the embedder's
+/// diagnostics (a downloader's per-record report, devtools). The engine carries it and never
+/// acts on it: [`NetworkErrorKind`] alone decides what happens to the record, and neither is
+/// shown to script (a page learns only the failure reason, as the spec says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NetworkErrorCause {
+    /// Name resolution failed.
+    Dns,
+    /// The TCP connection could not be made (refused, unreachable).
+    Connect,
+    /// TLS failed (the certificate was refused, the handshake failed).
+    Tls,
+    /// The connection was reset or closed early.
+    Reset,
+    /// A timeout passed (connect, response head, a stalled body).
+    Timeout,
+    /// A proxy refused or failed the request (its CONNECT answer, its authentication).
+    Proxy,
+    /// The server broke HTTP (a malformed response, a body that does not decode).
+    Protocol,
+}
+
+impl NetworkErrorCause {
+    /// Its name in reports: `dns`, `connect`, `tls`, `reset`, `timeout`, `proxy`, `protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkErrorCause::Dns => "dns",
+            NetworkErrorCause::Connect => "connect",
+            NetworkErrorCause::Tls => "tls",
+            NetworkErrorCause::Reset => "reset",
+            NetworkErrorCause::Timeout => "timeout",
+            NetworkErrorCause::Proxy => "proxy",
+            NetworkErrorCause::Protocol => "protocol",
+        }
+    }
+}
+
 /// A network error, with a message for logs and diagnostics (never shown to script).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkError {
@@ -68,6 +105,10 @@ pub struct NetworkError {
     pub kind: NetworkErrorKind,
     /// What happened.
     pub message: String,
+    /// What failed at the transport level, if the host knows ([`NetworkErrorCause`]:
+    /// diagnostics only).
+    #[serde(default)]
+    pub cause: Option<NetworkErrorCause>,
 }
 
 impl NetworkError {
@@ -76,6 +117,7 @@ impl NetworkError {
         NetworkError {
             kind: NetworkErrorKind::Temporary,
             message: message.into(),
+            cause: None,
         }
     }
     /// A fatal error.
@@ -83,6 +125,7 @@ impl NetworkError {
         NetworkError {
             kind: NetworkErrorKind::Fatal,
             message: message.into(),
+            cause: None,
         }
     }
     /// A policy block.
@@ -90,7 +133,13 @@ impl NetworkError {
         NetworkError {
             kind: NetworkErrorKind::Blocked(reason),
             message: message.into(),
+            cause: None,
         }
+    }
+    /// The same error, with its transport-level cause.
+    pub fn with_cause(mut self, cause: NetworkErrorCause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 }
 

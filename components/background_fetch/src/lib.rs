@@ -185,9 +185,9 @@ pub use fetch::{
 };
 pub use hosts::{
     Clock, DispatchOutcome, FixedQuota, FunctionalEventData, Granted, Hosts, NetworkError,
-    NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody,
-    PermissionHost, PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot,
-    Unlimited, Validators, WorkerHost,
+    NetworkErrorCause, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi,
+    OpenRequestBody, PermissionHost, PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn,
+    UiHost, UiSnapshot, Unlimited, Validators, WorkerHost,
 };
 pub use manager::{
     BackgroundFetchManager, Environment, EnvironmentKind, EnvironmentSettings, Requests,

@@ -1423,6 +1423,7 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
                     NetworkErrorKind::Fatal
                 },
                 message,
+                cause: None,
             };
         }
         if s.downcast_ref::<BodyReadError>().is_some() {

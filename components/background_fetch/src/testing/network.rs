@@ -390,6 +390,7 @@ impl ScriptedNetwork {
                         .send(NetworkEvent::Error(NetworkError {
                             kind: *kind,
                             message: "scripted network error".into(),
+                            cause: None,
                         }))
                         .await;
                     return;
@@ -509,6 +510,7 @@ impl ScriptedNetwork {
                     .send(NetworkEvent::Error(NetworkError {
                         kind,
                         message: format!("connection reset after {sent} bytes"),
+                        cause: Some(crate::hosts::NetworkErrorCause::Reset),
                     }))
                     .await;
                 return;
