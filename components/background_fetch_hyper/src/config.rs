@@ -288,8 +288,15 @@ impl Default for ConnectivityConfig {
 /// disturbed.
 #[derive(Clone)]
 pub struct TlsConfig {
-    /// Trust the Mozilla root program (the `webpki-roots` crate).
+    /// Trust the Mozilla root program compiled in (the `webpki-roots` crate).
     pub webpki_roots: bool,
+    /// Trust the platform's certificate store, as a system tool does (the
+    /// `rustls-native-certs` crate, read when the network host is built): the file named by
+    /// `SSL_CERT_FILE` and the directories in `SSL_CERT_DIR` when either is set, otherwise the
+    /// system's bundle where OpenSSL looks for it (Linux, BSD), the keychain (macOS) or the
+    /// Windows certificate store. The roots become explicit roots of this configuration; no
+    /// process-global verifier or provider is installed.
+    pub native_roots: bool,
     /// Further trusted roots (DER), for example an enterprise or test CA.
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// A complete rustls client configuration to use instead of the one built from the fields
@@ -301,6 +308,7 @@ impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
             webpki_roots: true,
+            native_roots: false,
             extra_roots: Vec::new(),
             client_config: None,
         }
@@ -311,6 +319,7 @@ impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
             .field("webpki_roots", &self.webpki_roots)
+            .field("native_roots", &self.native_roots)
             .field("extra_roots", &self.extra_roots.len())
             .field("client_config", &self.client_config.is_some())
             .finish()
@@ -337,6 +346,36 @@ impl TlsConfig {
         Ok(n)
     }
 
+    /// Adds as trusted roots the certificates of a PEM `file` and of the PEM files in `dir` (as
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` name them); returns how many. An unreadable file, or
+    /// none of the two giving a certificate, is an error naming the path.
+    pub fn add_roots_from_paths(
+        &mut self,
+        file: Option<&std::path::Path>,
+        dir: Option<&std::path::Path>,
+    ) -> Result<usize, BuildError> {
+        let found = rustls_native_certs::load_certs_from_paths(file, dir);
+        let named = || {
+            file.into_iter()
+                .chain(dir)
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        if let Some(e) = found.errors.first() {
+            return Err(BuildError::Tls(format!("cannot read {}: {e}", named())));
+        }
+        if found.certs.is_empty() {
+            return Err(BuildError::Tls(format!(
+                "no certificate in {} (PEM expected)",
+                named()
+            )));
+        }
+        let n = found.certs.len();
+        self.extra_roots.extend(found.certs);
+        Ok(n)
+    }
+
     /// The rustls configuration, with ALPN set for `http2`.
     pub(crate) fn build(&self, http2: bool) -> Result<Arc<rustls::ClientConfig>, BuildError> {
         let mut config = match &self.client_config {
@@ -345,6 +384,26 @@ impl TlsConfig {
                 let mut roots = rustls::RootCertStore::empty();
                 if self.webpki_roots {
                     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                }
+                if self.native_roots {
+                    let native = rustls_native_certs::load_native_certs();
+                    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+                    if added == 0 {
+                        let why = native
+                            .errors
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        return Err(BuildError::Tls(format!(
+                            "no usable certificate in the platform's trust store{}",
+                            if why.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {why}")
+                            }
+                        )));
+                    }
                 }
                 for der in &self.extra_roots {
                     roots

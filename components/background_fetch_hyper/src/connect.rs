@@ -10,6 +10,7 @@
 use crate::config::{Config, ConnectRetry};
 use crate::connectivity::Connectivity;
 use crate::resolve::{Resolve, ResolveError, ResolveErrorKind, ResolverService};
+use background_fetch::NetworkErrorCause;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -57,6 +58,8 @@ pub(crate) enum ConnectErrorKind {
 pub(crate) struct ConnectError {
     pub kind: ConnectErrorKind,
     pub message: String,
+    /// What failed, for the embedder's diagnostics.
+    pub cause: Option<NetworkErrorCause>,
 }
 
 impl fmt::Display for ConnectError {
@@ -69,10 +72,27 @@ impl std::error::Error for ConnectError {}
 
 impl ConnectError {
     pub(crate) fn new(kind: ConnectErrorKind, message: impl Into<String>) -> Self {
+        let cause = match kind {
+            ConnectErrorKind::Dns(_) => Some(NetworkErrorCause::Dns),
+            ConnectErrorKind::Refused | ConnectErrorKind::Unreachable | ConnectErrorKind::Other => {
+                Some(NetworkErrorCause::Connect)
+            }
+            ConnectErrorKind::Reset => Some(NetworkErrorCause::Reset),
+            ConnectErrorKind::Timeout => Some(NetworkErrorCause::Timeout),
+            ConnectErrorKind::TlsFatal => Some(NetworkErrorCause::Tls),
+            ConnectErrorKind::BadUrl => None,
+        };
         ConnectError {
             kind,
             message: message.into(),
+            cause,
         }
+    }
+
+    /// The same error with another cause.
+    pub(crate) fn because(mut self, cause: NetworkErrorCause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// Whether retrying could help (and the resource is "temporarily unavailable").
@@ -224,7 +244,7 @@ impl ConnectorInner {
             .tls
             .connect(name, tcp)
             .await
-            .map_err(|e| tls_error(&e))?;
+            .map_err(|e| tls_error(&e, host, port))?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok(Conn {
             io: TokioIo::new(Stream::Tls(Box::new(tls))),
@@ -311,8 +331,28 @@ pub(crate) fn random() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Classifies a TLS handshake failure.
-fn tls_error(e: &io::Error) -> ConnectError {
+/// What a refused certificate means, in words.
+fn certificate_reason(e: &rustls::CertificateError, host: &str) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "the server's certificate is not trusted: unknown issuer (no trusted \
+                             root certificate vouches for it)"
+            .to_owned(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("the server's certificate is not valid for this name ({host})")
+        }
+        C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (check the clock)".to_owned()
+        }
+        C::Revoked => "the server's certificate was revoked".to_owned(),
+        C::BadSignature | C::BadEncoding => "the server's certificate is malformed".to_owned(),
+        other => format!("the server's certificate was refused: {other:?}"),
+    }
+}
+
+/// Classifies a TLS handshake failure with `host`:`port`; the message names them and says why.
+fn tls_error(e: &io::Error, host: &str, port: u16) -> ConnectError {
     // tokio-rustls reports rustls errors as io::Error(InvalidData) wrapping rustls::Error.
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         use rustls::AlertDescription as A;
@@ -336,11 +376,20 @@ fn tls_error(e: &io::Error) -> ConnectError {
             // The certificate was refused, or the server speaks TLS wrongly.
             _ => ConnectErrorKind::TlsFatal,
         };
-        return ConnectError::new(kind, format!("TLS error: {inner}"));
+        let reason = match inner {
+            rustls::Error::InvalidCertificate(c) => certificate_reason(c, host),
+            other => other.to_string(),
+        };
+        return ConnectError::new(
+            kind,
+            format!("TLS with {host}:{port} failed: {reason} ({inner})"),
+        )
+        .because(NetworkErrorCause::Tls);
     }
-    let mut c = ConnectError::from_io(e, "TLS handshake");
+    let mut c = ConnectError::from_io(e, &format!("TLS handshake with {host}:{port}"));
     if c.kind == ConnectErrorKind::Other && e.kind() == io::ErrorKind::InvalidData {
         c.kind = ConnectErrorKind::TlsFatal;
+        c.cause = Some(NetworkErrorCause::Tls);
     }
     c
 }

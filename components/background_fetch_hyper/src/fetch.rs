@@ -13,8 +13,9 @@ use crate::pool::{Partition, Pools};
 use background_fetch::policy::{check_request_url, is_potentially_trustworthy};
 use background_fetch::{
     BlockReason, CacheMode, ClientSnapshot, CredentialsMode, HeaderList, NetworkError,
-    NetworkErrorKind, NetworkEvent, NetworkRequest, RedirectMode, Request, RequestBodySource,
-    RequestMode, ResponseHead, ResponseType, Validators, is_cors_safelisted_method,
+    NetworkErrorCause, NetworkErrorKind, NetworkEvent, NetworkRequest, RedirectMode, Request,
+    RequestBodySource, RequestMode, ResponseHead, ResponseType, Validators,
+    is_cors_safelisted_method,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -461,9 +462,12 @@ impl<'a> Attempt<'a> {
         let response = match tokio::time::timeout(timeout, self.partition.client.request(req)).await
         {
             Err(_) => {
-                return Err(temporary(format!(
-                    "no preflight response from {url} within {timeout:?}"
-                )));
+                return Err(Stop::Error(
+                    NetworkError::temporary(format!(
+                        "no preflight response from {url} within {timeout:?}"
+                    ))
+                    .with_cause(NetworkErrorCause::Timeout),
+                ));
             }
             Ok(Err(e)) => return Err(Stop::Error(classify_request_error(&e))),
             Ok(Ok(r)) => r,
@@ -818,13 +822,13 @@ impl<'a> Attempt<'a> {
                     // The connection may be dead (a NAT mapping that timed out): never reuse
                     // it.
                     poison(&capture);
-                    return Err(temporary(if !connected {
+                    return Err(Stop::Error(NetworkError::temporary(if !connected {
                         format!("could not connect to {url}")
                     } else if upload_done {
                         format!("no response head from {url} within {:?}", config.response_head_timeout)
                     } else {
                         format!("the upload to {url} made no progress for {:?}", config.idle_timeout)
-                    }));
+                    }).with_cause(NetworkErrorCause::Timeout)));
                 }
             }
         }
@@ -1190,12 +1194,12 @@ impl RawBody {
                 frame = self.body.frame() => match frame {
                     None => return Ok(None),
                     Some(Err(e)) => {
-                        return Err(temporary(format!(
+                        return Err(Stop::Error(NetworkError::temporary(format!(
                             "the body of {} stopped after {} bytes: {}",
                             self.url,
                             self.received,
                             error_chain(&e)
-                        )));
+                        )).with_cause(NetworkErrorCause::Reset)));
                     }
                     Some(Ok(frame)) => {
                         // Trailers and empty DATA frames are no progress.
@@ -1212,10 +1216,10 @@ impl RawBody {
                     if let Some(why) = self.pace.check() {
                         // The connection may be dead: never reuse it.
                         poison(&self.connection);
-                        return Err(temporary(format!(
+                        return Err(Stop::Error(NetworkError::temporary(format!(
                             "the body of {} stalled: {why} (after {} bytes)",
                             self.url, self.received
-                        )));
+                        )).with_cause(NetworkErrorCause::Timeout)));
                     }
                 }
             }
@@ -1423,7 +1427,7 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
                     NetworkErrorKind::Fatal
                 },
                 message,
-                cause: None,
+                cause: c.cause,
             };
         }
         if s.downcast_ref::<BodyReadError>().is_some() {
@@ -1433,7 +1437,8 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
             // (A head over hyper's limits is a parse error too; its message says "message
             // head is too large".)
             if h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
-                return NetworkError::fatal(format!("bad response: {message}"));
+                return NetworkError::fatal(format!("bad response: {message}"))
+                    .with_cause(NetworkErrorCause::Protocol);
             }
             if h.is_user() && !h.is_body_write_aborted() {
                 // A body error is found further down the chain; anything else the user (this
@@ -1456,12 +1461,13 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
         {
             return NetworkError::fatal(format!(
                 "a malformed HTTP/2 response, or a header list larger than this host accepts: {message}"
-            ));
+            ))
+            .with_cause(NetworkErrorCause::Protocol);
         }
         src = s.source();
     }
     // Connection closed or reset before the head, canceled, HTTP/2 stream errors: temporary.
-    NetworkError::temporary(message)
+    NetworkError::temporary(message).with_cause(NetworkErrorCause::Reset)
 }
 
 #[cfg(test)]

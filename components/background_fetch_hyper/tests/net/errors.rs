@@ -2,7 +2,7 @@
 //! timeouts (on paused time: nothing sleeps for real).
 
 use crate::support::*;
-use background_fetch::{BlockReason, NetworkErrorKind, Request};
+use background_fetch::{BlockReason, NetworkErrorCause, NetworkErrorKind, Request};
 use background_fetch_hyper::{ConnectRetry, Resolve, ResolveError, ResolveErrorKind};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -61,6 +61,7 @@ async fn connection_refused_is_temporary() {
     let url = url::Url::parse(&format!("http://127.0.0.1:{}/x", addr.port())).unwrap();
     let o = run(&host, get(&url, "https://app.test")).await;
     assert_eq!(o.kind(), NetworkErrorKind::Temporary, "{:?}", o.error);
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Connect));
     assert!(o.head.is_none());
     assert!(
         host.connectivity().is_online(),
@@ -131,6 +132,7 @@ async fn a_name_that_does_not_exist_is_temporary_and_keeps_the_network_online() 
     .await;
     assert_eq!(o.kind(), NetworkErrorKind::Temporary);
     assert!(o.error().message.contains("dns"), "{}", o.error().message);
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Dns));
     assert!(host.connectivity().is_online());
 }
 
@@ -140,6 +142,7 @@ async fn a_reset_before_the_head_is_temporary() {
     let host = host(config(None));
     let o = run(&host, get(&server.url("/f"), &server.origin())).await;
     assert_eq!(o.kind(), NetworkErrorKind::Temporary, "{:?}", o.error);
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Reset));
     assert!(o.head.is_none());
 }
 
@@ -151,6 +154,7 @@ async fn a_reset_mid_body_is_temporary_after_the_bytes_received() {
     let host = host(config(None));
     let o = run(&host, get(&server.url("/f"), &server.origin())).await;
     assert_eq!(o.kind(), NetworkErrorKind::Temporary, "{:?}", o.error);
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Reset));
     assert_eq!(o.status(), 200);
     assert!(o.body.len() <= 50_000);
     assert_eq!(o.body, pattern(200_000)[..o.body.len()]);
@@ -219,6 +223,7 @@ async fn a_malformed_response_is_fatal() {
         "{}",
         o.error().message
     );
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Protocol));
 }
 
 #[tokio::test]
@@ -248,6 +253,7 @@ async fn no_response_head_times_out_as_temporary() {
         "{}",
         o.error().message
     );
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Timeout));
     let waited = start.elapsed();
     assert!(
         waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
@@ -268,6 +274,7 @@ async fn a_stalled_body_times_out_as_temporary_after_its_bytes() {
         "{}",
         o.error().message
     );
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Timeout));
     assert_eq!(o.body, pattern(10_000)[..2500]);
 }
 
@@ -318,6 +325,7 @@ async fn a_tls_handshake_that_never_completes_hits_the_connect_timeout() {
         "{}",
         o.error().message
     );
+    assert_eq!(o.error().cause, Some(NetworkErrorCause::Timeout));
     let waited = start.elapsed();
     assert!(
         waited >= Duration::from_secs(4) && waited < Duration::from_secs(5),

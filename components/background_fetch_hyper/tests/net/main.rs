@@ -12,3 +12,4 @@ mod limits;
 mod redirects;
 mod resume;
 mod support;
+mod trust;
