@@ -1,6 +1,7 @@
 //! Configuration of a [`crate::HyperNetwork`].
 
 use crate::credentials::Credentials;
+use crate::proxy::ProxyConfig;
 use crate::resolve::Resolve;
 use background_fetch::{PolicyHost, SimpleCsp};
 use rustls_pki_types::CertificateDer;
@@ -99,6 +100,11 @@ pub struct Config {
     pub preflight_cache: bool,
     /// The online/offline signal. See [`crate::Connectivity`].
     pub connectivity: ConnectivityConfig,
+    /// Which requests go through an HTTP proxy (`None`: none, every request goes directly;
+    /// [`ProxyConfig::from_env`] reads curl's variables). Through a proxy, names are resolved
+    /// by the proxy, `https` is tunnelled with `CONNECT` (TLS still runs end to end with the
+    /// destination) and plain `http` is sent to the proxy in absolute form.
+    pub proxy: Option<ProxyConfig>,
     /// Name resolution (`None`: the system resolver through `getaddrinfo`).
     pub resolver: Option<Arc<dyn Resolve>>,
     /// Cookies and HTTP authentication, if the embedder has them. `None`: requests are sent
@@ -141,6 +147,7 @@ impl Default for Config {
             max_partitions: 64,
             preflight_cache: true,
             connectivity: ConnectivityConfig::default(),
+            proxy: None,
             resolver: None,
             credentials: None,
             policy: Arc::new(SimpleCsp),
@@ -177,6 +184,7 @@ impl fmt::Debug for Config {
             .field("max_partitions", &self.max_partitions)
             .field("preflight_cache", &self.preflight_cache)
             .field("connectivity", &self.connectivity)
+            .field("proxy", &self.proxy)
             .field("resolver", &self.resolver.is_some())
             .field("credentials", &self.credentials.is_some())
             .field("policy", &"dyn PolicyHost")

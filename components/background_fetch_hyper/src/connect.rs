@@ -3,17 +3,19 @@
 //! keepalive and no Nagle), then TLS with ALPN, under an overall connect timeout, with
 //! transparent retries with backoff.
 //!
-//! The connector is one layer over a TCP connector, so that a proxy layer (CONNECT tunnels,
-//! the downloader issue) can slot in between the two: [`Connector::tcp`] is the only place
-//! that opens a byte stream to a destination.
+//! The connector is one layer over a TCP connector, with the proxy layer between the two:
+//! `ConnectorInner::tcp` is the only place that opens a byte stream to a destination, directly
+//! or through an HTTP proxy (a `CONNECT` tunnel by hyper-util's `Tunnel` for `https`).
 
 use crate::config::{Config, ConnectRetry};
 use crate::connectivity::Connectivity;
+use crate::proxy::{Proxy, ProxyConfig};
 use crate::resolve::{Resolve, ResolveError, ResolveErrorKind, ResolverService};
 use background_fetch::NetworkErrorCause;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -49,6 +51,8 @@ pub(crate) enum ConnectErrorKind {
     TlsFatal,
     /// The URL cannot be connected to (no host, bad name).
     BadUrl,
+    /// The proxy refused the tunnel or asked for credentials it was not given.
+    ProxyRefused,
     /// Anything else at the socket level.
     Other,
 }
@@ -81,6 +85,7 @@ impl ConnectError {
             ConnectErrorKind::Timeout => Some(NetworkErrorCause::Timeout),
             ConnectErrorKind::TlsFatal => Some(NetworkErrorCause::Tls),
             ConnectErrorKind::BadUrl => None,
+            ConnectErrorKind::ProxyRefused => Some(NetworkErrorCause::Proxy),
         };
         ConnectError {
             kind,
@@ -99,7 +104,7 @@ impl ConnectError {
     pub fn is_temporary(&self) -> bool {
         !matches!(
             self.kind,
-            ConnectErrorKind::TlsFatal | ConnectErrorKind::BadUrl
+            ConnectErrorKind::TlsFatal | ConnectErrorKind::BadUrl | ConnectErrorKind::ProxyRefused
         )
     }
 
@@ -144,6 +149,7 @@ struct ConnectorInner {
     connect_timeout: Duration,
     retry: ConnectRetry,
     connectivity: Connectivity,
+    proxy: Option<ProxyConfig>,
 }
 
 impl Connector {
@@ -163,16 +169,97 @@ impl Connector {
                 connect_timeout: config.connect_timeout,
                 retry: config.connect_retry.clone(),
                 connectivity,
+                proxy: config.proxy.clone(),
             }),
         }
     }
 }
 
 impl ConnectorInner {
-    /// A TCP connection to the URI's host and port (Happy Eyeballs over its addresses).
-    // FIXME: proxies (the downloader issue): a CONNECT tunnel through a proxy would be opened
-    //        here, with the destination's host and port, before TLS to the destination.
-    async fn tcp(&self, uri: &http::Uri, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+    /// A byte stream to the URI's host and port: directly, or through `proxy` (a `CONNECT`
+    /// tunnel for `https`; for plain `http` the connection to the proxy itself, to which the
+    /// request goes in absolute form).
+    async fn tcp(
+        &self,
+        uri: &http::Uri,
+        host: &str,
+        port: u16,
+        proxy: Option<&Proxy>,
+    ) -> Result<TcpStream, ConnectError> {
+        let Some(proxy) = proxy else {
+            return self.direct(uri, host, port).await;
+        };
+        let phost = proxy.uri.host().unwrap_or("");
+        let pport = proxy.uri.port_u16().unwrap_or(80);
+        let via = |e: ConnectError| {
+            let message = format!("through the proxy {}: {e}", proxy.authority());
+            ConnectError { message, ..e }
+        };
+        if uri.scheme_str() != Some("https") {
+            return self.direct(&proxy.uri, phost, pport).await.map_err(via);
+        }
+        let mut tunnel = Tunnel::new(proxy.uri.clone(), self.tcp_connector(pport));
+        if let Some(auth) = &proxy.auth {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        let dst = http::Uri::builder()
+            .scheme("https")
+            .authority(format!("{host}:{port}"))
+            .path_and_query("/")
+            .build()
+            .map_err(|e| ConnectError::new(ConnectErrorKind::BadUrl, e.to_string()))?;
+        let refused = |why: &str| {
+            ConnectError::new(
+                ConnectErrorKind::ProxyRefused,
+                format!(
+                    "the proxy {} {why} (CONNECT {host}:{port})",
+                    proxy.authority()
+                ),
+            )
+        };
+        // AD-HOC: hyper-util (0.1.21) does not export its tunnel's error type, so its
+        //         variants are told apart by their fixed messages and sources; an unknown one
+        //         is a refusal by the proxy.
+        let e = match tower_service::Service::call(&mut tunnel, dst).await {
+            Ok(io) => return Ok(io.into_inner()),
+            Err(e) => e,
+        };
+        let text = e.to_string();
+        Err(if text.contains("failed to create underlying connection") {
+            via(classify_tcp_error(&e, &proxy.uri))
+        } else if text.contains("proxy authorization required") {
+            refused(if proxy.auth.is_some() {
+                "refused the credentials of the proxy URL (407)"
+            } else {
+                "requires credentials (407): give them in the proxy URL, \
+                 http://user:password@host:port"
+            })
+        } else if text.contains("unexpected end of file") {
+            ConnectError::new(
+                ConnectErrorKind::Reset,
+                format!(
+                    "the proxy {} closed the connection before opening a tunnel to {host}:{port}",
+                    proxy.authority()
+                ),
+            )
+            .because(NetworkErrorCause::Proxy)
+        } else if let Some(io) =
+            std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>())
+        {
+            via(ConnectError::from_io(
+                io,
+                &format!("a tunnel to {host}:{port}"),
+            ))
+            .because(NetworkErrorCause::Proxy)
+        } else if text.contains("unsuccessful") {
+            refused("refused to open a tunnel")
+        } else {
+            refused(&format!("failed: {text}"))
+        })
+    }
+
+    /// hyper-util's TCP connector, configured, for `port`.
+    fn tcp_connector(&self, port: u16) -> HttpConnector<ResolverService> {
         let mut tcp = HttpConnector::new_with_resolver(ResolverService {
             resolver: self.resolver.clone(),
             port,
@@ -191,6 +278,17 @@ impl ConnectorInner {
                 .map(|t| (t / 3).max(Duration::from_secs(1))),
         );
         tcp.set_keepalive_retries(self.tcp_keepalive.map(|_| 3));
+        tcp
+    }
+
+    /// A TCP connection to the URI's host and port (Happy Eyeballs over its addresses).
+    async fn direct(
+        &self,
+        uri: &http::Uri,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, ConnectError> {
+        let mut tcp = self.tcp_connector(port);
         // The resolver answers with ports (its own, or `port`): hyper-util keeps them when
         // the URI it is given has none. An IP literal keeps its port.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -217,20 +315,30 @@ impl ConnectorInner {
         host: &str,
         port: u16,
     ) -> Result<Conn, ConnectError> {
-        let tcp = match self.tcp(uri, host, port).await {
+        let proxy = self.proxy.as_ref().and_then(|p| p.intercept(uri));
+        // The connectivity checks probe what this process connects to: the proxy, if any.
+        let (chost, cport) = match &proxy {
+            Some(p) => (
+                p.uri.host().unwrap_or("").to_owned(),
+                p.uri.port_u16().unwrap_or(80),
+            ),
+            None => (host.to_owned(), port),
+        };
+        let tcp = match self.tcp(uri, host, port, proxy.as_ref()).await {
             Ok(t) => t,
             Err(e) => {
                 if e.maybe_network_down() {
-                    self.connectivity.report_failure(host, port);
+                    self.connectivity.report_failure(&chost, cport);
                 }
                 return Err(e);
             }
         };
-        self.connectivity.report_success(host, port);
+        self.connectivity.report_success(&chost, cport);
         if !https {
             return Ok(Conn {
                 io: TokioIo::new(Stream::Plain(tcp)),
                 h2: false,
+                proxied: proxy.is_some(),
             });
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -249,6 +357,7 @@ impl ConnectorInner {
         Ok(Conn {
             io: TokioIo::new(Stream::Tls(Box::new(tls))),
             h2,
+            proxied: false,
         })
     }
 
@@ -486,12 +595,14 @@ impl AsyncWrite for Stream {
 pub(crate) struct Conn {
     io: TokioIo<Stream>,
     h2: bool,
+    /// A plain connection to a proxy: requests go in absolute form.
+    proxied: bool,
 }
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
         // hyper-util's own metadata (remote and local address), plus the ALPN outcome.
-        let c = self.io.inner().tcp().connected();
+        let c = self.io.inner().tcp().connected().proxy(self.proxied);
         if self.h2 { c.negotiated_h2() } else { c }
     }
 }

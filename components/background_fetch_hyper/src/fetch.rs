@@ -755,6 +755,15 @@ impl<'a> Attempt<'a> {
             .body(body)
             .map_err(|e| fatal(format!("cannot build the request for {url}: {e}")))?;
         *req.headers_mut() = headers;
+        // Plain http through a proxy: the proxy's credentials go with every request (https
+        // sends them once, on the CONNECT of its tunnel).
+        if url.scheme() == "http"
+            && let Some(proxy) = config.proxy.as_ref().and_then(|p| p.intercept(req.uri()))
+            && let Some(auth) = proxy.auth
+        {
+            req.headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
+        }
         let mut capture = capture_connection(&mut req);
         tracing::debug!(%url, range_start = ?self.range_start, "sending request");
         let client = if self.force_http1 {

@@ -7,7 +7,14 @@
 //! * **Protocols.** HTTP/1.1, and HTTP/2 negotiated by ALPN over TLS. TLS is rustls with the
 //!   *ring* provider given explicitly (the process-wide rustls default is left alone), trusting
 //!   the webpki (Mozilla) roots plus roots the embedder adds ([`TlsConfig::add_root_der`],
-//!   [`TlsConfig::add_roots_pem`]). Connections are opened by hyper-util's `HttpConnector`
+//!   [`TlsConfig::add_roots_pem`], [`TlsConfig::add_roots_from_paths`]), or, by the embedder's
+//!   choice, the platform's store ([`TlsConfig::native_roots`]: `SSL_CERT_FILE`,
+//!   `SSL_CERT_DIR`, the system bundle, read by `rustls-native-certs` into explicit roots). A
+//!   refused certificate is an error that names `host:port` and says why. Requests may go
+//!   through an HTTP proxy ([`Config::proxy`], [`ProxyConfig::from_env`] for curl's
+//!   variables): `https` in a `CONNECT` tunnel (hyper-util's), plain `http` in absolute form,
+//!   with the proxy URL's credentials. Every error carries its transport-level cause
+//!   ([`background_fetch::NetworkErrorCause`]) for the embedder's diagnostics. Connections are opened by hyper-util's `HttpConnector`
 //!   (RFC 8305 Happy Eyeballs, a connect timeout shared among a name's addresses, TCP
 //!   keepalive), kept alive over HTTP/2 with PINGs, and a connection that timed out is never
 //!   reused. The pools (and TLS session caches) are partitioned by the caller's origin, so
@@ -163,11 +170,13 @@ pub mod decode;
 mod fetch;
 mod integrity;
 mod pool;
+mod proxy;
 mod resolve;
 
 pub use config::{BuildError, Config, ConnectRetry, ConnectivityConfig, MinRate, TlsConfig};
 pub use connectivity::Connectivity;
 pub use credentials::Credentials;
+pub use proxy::{ProxyConfig, ProxyConfigBuilder, ProxyError};
 pub use resolve::{Resolve, ResolveError, ResolveErrorKind, StaticResolver, SystemResolver};
 
 use background_fetch::{Engine, NetworkError, NetworkEvent, NetworkHost, NetworkRequest};

@@ -9,6 +9,7 @@ mod decoding;
 mod engine;
 pub mod errors;
 mod limits;
+mod proxy;
 mod redirects;
 mod resume;
 mod support;
