@@ -2,9 +2,12 @@
 //! itself in the roles of the UI (see [`crate::output`]) and of the service worker (an
 //! [`EventHandler`]: `--out` delivery in [`crate::delivery`], the explained one in the demo).
 
+use crate::data::FetchData;
+use crate::network::{NetSetup, ObservedNetwork, RateLimits};
 use crate::output::Reporter;
 use crate::paths;
 use crate::quota::DiskQuota;
+use crate::records::{ObservedStore, RecordLog};
 use background_fetch::{
     BackgroundFetchManager, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, Clock,
     DispatchOutcome, Engine, EngineConfig, Environment, EnvironmentKind, EnvironmentSettings,
@@ -90,6 +93,7 @@ pub struct ProgramWorker {
     /// Makes the events' objects (the service worker's script runs in this process).
     objects: EventObjects,
     handler: Arc<dyn EventHandler>,
+    records: Arc<RecordLog>,
 }
 
 /// The embedder data stored with fetch `uid` (its `--out` directory).
@@ -100,15 +104,17 @@ fn embedder_data(engine: &OnceLock<Engine>, uid: FetchUid) -> Option<String> {
         .and_then(|f| f.embedder_data)
 }
 
-/// One line per record that did not succeed: its URL, its status and its result.
-async fn failed_records(reg: &BackgroundFetchRegistration) -> Vec<String> {
+/// One line per record that did not succeed: its URL, its status and its result, and what went
+/// wrong on the network (from `log`).
+async fn failed_records(reg: &BackgroundFetchRegistration, log: &RecordLog) -> Vec<String> {
     let Ok(records) = reg.match_all(None, CacheQueryOptions::default()).await else {
         return Vec::new();
     };
     records
         .iter()
-        .filter(|r| r.result() != RecordResult::Success)
-        .map(|r| {
+        .enumerate()
+        .filter(|(_, r)| r.result() != RecordResult::Success)
+        .map(|(index, r)| {
             let status = match r.response_head() {
                 Some(h) => format!("HTTP {} {}", h.status, h.status_text),
                 None => "no response".to_owned(),
@@ -117,8 +123,14 @@ async fn failed_records(reg: &BackgroundFetchRegistration) -> Vec<String> {
                 RecordResult::Empty => "not finished",
                 other => other.as_str(),
             };
+            let why = match (r.result(), log.note(reg.uid(), index).error) {
+                (RecordResult::FetchError | RecordResult::Empty, Some((message, _))) => {
+                    format!(": {message}")
+                }
+                _ => String::new(),
+            };
             format!(
-                "{} {}: {status}, {result}",
+                "{} {}: {status}, {result}{why}",
                 r.request().method,
                 r.request().url
             )
@@ -136,6 +148,7 @@ impl WorkerHost for ProgramWorker {
         let settled = self.settled.clone();
         let handler = self.handler.clone();
         let engine = self.engine.clone();
+        let records = self.records.clone();
         let object = self.objects.object(&event);
         Box::pin(async move {
             // The event's objects, once the engine is known (a restored fetch's event may be
@@ -152,7 +165,7 @@ impl WorkerHost for ProgramWorker {
                 reporter.functional(kind, &reg);
             }
             let failed = if kind == FunctionalEventKind::Fail {
-                failed_records(&reg).await
+                failed_records(&reg, &records).await
             } else {
                 Vec::new()
             };
@@ -219,24 +232,42 @@ pub struct App {
     pub reporter: Arc<Reporter>,
     /// Settle events, as the program's service worker role receives them.
     pub settled: tokio::sync::Mutex<mpsc::UnboundedReceiver<Settled>>,
+    /// What became of each record (the `record` events).
+    pub records: Arc<RecordLog>,
     _network: HyperNetwork,
     _link: background_fetch_hyper::EngineLink,
     environments: Mutex<Vec<Environment>>,
 }
 
 impl App {
-    /// Starts the engine on `store`, with `reporter` as its UI and `handler` receiving the
-    /// functional events.
+    /// Starts the engine on `store`, with `reporter` as its UI, `handler` receiving the
+    /// functional events, and the network set up as `net` says.
     pub async fn start(
         store: RedbStore,
         reporter: Arc<Reporter>,
         handler: Arc<dyn EventHandler>,
         resume_on_start: bool,
+        net: NetSetup,
     ) -> Result<App, String> {
         let handle = tokio::runtime::Handle::current();
-        let network =
-            HyperNetwork::with_handle(handle.clone(), background_fetch_hyper::Config::default())
-                .map_err(|e| format!("cannot set up the network: {e}"))?;
+        let network = match HyperNetwork::with_handle(handle.clone(), net.config.clone()) {
+            Ok(n) => n,
+            Err(e) if net.may_fall_back => {
+                // No platform store at all (a minimal system): the compiled-in roots.
+                reporter.error(&format!(
+                    "warning: {e}; trusting the compiled-in Mozilla roots instead (set \
+                     SSL_CERT_FILE or give --cacert to choose)"
+                ));
+                let mut config = net.config.clone();
+                config.tls.native_roots = false;
+                config.tls.webpki_roots = true;
+                HyperNetwork::with_handle(handle.clone(), config)
+                    .map_err(|e| format!("cannot set up the network: {e}"))?
+            }
+            Err(e) => return Err(format!("cannot set up the network: {e}")),
+        };
+        let records = RecordLog::new(reporter.clone());
+        let limits = Arc::new(RateLimits::default());
         let quota = Arc::new(DiskQuota::measure(store.path()).map_err(|e| {
             format!(
                 "cannot measure the free space for {}: {e}",
@@ -250,10 +281,15 @@ impl App {
             engine: Arc::new(OnceLock::new()),
             objects: EventObjects::new(),
             handler,
+            records: records.clone(),
         });
         let hosts = Hosts {
-            store: Arc::new(store.clone()),
-            network: Arc::new(network.clone()),
+            store: Arc::new(ObservedStore::new(Arc::new(store.clone()), records.clone())),
+            network: Arc::new(ObservedNetwork::new(
+                Arc::new(network.clone()),
+                records.clone(),
+                limits.clone(),
+            )),
             ui: reporter.clone(),
             worker: worker.clone(),
             permission: Arc::new(Granted),
@@ -264,13 +300,13 @@ impl App {
         };
         let config = EngineConfig {
             resume_on_start,
-            max_parallel_per_fetch: 16,
-            max_parallel_global: 32,
+            max_parallel_per_fetch: net.parallel,
+            max_parallel_global: (2 * net.parallel).max(32),
             // A person is waiting: give up on an unreachable resource after about a minute
-            // (8 attempts that store nothing, 0.5 s doubling to at most 16 s apart), not the
-            // engine's default of 20 attempts up to a minute apart.
+            // (by default 8 attempts that store nothing, 0.5 s doubling to at most 16 s
+            // apart; --retry), not the engine's default of 20 attempts up to a minute apart.
             retry: background_fetch::RetryPolicy {
-                max_attempts: Some(8),
+                max_attempts: Some(net.attempts),
                 max_delay: Duration::from_secs(16),
                 ..Default::default()
             },
@@ -297,6 +333,17 @@ impl App {
             quota.set_stored_at_start(&key, used);
         }
         let _ = worker.engine.set(engine.clone());
+        // A fetch's rate limit (`--limit-rate`) is in its embedder data.
+        let weak = engine.downgrade();
+        limits.set_lookup(move |uid| {
+            let engine = weak.upgrade()?;
+            let data = engine
+                .fetches()
+                .into_iter()
+                .find(|f| f.uid == uid)
+                .and_then(|f| f.embedder_data);
+            FetchData::parse(data.as_deref()).limit_rate
+        });
         worker.objects.attach(&engine);
         let link = network.drive_engine(&engine);
         Ok(App {
@@ -304,6 +351,7 @@ impl App {
             store,
             reporter,
             settled: tokio::sync::Mutex::new(rx),
+            records,
             _network: network,
             _link: link,
             environments: Mutex::new(Vec::new()),

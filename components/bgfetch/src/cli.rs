@@ -5,6 +5,7 @@ use crate::commands::query::query;
 use crate::commands::run::run_all;
 use crate::control::wire::Query;
 use crate::exit;
+use crate::network::NetArgs;
 use crate::output::{Reporter, choose_mode};
 use crate::paths::store_path;
 use clap::{Parser, Subcommand};
@@ -43,7 +44,26 @@ Exit codes:
   3    usage, store or I/O error (a failed delivery keeps the download)
   130, 143, 129
        interrupted by SIGINT, SIGTERM, SIGHUP: the fetch is left paused;
-       `bgfetch run` continues it";
+       `bgfetch run` continues it
+
+Environment:
+  BGFETCH_STORE
+       the store, when --store is not given (default:
+       $XDG_DATA_HOME/bgfetch/store.redb, else ~/.local/share/bgfetch/store.redb)
+  HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY (or in lower case)
+       proxies, read as curl reads them: http://[USER:PASSWORD@]HOST[:PORT];
+       https goes through a CONNECT tunnel; --proxy overrides the first three
+  SSL_CERT_FILE, SSL_CERT_DIR
+       the trusted CA certificates (PEM) instead of the system's store;
+       --cacert overrides both
+  XDG_RUNTIME_DIR
+       where the control socket lives (else bgfetch-UID in the temporary
+       directory)
+  RUST_LOG
+       diagnostics on stderr (a tracing filter, e.g. RUST_LOG=debug)
+
+Shell completions and the man page: `bgfetch completions bash` (zsh, fish,
+elvish, powershell), `bgfetch man`.";
 
 /// bgfetch: a resumable, crash-safe multi-file downloader that follows the Background Fetch
 /// spec, and the reference embedder of the background-fetch engine.
@@ -61,6 +81,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of `Fetch` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Calls BackgroundFetchManager.fetch() with the URLs (GET, in order) and the uploads, then
@@ -72,6 +94,26 @@ enum Command {
         /// URLs to download: absolute http(s) URLs (relative ones only with --origin, resolved
         /// against it).
         urls: Vec<String>,
+        /// Read more URLs from FILE ("-": standard input), one per line after the URL
+        /// arguments: `URL [NAME] [INTEGRITY]`, NAME being the file name under --out and
+        /// INTEGRITY a `sha256-...` (or sha384, sha512) value; blank lines and lines starting
+        /// with # are skipped.
+        #[arg(short = 'i', long = "input-file", value_name = "FILE")]
+        input_file: Option<PathBuf>,
+        /// A request header for every URL, 'Name: value' (repeatable). Headers a page may
+        /// not set (the Request constructor's forbidden headers: Cookie, Host, Origin,
+        /// Proxy-*, Sec-*, ...) are refused.
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Subresource Integrity for one URL: the body must match METADATA
+        /// (sha256-BASE64, sha384-..., sha512-...) or the record fails (repeatable).
+        #[arg(long = "integrity", num_args = 2, value_names = ["URL", "METADATA"], action = clap::ArgAction::Append)]
+        integrity: Vec<String>,
+        /// Download the fetch's records together at most RATE bytes per second, as curl's
+        /// --limit-rate: a number with an optional k, M or G suffix (500k, 2M). Kept with
+        /// the fetch: `bgfetch run` honours it too.
+        #[arg(long = "limit-rate", value_name = "RATE")]
+        limit_rate: Option<String>,
         /// The title shown while it runs.
         #[arg(long, value_name = "T")]
         title: Option<String>,
@@ -95,9 +137,29 @@ enum Command {
         /// Register and exit; `bgfetch run` continues it.
         #[arg(long)]
         detach: bool,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Resumes every unsettled fetch in the store and runs them until they settle.
-    Run,
+    Run {
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Lists every fetch in the store: id, title, state, downloaded / total, rate, records
+    /// done (with --json, one JSON array).
+    Ls,
+    /// Pauses a fetch (the user's pause: its records stop, their bytes are kept); prints
+    /// whether it was paused.
+    Pause {
+        /// The id.
+        id: String,
+    },
+    /// Resumes a paused fetch; prints whether it was resumed. If no process runs it,
+    /// `bgfetch run` continues it.
+    Resume {
+        /// The id.
+        id: String,
+    },
     /// Prints the active ids, one per line (with --json, one JSON array).
     Ids,
     /// Prints a registration as one JSON object.
@@ -132,6 +194,17 @@ enum Command {
     },
     /// Downloads a generated podcast episode from a local server, explaining each step.
     Demo,
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff) to stdout: `bgfetch man > bgfetch.1`, or a command's:
+    /// `bgfetch man fetch > bgfetch-fetch.1`.
+    Man {
+        /// The command whose page to print (default: bgfetch's own).
+        command: Option<String>,
+    },
 }
 
 /// Runs the program; returns the exit code.
@@ -180,6 +253,43 @@ async fn run(cli: Cli) -> i32 {
     if matches!(cli.command, Command::Demo) {
         return crate::demo::run(cli.store, mode).await;
     }
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "bgfetch",
+                &mut std::io::stdout(),
+            );
+            return exit::SUCCESS;
+        }
+        Command::Man { command } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Built first, so that the global options appear in each command's page too.
+            cmd.build();
+            let page = match command {
+                None => cmd,
+                Some(name) => match cmd.find_subcommand(name) {
+                    Some(sub) => sub.clone().name(format!("bgfetch-{name}")),
+                    None => {
+                        eprintln!("error: bgfetch has no command {name:?}");
+                        return exit::ERROR;
+                    }
+                },
+            };
+            let man = clap_mangen::Man::new(page);
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => exit::SUCCESS,
+                // `bgfetch man | head`: the reader wants no more.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing the man page: {e}");
+                    exit::ERROR
+                }
+            };
+        }
+        _ => {}
+    }
     let path = match store_path(cli.store) {
         Ok(p) => p,
         Err(e) => {
@@ -199,6 +309,11 @@ async fn run(cli: Cli) -> i32 {
             uploads,
             out,
             detach,
+            input_file,
+            headers,
+            integrity,
+            limit_rate,
+            net,
         } => {
             let args = FetchArgs {
                 id,
@@ -210,10 +325,18 @@ async fn run(cli: Cli) -> i32 {
                 uploads,
                 out,
                 detach,
+                input_file,
+                headers,
+                integrity,
+                limit_rate,
+                net,
             };
             fetch(&path, Arc::new(Reporter::new(mode)), args).await
         }
-        Command::Run => run_all(&path, Arc::new(Reporter::new(mode))).await,
+        Command::Run { net } => run_all(&path, Arc::new(Reporter::new(mode)), &net).await,
+        Command::Ls => query(&path, Query::Ls, None, json).await,
+        Command::Pause { id } => query(&path, Query::Pause { id }, None, json).await,
+        Command::Resume { id } => query(&path, Query::Resume { id }, None, json).await,
         Command::Ids => query(&path, Query::Ids, None, json).await,
         Command::Get { id } => query(&path, Query::Get { id }, None, json).await,
         Command::Abort { id } => query(&path, Query::Abort { id }, None, json).await,
@@ -239,6 +362,8 @@ async fn run(cli: Cli) -> i32 {
             )
             .await
         }
-        Command::Demo => unreachable!("handled above"),
+        Command::Demo | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled above")
+        }
     }
 }

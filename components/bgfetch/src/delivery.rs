@@ -22,6 +22,7 @@
 //! steps after it stay as they are.
 
 use crate::app::{EventHandler, Handled};
+pub use crate::data::FetchData;
 use crate::names::{self, TEMPORARY_SUFFIX};
 use crate::output::Reporter;
 use crate::paths;
@@ -38,45 +39,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
-
-/// The embedder data stored with each fetch.
-#[derive(Serialize, Deserialize, Default, Debug, Clone)]
-pub struct FetchData {
-    /// `--out DIR`, absolute.
-    pub out: Option<PathBuf>,
-    /// Names this fetch's temporary files and delivery journal (random, fixed at `fetch()`).
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl FetchData {
-    /// The data for a new fetch delivering to `out`.
-    pub fn new(out: Option<PathBuf>) -> FetchData {
-        FetchData {
-            out,
-            token: Some(format!("{:016x}", fastrand::u64(..))),
-        }
-    }
-
-    /// Reads a fetch's embedder data (anything unreadable counts as none).
-    pub fn parse(data: Option<&str>) -> FetchData {
-        data.and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or_default()
-    }
-
-    /// Serialises it.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("serialisable")
-    }
-
-    /// What names fetch `uid`'s temporary files and journal: its token (a fetch stored by an
-    /// earlier version has none: its uid then).
-    pub fn token(&self, uid: FetchUid) -> String {
-        self.token
-            .clone()
-            .unwrap_or_else(|| format!("uid{}", uid.0))
-    }
-}
 
 /// Checks `--out` before a fetch is registered: makes it (and its parents) if it is missing, and
 /// makes sure it is a directory this user can create files in. Returns it absolute.
@@ -324,6 +286,7 @@ impl OutDelivery {
         reg: &BackgroundFetchRegistration,
         dir: &Path,
         token: &str,
+        names: &[Option<String>],
     ) -> Result<(), String> {
         let prefetched = self.take(reg.uid());
         // A directory removed since the fetch started is made again.
@@ -385,7 +348,11 @@ impl OutDelivery {
         let mut planned = Vec::new();
         let mut entries = Vec::new();
         for (index, record, tmp) in written {
-            let base = names::base_name(&record.request().url);
+            // The name the input file gave, else the URL's last segment.
+            let base = match names.get(index).cloned().flatten() {
+                Some(n) => n,
+                None => names::base_name(&record.request().url),
+            };
             let name = name_for(&base, &taken, 0);
             taken.insert(name.clone());
             let (dev, ino) = identity(&tmp).map_err(|e| e.to_string())?;
@@ -455,16 +422,18 @@ impl EventHandler for OutDelivery {
             };
             let token = data.token(reg.uid());
             match event.kind() {
-                FunctionalEventKind::Success => match this.deliver(&reg, dir, &token).await {
-                    Ok(()) => Handled::Done,
-                    Err(e) => {
-                        remove_temporary_files(dir, &token);
-                        Handled::Keep(format!(
-                            "could not write the files to {}: {e}",
-                            dir.display()
-                        ))
+                FunctionalEventKind::Success => {
+                    match this.deliver(&reg, dir, &token, &data.names).await {
+                        Ok(()) => Handled::Done,
+                        Err(e) => {
+                            remove_temporary_files(dir, &token);
+                            Handled::Keep(format!(
+                                "could not write the files to {}: {e}",
+                                dir.display()
+                            ))
+                        }
                     }
-                },
+                }
                 FunctionalEventKind::Click => Handled::Done,
                 _ => {
                     for p in this.take(reg.uid()) {

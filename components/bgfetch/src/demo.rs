@@ -207,7 +207,15 @@ pub async fn run(store: Option<PathBuf>, mode: Mode) -> i32 {
     };
     let reporter = Arc::new(Reporter::new(mode));
     let worker = Arc::new(DemoWorker(reporter.clone()));
-    let app = match App::start(store, reporter, worker, false).await {
+    let app = match App::start(
+        store,
+        reporter,
+        worker,
+        false,
+        crate::network::NetSetup::offline(),
+    )
+    .await
+    {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!("error: {e}");

@@ -35,19 +35,22 @@
 //! interrupted by SIGINT / SIGTERM / SIGHUP (the fetch is left paused; `run` continues it).
 //!
 //! Modules, each depending only on those listed before it: [`exit`], [`names`], [`paths`],
-//! [`output`], [`quota`], [`signals`], [`server`], [`app`], [`delivery`], [`control`],
-//! [`commands`], the demo, and [`cli`].
+//! [`data`], [`output`], [`records`], [`network`], [`quota`], [`signals`], [`server`], [`app`],
+//! [`delivery`], [`control`], [`commands`], the demo, and [`cli`].
 
 pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod control;
+pub mod data;
 pub mod delivery;
 mod demo;
 pub mod exit;
 pub mod names;
+pub mod network;
 pub mod output;
 pub mod paths;
 pub mod quota;
+pub mod records;
 pub mod server;
 pub mod signals;

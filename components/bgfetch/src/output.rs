@@ -93,8 +93,13 @@ pub struct Reporter {
     bars: Mutex<HashMap<FetchUid, ProgressBar>>,
     last: Mutex<HashMap<FetchUid, UiSnapshot>>,
     last_plain: Mutex<HashMap<FetchUid, Instant>>,
+    /// Recent (time, downloaded) samples of each fetch, for its rate.
+    samples: Mutex<HashMap<FetchUid, std::collections::VecDeque<(Instant, u64)>>>,
     out: Mutex<()>,
 }
+
+/// The span of samples a rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 impl Reporter {
     /// A reporter printing in `mode`.
@@ -117,6 +122,7 @@ impl Reporter {
             bars: Mutex::default(),
             last: Mutex::default(),
             last_plain: Mutex::default(),
+            samples: Mutex::default(),
             out: Mutex::default(),
         }
     }
@@ -218,6 +224,50 @@ impl Reporter {
         }
     }
 
+    /// The download rate of fetch `uid` over the last few seconds, in bytes per second (0
+    /// when nothing arrived lately).
+    pub fn rate(&self, uid: FetchUid) -> u64 {
+        let samples = self.samples.lock().unwrap();
+        let Some(s) = samples.get(&uid) else { return 0 };
+        let (Some(first), Some(last)) = (s.front(), s.back()) else {
+            return 0;
+        };
+        let now = Instant::now();
+        if now.duration_since(last.0) > Duration::from_secs(2) {
+            return 0;
+        }
+        let span = now.duration_since(first.0).as_secs_f64();
+        if span <= 0.0 {
+            return 0;
+        }
+        (last.1.saturating_sub(first.1) as f64 / span) as u64
+    }
+
+    fn sample(&self, ui: &UiSnapshot) {
+        let mut samples = self.samples.lock().unwrap();
+        let s = samples.entry(ui.uid).or_default();
+        let now = Instant::now();
+        if s.back().is_some_and(|(_, d)| *d > ui.downloaded) {
+            // A restart from zero (a 200 answer to a resume): measure afresh.
+            s.clear();
+        }
+        s.push_back((now, ui.downloaded));
+        while s.len() > 2
+            && s.front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            s.pop_front();
+        }
+    }
+
+    /// A record settled: its `record` event (JSON only; the other displays explain failures
+    /// when the fetch settles).
+    pub fn record(&self, event: &serde_json::Value) {
+        if self.mode == Mode::Json {
+            self.line(&event.to_string());
+        }
+    }
+
     /// A functional event reached the program (its service worker role).
     pub fn functional(&self, kind: FunctionalEventKind, r: &BackgroundFetchRegistration) {
         self.event(kind.event_type(), &Fields::of_registration(r), None);
@@ -302,6 +352,7 @@ impl UiHost for Reporter {
     }
 
     fn update(&self, ui: &UiSnapshot) {
+        self.sample(ui);
         let prev = self.last.lock().unwrap().insert(ui.uid, ui.clone());
         if let Some(bar) = self.bar(ui) {
             bar.set_message(Self::label(ui));

@@ -169,6 +169,8 @@ pub struct Logged {
     pub path: String,
     /// The `Range` header, if any.
     pub range: Option<String>,
+    /// Every header (names in lower case), sorted by name.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -337,10 +339,16 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) -> io::Result<()> 
     let range = headers.get("range").cloned();
     let (route, attempt) = {
         let mut st = state.lock().unwrap();
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        all.sort();
         st.log.push(Logged {
             method: method.clone(),
             path: path.clone(),
             range: range.clone(),
+            headers: all,
         });
         let attempt = {
             let n = st.served.entry(path.clone()).or_default();

@@ -41,6 +41,15 @@ fn success_with_out_writes_every_file_byte_for_byte() {
     // Then one `saved` event per file, naming it.
     let (saved, events): (Vec<Value>, Vec<Value>) =
         all.into_iter().partition(|e| e["event"] == "saved");
+    // One `record` event per record as it settles (their own fields: issue 14).
+    let (records, events): (Vec<Value>, Vec<Value>) =
+        events.into_iter().partition(|e| e["event"] == "record");
+    assert_eq!(records.len(), 3, "{records:?}");
+    for r in &records {
+        assert_eq!(r["result"], "success", "{r}");
+        assert_eq!(r["status"], 200, "{r}");
+        assert!(r["cause"].is_null(), "{r}");
+    }
     let mut paths: Vec<_> = saved
         .iter()
         .map(|e| {

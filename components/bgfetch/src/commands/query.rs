@@ -8,6 +8,7 @@ use crate::control::server::{self, Reply};
 use crate::control::wire::{Message, Query};
 use crate::delivery::{FetchData, OutDelivery, remove_journal};
 use crate::exit;
+use crate::network::NetSetup;
 use crate::output::{Mode, Reporter};
 use crate::paths;
 use serde_json::json;
@@ -43,9 +44,11 @@ pub async fn query(path: &Path, q: Query, output: Option<&Path>, json_mode: bool
         if !path.exists() {
             // Nothing was ever stored here: there is nothing to ask about.
             return match q {
-                Query::Ids => {
+                Query::Ids | Query::Ls => {
                     if json_mode {
                         print_line("[]");
+                    } else if matches!(q, Query::Ls) {
+                        print_line(&ls_table(&[]));
                     }
                     exit::SUCCESS
                 }
@@ -85,7 +88,7 @@ async fn answer_locally(
 ) -> i32 {
     let reporter = Arc::new(Reporter::new(Mode::Quiet));
     let delivery = OutDelivery::new(reporter.clone(), path);
-    let app = match App::start(store, reporter, delivery, false).await {
+    let app = match App::start(store, reporter, delivery, false, NetSetup::offline()).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -115,6 +118,72 @@ async fn answer_locally(
     code
 }
 
+/// `ls` as a table for people: id, title, state, downloaded / total, rate, records done.
+pub fn ls_table(rows: &[serde_json::Value]) -> String {
+    use crate::output::human;
+    let mut table = vec![[
+        "ID".to_owned(),
+        "TITLE".to_owned(),
+        "STATE".to_owned(),
+        "DOWNLOADED / TOTAL".to_owned(),
+        "RATE".to_owned(),
+        "RECORDS DONE".to_owned(),
+    ]];
+    for r in rows {
+        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let total = if n("downloadTotal") > 0 {
+            human(n("downloadTotal"))
+        } else {
+            "?".to_owned()
+        };
+        let rate = if n("rate") > 0 {
+            format!("{}/s", human(n("rate")))
+        } else {
+            "-".to_owned()
+        };
+        let records = if n("records") > 0 {
+            format!("{}/{}", n("recordsDone"), n("records"))
+        } else {
+            "-".to_owned()
+        };
+        let mut state = s("state");
+        if state == "failed" {
+            state = format!("failed ({})", s("failureReason"));
+        }
+        table.push([
+            s("id"),
+            s("title"),
+            state,
+            format!("{} / {total}", human(n("downloaded"))),
+            rate,
+            records,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    table
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 async fn print_answer<R: AsyncRead + Unpin>(
     frames: &mut Frames<R>,
     q: &Query,
@@ -139,6 +208,9 @@ async fn print_answer<R: AsyncRead + Unpin>(
     match message {
         Message::Json { value } => {
             let printed = match (&value, json_mode) {
+                (serde_json::Value::Array(rows), false) if matches!(q, Query::Ls) => {
+                    print_line(&ls_table(rows))
+                }
                 (serde_json::Value::Array(ids), false) => ids
                     .iter()
                     .all(|id| print_line(id.as_str().unwrap_or_default())),

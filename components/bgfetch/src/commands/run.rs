@@ -4,6 +4,7 @@
 use crate::commands::running::{outcome, start_running};
 use crate::delivery::{FetchData, OutDelivery, remove_journal, remove_stale_journals};
 use crate::exit;
+use crate::network::NetArgs;
 use crate::output::Reporter;
 use crate::signals::Signals;
 use background_fetch::FetchUid;
@@ -12,7 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Runs `run`.
-pub async fn run_all(path: &Path, reporter: Arc<Reporter>) -> i32 {
+pub async fn run_all(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32 {
+    let net = match net.setup(|k| std::env::var(k).ok()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -21,7 +29,7 @@ pub async fn run_all(path: &Path, reporter: Arc<Reporter>) -> i32 {
         }
     };
     let delivery = OutDelivery::new(reporter.clone(), path);
-    let (app, _server) = match start_running(path, reporter, delivery.clone()).await {
+    let (app, _server) = match start_running(path, reporter, delivery.clone(), net).await {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -6,7 +6,8 @@ use crate::control::client::{self, AskError};
 use crate::control::server::{self, Limits, ServerGuard};
 use crate::control::wire::Query;
 use crate::exit;
-use crate::output::{Mode, Reporter};
+use crate::network::NetSetup;
+use crate::output::Reporter;
 use crate::paths;
 use background_fetch::FunctionalEventKind;
 use background_fetch_redb::RedbStore;
@@ -106,6 +107,7 @@ pub async fn start_running(
     path: &Path,
     reporter: Arc<Reporter>,
     handler: Arc<dyn EventHandler>,
+    net: NetSetup,
 ) -> Result<(Arc<App>, Option<ServerGuard>), i32> {
     let store = match open_waiting(path).await {
         Ok(s) => s,
@@ -118,7 +120,7 @@ pub async fn start_running(
         }
         Err(NotOpened::Exit(code)) => return Err(code),
     };
-    let app = match App::start(store, reporter, handler, false).await {
+    let app = match App::start(store, reporter, handler, false, net).await {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!("error: {e}");
@@ -151,13 +153,12 @@ pub fn outcome(app: &App, id: &str, s: &Settled) -> i32 {
     match s.kind {
         FunctionalEventKind::Success => exit::SUCCESS,
         _ => {
-            if app.reporter.mode() != Mode::Json {
-                let mut text = format!("{id} failed: {}", s.failure_reason);
-                for r in &s.failed_records {
-                    text.push_str(&format!("\n  {r}"));
-                }
-                app.reporter.error(&text);
+            // On stderr in every display (with --json, stdout has the `record` events).
+            let mut text = format!("{id} failed: {}", s.failure_reason);
+            for r in &s.failed_records {
+                text.push_str(&format!("\n  {r}"));
             }
+            app.reporter.error(&text);
             exit::FAILED
         }
     }

@@ -4,7 +4,7 @@ use crate::app::App;
 use crate::control::wire::{self, Message, Query};
 use crate::paths;
 use background_fetch::{
-    BackgroundFetchRecord, BackgroundFetchRegistration, CacheQueryOptions, RecordResult,
+    BackgroundFetchRecord, BackgroundFetchRegistration, CacheQueryOptions, FetchInfo, RecordResult,
 };
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -104,10 +104,53 @@ pub async fn registration_json(reg: &BackgroundFetchRegistration) -> Value {
     })
 }
 
+/// The state `ls` shows: `succeeded`, `failed`, `aborted` (settled), `paused`, `waiting`
+/// (for permission), `offline`, `running`, or `stopped` (no process downloads it: `bgfetch run`
+/// continues it).
+fn state(f: &FetchInfo, downloading: bool) -> &'static str {
+    use background_fetch::{BackgroundFetchFailureReason as R, BackgroundFetchResult as B};
+    match (f.ui.result, f.ui.failure_reason) {
+        (B::Success, _) => "succeeded",
+        (B::Failure, R::Aborted) => "aborted",
+        (B::Failure, _) => "failed",
+        _ if f.ui.paused => "paused",
+        _ if f.ui.awaiting_permission => "waiting",
+        _ if !downloading => "stopped",
+        _ if !f.ui.online => "offline",
+        _ => "running",
+    }
+}
+
+/// Every fetch in the store, as `ls` shows them.
+pub fn ls_json(app: &App, downloading: bool) -> Value {
+    let mut fetches = app.engine.fetches();
+    fetches.sort_by_key(|f| f.uid.0);
+    let rows: Vec<Value> = fetches
+        .iter()
+        .map(|f| {
+            let (done, records) = app.records.done(f.uid).unwrap_or((0, 0));
+            json!({
+                "id": f.id,
+                "title": f.ui.title,
+                "origin": f.ui.origin,
+                "state": state(f, downloading),
+                "downloaded": f.ui.downloaded,
+                "downloadTotal": f.ui.download_total,
+                "rate": if downloading { app.reporter.rate(f.uid) } else { 0 },
+                "recordsDone": done,
+                "records": records,
+                "failureReason": f.ui.failure_reason.as_str(),
+            })
+        })
+        .collect();
+    Value::Array(rows)
+}
+
 /// Answers `query` from `app`'s engine. `downloading` says whether this process downloads the
 /// fetches (a record that is not complete then gets its body as it arrives); otherwise such a
 /// record is answered at once as incomplete.
 pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
+    let pause = matches!(query, Query::Pause { .. });
     match query {
         Query::Ids => {
             let ids: Vec<String> = app
@@ -118,6 +161,24 @@ pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
                 .map(|f| f.id)
                 .collect();
             Reply::Json(json!(ids))
+        }
+        Query::Ls => Reply::Json(ls_json(app, downloading)),
+        Query::Pause { id } | Query::Resume { id } => {
+            let Some(f) = app.find(&id) else {
+                return Reply::NotFound(format!("no active background fetch with id {id:?}"));
+            };
+            if pause && !f.ui.can_pause {
+                return Reply::Error(format!(
+                    "{id} cannot be paused: only a fetch whose requests are all GET can \
+                     (an upload cannot be resumed)"
+                ));
+            }
+            let changed = if pause {
+                app.engine.pause(f.uid).await
+            } else {
+                app.engine.resume(f.uid).await
+            };
+            Reply::Json(json!(changed))
         }
         Query::Get { id } => match app.registration(&id).await {
             Some(reg) => Reply::Json(registration_json(&reg).await),

@@ -35,6 +35,18 @@ pub enum Query {
         /// The id.
         id: String,
     },
+    /// The user's pause.
+    Pause {
+        /// The id.
+        id: String,
+    },
+    /// The user's resume.
+    Resume {
+        /// The id.
+        id: String,
+    },
+    /// Every fetch in the store, as `ls` shows them.
+    Ls,
     /// `match()`.
     Match {
         /// The id.

@@ -52,6 +52,21 @@ impl Bed {
         let mut c = Command::new(Bed::bin());
         c.arg("--store").arg(&self.store).args(args);
         c.env_remove("RUST_LOG");
+        // Whatever the machine says about proxies and trust does not reach the tests.
+        for v in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+        ] {
+            c.env_remove(v);
+        }
         c
     }
 
@@ -127,6 +142,15 @@ impl Bed {
     /// Waits until `n` responses for `path` reached their hold point.
     pub fn wait_held(&self, path: &str, n: usize) {
         self.rt.block_on(self.server.wait_held(path, n));
+    }
+
+    /// [`Bed::wait_held`], with a hang guard: a process that exited (or never asked) fails
+    /// the test after a minute instead of hanging it.
+    pub fn wait_held_guarded(&self, path: &str, n: usize) {
+        let held = self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), self.server.wait_held(path, n)).await
+        });
+        assert!(held.is_ok(), "{path} was never asked for {n} time(s)");
     }
 
     /// A process's stdout and stderr, with a guard: a process still running after `limit` (a
