@@ -73,8 +73,9 @@ pub struct Cli {
     /// The store (default: $BGFETCH_STORE, else the platform's data directory).
     #[arg(long, global = true, value_name = "PATH")]
     store: Option<PathBuf>,
-    /// One JSON object per line on stdout (events, and a `saved` event per file delivered to
-    /// --out); queries print JSON.
+    /// One JSON object per line on stdout (events, a `record` event as each record settles
+    /// with its URL, status, bytes and, for a failure, its cause, and a `saved` event per file
+    /// delivered to --out); queries print JSON.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]

@@ -12,14 +12,14 @@
 //!
 //! ```text
 //! bgfetch [--store PATH] [--json] <command>
-//!   fetch ID URL... [--title T] [--download-total BYTES] [--icon URL] [--origin ORIGIN]
-//!                   [--upload METHOD URL FILE]... [--out DIR] [--detach]
-//!   run
-//!   ids
-//!   get ID
-//!   abort ID
+//!   fetch ID URL... [-i FILE] [-H 'NAME: VALUE']... [--integrity URL METADATA]...
+//!                   [--title T] [--download-total BYTES] [--icon URL] [--origin ORIGIN]
+//!                   [--upload METHOD URL FILE]... [--out DIR] [--detach] [--limit-rate RATE]
+//!                   [--cacert FILE] [--proxy URL] [--parallel N] [--retry N]
+//!   run [--cacert FILE] [--proxy URL] [--parallel N] [--retry N]
+//!   ls | pause ID | resume ID | ids | get ID | abort ID
 //!   match ID URL [--ignore-search] [--ignore-method] [--ignore-vary] [-o FILE]
-//!   demo
+//!   demo | completions SHELL | man [COMMAND]
 //! ```
 //!
 //! With `--json`, stdout carries one JSON object per line, each with `event` (`registered`,
@@ -29,6 +29,11 @@
 //! record is durable in the store); with `--out`, a `saved` event (`id`, `url`, `path`) follows
 //! for each file, and the files are in place and durable when the process exits with status 0
 //! (see [`delivery`] for what happens on a name clash, after a crash and when delivery fails).
+//! A `record` event (`id`, `index`, `url`, `result`, `status`, `bytes`, `cause`, `error`) is
+//! printed as each record settles ([`records`]).
+//!
+//! The network is set up as a system tool's ([`network`]): the platform's trust store,
+//! curl's proxy variables, `--limit-rate` per fetch.
 //!
 //! Exit codes ([`exit`]): 0 success, 1 the fetch failed or was aborted (or nothing matched, or a
 //! matched body ended short), 2 `fetch()` rejected, 3 usage, store or I/O error, 130 / 143 / 129
