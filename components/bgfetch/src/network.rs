@@ -33,10 +33,14 @@ pub struct NetArgs {
     /// SSL_CERT_FILE / SSL_CERT_DIR when set, else the system's bundle).
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
-    /// Send every request through this HTTP proxy, http://[USER:PASSWORD@]HOST[:PORT]
-    /// (https is tunnelled with CONNECT). Overrides HTTP_PROXY, HTTPS_PROXY and ALL_PROXY;
-    /// NO_PROXY still applies.
-    #[arg(long, value_name = "URL")]
+    /// `--proxy URL`: the HTTP proxy for every request.
+    #[arg(
+        long,
+        value_name = "URL",
+        help = "Send every request through this HTTP proxy, http://[USER:PASSWORD@]HOST[:PORT] \
+                (https is tunnelled with CONNECT). Overrides HTTP_PROXY, HTTPS_PROXY and \
+                ALL_PROXY; NO_PROXY still applies"
+    )]
     pub proxy: Option<String>,
     /// Download at most N records of a fetch at once (default 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
