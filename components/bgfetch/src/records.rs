@@ -96,15 +96,18 @@ impl RecordLog {
             .and_then(|n| n.records.get(record).cloned())
             .unwrap_or_default();
         let (cause, error) = match result {
-            RecordResult::Success | RecordResult::Redundant => (None, None),
             RecordResult::BadStatus => (
                 Some("http-status".to_owned()),
                 note.status.map(|s| format!("HTTP status {s}")),
             ),
-            _ => match &note.error {
+            // The network's last word on a record that failed on the network (or its policy
+            // checks, SRI, CORS: then no transport cause).
+            RecordResult::FetchError => match &note.error {
                 Some((m, c)) => (c.map(|c| c.as_str().to_owned()), Some(m.clone())),
                 None => (None, None),
             },
+            // Success, or not the network's doing (aborted, quota, downloadTotal).
+            _ => (None, None),
         };
         json!({
             "event": "record",
@@ -305,5 +308,37 @@ impl Store for ObservedStore {
             self.log.forget(uid);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Mode;
+
+    #[test]
+    fn the_cause_is_the_last_network_error_of_a_record_that_failed_on_the_network() {
+        let log = RecordLog::new(Arc::new(Reporter::new(Mode::Quiet)));
+        let uid = FetchUid(7);
+        let err = NetworkError::temporary("connecting to a.test:443: refused")
+            .with_cause(NetworkErrorCause::Connect);
+        for r in 0..4 {
+            log.attempt_failed(uid, r, &err);
+        }
+        log.with(uid, 1, |n| n.status = Some(200));
+        log.with(uid, 2, |n| n.status = Some(404));
+        let e = log.event(uid, 0, RecordResult::FetchError);
+        assert_eq!(e["cause"], "connect");
+        assert_eq!(e["error"], "connecting to a.test:443: refused");
+        // Recovered after the error: no cause.
+        let e = log.event(uid, 1, RecordResult::Success);
+        assert!(e["cause"].is_null() && e["error"].is_null(), "{e}");
+        assert_eq!(e["status"], 200);
+        let e = log.event(uid, 2, RecordResult::BadStatus);
+        assert_eq!(e["cause"], "http-status");
+        assert_eq!(e["error"], "HTTP status 404");
+        // Aborted (or over downloadTotal, or quota): not the network's doing.
+        let e = log.event(uid, 3, RecordResult::Aborted);
+        assert!(e["cause"].is_null() && e["error"].is_null(), "{e}");
     }
 }
