@@ -297,7 +297,9 @@ pub enum NetworkEvent {
 ///   reset, DNS failure of a name that may resolve later, timeouts), `Fatal` for what it cannot,
 ///   `Blocked` for policy (scheme, mixed content, bad port, CSP, CORS: no byte is stored), and
 ///   `Aborted`. A failure of one destination is that record's, not "the network is offline":
-///   connectivity comes through [`crate::Engine::set_online`].
+///   connectivity comes through [`crate::Engine::set_online`]. [`NetworkError::cause`] says
+///   what failed at the transport level (DNS, connect, TLS, ...) for the embedder's own
+///   diagnostics; the engine passes it by and never acts on it.
 /// * **Uploads.** [`NetworkRequest::body`] can be re-opened at an offset
 ///   ([`RequestBodySource::open_at`]) for a 307/308; `UploadProgress` counts each byte once per
 ///   attempt.
