@@ -147,7 +147,9 @@ enum Command {
         net: NetArgs,
     },
     /// Lists every fetch in the store: id, title, state, downloaded / total, rate, records
-    /// done (with --json, one JSON array).
+    /// done (with --json, one JSON array). States: running, paused, offline, waiting (for
+    /// permission), stopped (no bgfetch process runs it: `bgfetch run` continues it),
+    /// succeeded, failed, aborted (settled, its event not finished yet).
     Ls,
     /// Pauses a fetch (the user's pause: its records stop, their bytes are kept); prints
     /// whether it was paused.
