@@ -384,6 +384,7 @@ fn limit_rate_is_parsed_like_curl_s_and_kept_with_the_fetch() {
         "--detach",
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(ls(&bed)[0]["limitRate"], 10 * 1024 * 1024);
     let o = bed.run(&["run"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }

@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::control::wire::{self, Message, Query};
+use crate::data::FetchData;
 use crate::paths;
 use background_fetch::{
     BackgroundFetchRecord, BackgroundFetchRegistration, CacheQueryOptions, FetchInfo, RecordResult,
@@ -140,6 +141,7 @@ pub fn ls_json(app: &App, downloading: bool) -> Value {
                 "recordsDone": done,
                 "records": records,
                 "failureReason": f.ui.failure_reason.as_str(),
+                "limitRate": FetchData::parse(f.embedder_data.as_deref()).limit_rate,
             })
         })
         .collect();
