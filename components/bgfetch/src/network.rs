@@ -280,6 +280,60 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(4));
     }
 
+    /// A network that answers every attempt with a head and `chunks` chunks of 1000 bytes.
+    struct Chunks(usize);
+    impl NetworkHost for Chunks {
+        fn fetch(&self, _request: NetworkRequest) -> BoxStream<'static, NetworkEvent> {
+            let head = background_fetch::ResponseHead {
+                status: 200,
+                status_text: "OK".into(),
+                headers: Default::default(),
+                url_list: vec![url::Url::parse("https://a.test/f").unwrap()],
+                response_type: background_fetch::ResponseType::Basic,
+                resume_headers: Default::default(),
+            };
+            let events = std::iter::once(NetworkEvent::Response(head)).chain(
+                (0..self.0).map(|_| NetworkEvent::Data(bytes::Bytes::from(vec![0u8; 1000]))),
+            );
+            futures::stream::iter(events).boxed()
+        }
+    }
+
+    fn request(uid: u64, record: usize) -> NetworkRequest {
+        let url = url::Url::parse("https://a.test/f").unwrap();
+        NetworkRequest {
+            request: background_fetch::Request::get(url.clone()),
+            body: None,
+            range_start: None,
+            validators: Default::default(),
+            client: background_fetch::ClientSnapshot::for_url(url),
+            fetch: FetchUid(uid),
+            record,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_network_paces_only_the_fetches_with_a_limit() {
+        let log = RecordLog::new(Arc::new(crate::output::Reporter::new(
+            crate::output::Mode::Quiet,
+        )));
+        let limits = Arc::new(RateLimits::default());
+        // Fetch 1 has 2000 bytes/s (as its embedder data would say); fetch 2 has none.
+        limits.set_lookup(|uid| (uid == FetchUid(1)).then_some(2000));
+        let net = ObservedNetwork::new(Arc::new(Chunks(4)), log, limits);
+        let start = Instant::now();
+        let (a, b) = tokio::join!(
+            net.fetch(request(1, 0)).count(),
+            net.fetch(request(1, 1)).count()
+        );
+        assert_eq!((a, b), (5, 5));
+        // 8000 bytes at 2000 bytes/s, shared by the two records.
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+        let start = Instant::now();
+        assert_eq!(net.fetch(request(2, 0)).count().await, 5);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
     #[test]
     fn options_and_the_environment() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
