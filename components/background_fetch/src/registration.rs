@@ -739,32 +739,20 @@ impl Response {
     /// The body stream (`body`). A body that was already taken gives a stream that errors with
     /// a `TypeError` (reading a disturbed body rejects).
     pub fn into_body(self) -> BoxStream<'static, Result<Bytes, DomError>> {
-        lock(&self.body).take().unwrap_or_else(|| {
-            futures::stream::once(futures::future::ready(Err(DomError::type_error(
-                "the response body was already read",
-            ))))
-            .boxed()
-        })
+        lock(&self.body)
+            .take()
+            .unwrap_or_else(crate::fetch::used_body)
     }
     /// Reads the whole body (`arrayBuffer()`). Only for bodies that fit in memory; stream
     /// large ones with [`Response::into_body`].
     pub async fn bytes(self) -> Result<Vec<u8>, DomError> {
-        let mut body = self.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
+        crate::fetch::read_all(self.into_body()).await
     }
     /// Reads the whole body as text (`text()`): Encoding's "UTF-8 decode", which removes a
     /// leading byte order mark and replaces invalid sequences with U+FFFD.
     ///
     /// <https://encoding.spec.whatwg.org/#utf-8-decode>
     pub async fn text(self) -> Result<String, DomError> {
-        let bytes = self.bytes().await?;
-        Ok(encoding_rs::UTF_8
-            .decode_with_bom_removal(&bytes)
-            .0
-            .into_owned())
+        Ok(crate::fetch::utf8_decode(&self.bytes().await?))
     }
 }
