@@ -12,12 +12,15 @@ pub struct RedbStoreConfig {
     /// browser component can afford. Larger caches speed up reading bodies back.
     pub cache_size: usize,
     /// Group commit by size: once this many appended body bytes are buffered (over every
-    /// record), they are committed (whole chunks, non-durably) before the store takes the next
-    /// operation. This bounds the buffered bytes (to this plus one append per record being
-    /// written) and slows a writer down to the disk (backpressure). The store uses at most a
-    /// quarter of [`Self::cache_size`] (and at least one chunk): a transaction larger than
-    /// redb's write buffer is written twice.
+    /// record), the buffered bytes of bodies in files are written to their files (not synced)
+    /// before the store takes the next operation, and inline bytes are committed if they alone
+    /// reach it. This bounds the buffered bytes (to this plus what the append fast path queues,
+    /// as much again) and slows a writer down to the disk (backpressure). At least 64 KiB.
     pub group_commit_bytes: usize,
+    /// Bodies up to this many bytes stay inline in redb (their bytes share the transactions of
+    /// the rows, so a thousand small records cost a few syncs); a body that grows past it moves
+    /// to its own file beside the database (written once, at the speed of a plain file).
+    pub inline_body_max: usize,
     /// Group commit by time: buffered bytes are committed durably at most this long after they
     /// were appended. This bounds what a crash can lose of an active record's body (which is then
     /// fetched again with a Range request).
@@ -44,7 +47,8 @@ impl Default for RedbStoreConfig {
     fn default() -> Self {
         RedbStoreConfig {
             cache_size: 16 * 1024 * 1024,
-            group_commit_bytes: 4 * 1024 * 1024,
+            group_commit_bytes: 2 * 1024 * 1024,
+            inline_body_max: 64 * 1024,
             group_commit_interval: Duration::from_millis(500),
             quick_repair: true,
             compact_when_idle: Some(Duration::from_secs(30)),
@@ -60,6 +64,7 @@ impl fmt::Debug for RedbStoreConfig {
         f.debug_struct("RedbStoreConfig")
             .field("cache_size", &self.cache_size)
             .field("group_commit_bytes", &self.group_commit_bytes)
+            .field("inline_body_max", &self.inline_body_max)
             .field("group_commit_interval", &self.group_commit_interval)
             .field("quick_repair", &self.quick_repair)
             .field("compact_when_idle", &self.compact_when_idle)

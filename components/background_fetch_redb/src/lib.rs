@@ -125,23 +125,39 @@
 
 #![warn(missing_docs)]
 
-mod actor;
+// Leaves: settings, errors, the on-disk formats and where bytes go.
 pub mod backend;
 mod config;
 mod error;
+pub mod files;
 mod ingress;
-mod integrity;
 mod schema;
+// The in-memory model and its rows in the database.
+mod model;
+mod rows;
+// The storage thread: its state, then what it does, in the order a store's life runs.
+mod actor;
+mod commit;
+mod compact;
+mod export;
+mod integrity;
+mod op_loop;
+mod open;
+mod ops;
+mod quota;
+mod recovery;
+mod revert;
 
 pub use backend::{BackendFactory, file_backend_factory};
 pub use config::RedbStoreConfig;
 pub use error::OpenError;
+pub use files::{BodyFile, BodyFs, DirFs, body_dir};
 pub use integrity::IntegrityReport;
-pub use schema::{CHUNK_SIZE, SCHEMA_VERSION};
+pub use schema::{CHUNK_SIZE, OLDEST_MIGRATED_VERSION, SCHEMA_VERSION};
 
 use actor::{Actor, Op, PurgeFilter, Reply};
 use background_fetch::store::{
-    FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
+    ExportMode, Exported, FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
 };
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
@@ -170,6 +186,10 @@ pub struct StoreStats {
     pub fetches: usize,
     /// Appended bytes not written to the file yet.
     pub buffered_bytes: u64,
+    /// Bodies kept in body files.
+    pub body_files: usize,
+    /// Bytes of the bodies kept in body files.
+    pub body_file_bytes: u64,
 }
 
 /// What a compaction did.
@@ -239,6 +259,24 @@ impl RedbStore {
         Self::open_with_backend(path, factory, config)
     }
 
+    /// Opens a store whose database bytes live where `factory` says and whose body files live
+    /// in `files` (for example a fault-injecting disk in tests). `path` names the store in
+    /// errors and logs. Blocks until recovery is done.
+    pub fn open_with_backends(
+        path: impl Into<PathBuf>,
+        factory: BackendFactory,
+        files: Arc<dyn BodyFs>,
+        config: RedbStoreConfig,
+    ) -> Result<RedbStore, OpenError> {
+        let path = path.into();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let spawned = Self::spawn(path.clone(), factory, files, config, move |r| {
+            let _ = opened_tx.send(r);
+        });
+        let opened = opened_rx.recv().unwrap_or_else(|_| Err(panicked(&path)));
+        Self::finish_open(path, spawned, opened)
+    }
+
     /// Opens the store at `path` on its storage thread; the future completes once recovery is
     /// done.
     pub fn open_async(
@@ -247,8 +285,9 @@ impl RedbStore {
     ) -> impl Future<Output = Result<RedbStore, OpenError>> + Send + 'static {
         let path = path.as_ref().to_owned();
         let factory = file_backend_factory(&path);
+        let files: Arc<dyn BodyFs> = Arc::new(DirFs::new(body_dir(&path)));
         let (opened_tx, opened_rx) = oneshot::channel();
-        let spawned = Self::spawn(path.clone(), factory, config, move |r| {
+        let spawned = Self::spawn(path.clone(), factory, files, config, move |r| {
             let _ = opened_tx.send(r);
         });
         async move {
@@ -257,27 +296,25 @@ impl RedbStore {
         }
     }
 
-    /// Opens a store whose bytes live where `factory` says (for example a fault-injecting
-    /// backend in tests, or an encrypting one). `path` names the store in errors and logs.
-    /// Blocks until recovery is done.
+    /// Opens a store whose database bytes live where `factory` says (for example a
+    /// fault-injecting backend in tests, or an encrypting one), with its body files in
+    /// [`body_dir`]`(path)`. `path` names the store in errors and logs. Blocks until recovery is
+    /// done.
     pub fn open_with_backend(
         path: impl Into<PathBuf>,
         factory: BackendFactory,
         config: RedbStoreConfig,
     ) -> Result<RedbStore, OpenError> {
         let path = path.into();
-        let (opened_tx, opened_rx) = mpsc::channel();
-        let spawned = Self::spawn(path.clone(), factory, config, move |r| {
-            let _ = opened_tx.send(r);
-        });
-        let opened = opened_rx.recv().unwrap_or_else(|_| Err(panicked(&path)));
-        Self::finish_open(path, spawned, opened)
+        let files: Arc<dyn BodyFs> = Arc::new(DirFs::new(body_dir(&path)));
+        Self::open_with_backends(path, factory, files, config)
     }
 
     /// Starts the storage thread, which opens the store and reports through `opened`.
     fn spawn(
         path: PathBuf,
         factory: BackendFactory,
+        files: Arc<dyn BodyFs>,
         config: RedbStoreConfig,
         opened: impl FnOnce(Result<(), OpenError>) + Send + 'static,
     ) -> std::io::Result<Spawned> {
@@ -286,16 +323,13 @@ impl RedbStore {
         let fast = config.quota.is_none() && config.max_total_bytes.is_none();
         let ingress = Arc::new(ingress::Ingress::new(
             fast,
-            config
-                .group_commit_bytes
-                .min(config.cache_size / 4)
-                .max(CHUNK_SIZE) as u64,
+            config.group_commit_bytes.max(64 * 1024) as u64,
         ));
         let actor_ingress = ingress.clone();
         let thread = std::thread::Builder::new()
             .name("bgfetch-redb".into())
             .spawn(
-                move || match Actor::open(path, factory, config, actor_ingress) {
+                move || match Actor::open(path, factory, files, config, actor_ingress) {
                     Ok(actor) => {
                         opened(Ok(()));
                         actor.run(rx);
@@ -538,5 +572,17 @@ impl Store for RedbStore {
 
     fn delete_fetch(&self, uid: FetchUid) -> BoxFuture<'_, Result<(), StoreError>> {
         self.call(move |reply| Op::Delete(uid, reply))
+    }
+
+    /// Links, reflinks or copies the body file (see the crate documentation, "Export").
+    fn export_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        destination: PathBuf,
+        mode: ExportMode,
+    ) -> BoxFuture<'_, Result<Exported, StoreError>> {
+        self.call(move |reply| Op::Export(uid, record, generation, destination, mode, reply))
     }
 }
