@@ -311,6 +311,7 @@ impl Actor {
         }
         {
             let mut fetches_t = txn.open_table(FETCHES).map_err(|e| w(e.into()))?;
+            let mut requests_t = txn.open_table(REQUESTS).map_err(|e| w(e.into()))?;
             let mut state_t = txn.open_table(FETCH_STATE).map_err(|e| w(e.into()))?;
             let mut ui_t = txn.open_table(FETCH_UI).map_err(|e| w(e.into()))?;
             let mut index_t = txn.open_table(FETCH_INDEX).map_err(|e| w(e.into()))?;
@@ -325,9 +326,20 @@ impl Actor {
                 }
                 plan.fetches.push(uid);
                 if f.meta_dirty {
+                    // The metadata without its requests, then one row per request.
+                    let requests = &f.meta.requests;
+                    let bare = background_fetch::store::FetchMeta {
+                        requests: Vec::new(),
+                        ..f.meta.clone()
+                    };
                     fetches_t
-                        .insert(uid, json(&f.meta).as_slice())
+                        .insert(uid, json(&bare).as_slice())
                         .map_err(|e| w(e.into()))?;
+                    for (i, r) in requests.iter().enumerate() {
+                        requests_t
+                            .insert((uid, i as u32), json(r).as_slice())
+                            .map_err(|e| w(e.into()))?;
+                    }
                     let k = crate::model::IndexKey::of(&f.meta);
                     index_t
                         .insert(
@@ -451,6 +463,10 @@ impl Actor {
         }
         for uid in plan.fetches {
             let f = self.fetches.get_mut(&uid).expect("planned");
+            if f.meta_dirty {
+                // The requests are in the database now: the model does not keep them.
+                f.meta.requests = Vec::new();
+            }
             f.meta_dirty = false;
             f.state_dirty = false;
             f.ui_dirty = false;

@@ -21,6 +21,11 @@ pub struct RedbStoreConfig {
     /// the rows, so a thousand small records cost a few syncs); a body that grows past it moves
     /// to its own file beside the database (written once, at the speed of a plain file).
     pub inline_body_max: usize,
+    /// Group commit of durable operations: when one arrives while other records are being
+    /// downloaded, the store waits up to this long for more (their completions) before it
+    /// commits, so that they share the commit (its fsyncs and its writes of redb's pages).
+    /// Zero commits at once.
+    pub group_commit_wait: Duration,
     /// Group commit by time: buffered bytes are committed durably at most this long after they
     /// were appended. This bounds what a crash can lose of an active record's body (which is then
     /// fetched again with a Range request).
@@ -49,6 +54,7 @@ impl Default for RedbStoreConfig {
             cache_size: 16 * 1024 * 1024,
             group_commit_bytes: 2 * 1024 * 1024,
             inline_body_max: 64 * 1024,
+            group_commit_wait: Duration::from_millis(2),
             group_commit_interval: Duration::from_millis(500),
             quick_repair: true,
             compact_when_idle: Some(Duration::from_secs(30)),
@@ -65,6 +71,7 @@ impl fmt::Debug for RedbStoreConfig {
             .field("cache_size", &self.cache_size)
             .field("group_commit_bytes", &self.group_commit_bytes)
             .field("inline_body_max", &self.inline_body_max)
+            .field("group_commit_wait", &self.group_commit_wait)
             .field("group_commit_interval", &self.group_commit_interval)
             .field("quick_repair", &self.quick_repair)
             .field("compact_when_idle", &self.compact_when_idle)

@@ -73,7 +73,7 @@ impl Actor {
         }
         if r.body.is_dirty() {
             // Its completion did not commit (a failed write): nothing durable to hand over.
-            return Err(r.poison.clone().unwrap_or_else(|| {
+            return Err(r.poison.as_deref().cloned().unwrap_or_else(|| {
                 StoreError::new(StoreErrorKind::Io, "the record's body is not durable")
             }));
         }

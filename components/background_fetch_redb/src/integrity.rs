@@ -129,6 +129,22 @@ pub(crate) fn check_tables(
         )),
     }
 
+    // Requests (version 2: one row each, numbered from 0).
+    let mut request_rows: BTreeMap<u64, usize> = BTreeMap::new();
+    let requests = read.open_table(REQUESTS).map_err(|x| e(x.into()))?;
+    for entry in requests.iter().map_err(|x| e(x.into()))? {
+        let (k, v) = entry.map_err(|x| e(x.into()))?;
+        let (uid, i) = k.value();
+        let n = request_rows.entry(uid).or_insert(0);
+        if i as usize != *n {
+            p.push(format!("fetch {uid}: request row {i} after {n} rows"));
+        }
+        *n += 1;
+        if serde_json::from_slice::<background_fetch::Request>(v.value()).is_err() {
+            p.push(format!("fetch {uid} record {i}: unreadable request"));
+        }
+    }
+
     // Fetches and their per-fetch rows.
     let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
     let mut index_expected: BTreeSet<(String, String, String, u64)> = BTreeSet::new();
@@ -141,7 +157,21 @@ pub(crate) fn check_tables(
                 if meta.uid.0 != uid {
                     p.push(format!("fetch {uid}: metadata names uid {}", meta.uid.0));
                 }
-                counts.insert(uid, meta.requests.len());
+                let rows = request_rows.remove(&uid).unwrap_or(0);
+                let n = match (meta.requests.len(), rows) {
+                    (0, rows) => rows,
+                    (n, 0) => n,
+                    (n, rows) => {
+                        p.push(format!(
+                            "fetch {uid}: {n} requests in its metadata and {rows} request rows"
+                        ));
+                        n
+                    }
+                };
+                if n == 0 {
+                    p.push(format!("fetch {uid} has no requests"));
+                }
+                counts.insert(uid, n);
                 index_expected.insert((
                     meta.registration.storage_key,
                     meta.registration.scope,
@@ -151,6 +181,9 @@ pub(crate) fn check_tables(
             }
             Err(x) => p.push(format!("fetch {uid}: unreadable metadata: {x}")),
         }
+    }
+    for uid in request_rows.keys() {
+        p.push(format!("orphan request rows of fetch {uid}"));
     }
     report.fetches = counts.len();
     let state = read.open_table(FETCH_STATE).map_err(|x| e(x.into()))?;

@@ -35,7 +35,9 @@
 //! The storage thread takes operations in **batches** (everything waiting in the channel):
 //! operations that must be durable when they reply change the in-memory model and wait, and one
 //! commit at the end of the batch makes all of them durable, so records that complete together
-//! (the engine downloads several records of a fetch in parallel) share one fsync.
+//! (the engine downloads several records of a fetch in parallel) share one fsync. A batch with
+//! such an operation, while other records are downloading, waits up to
+//! [`RedbStoreConfig::group_commit_wait`] (2 ms) for more.
 //!
 //! One exception makes the engine and the disk work in parallel: a response body append that the
 //! storage thread has validated in advance (the record's generation and next offset, published
@@ -61,7 +63,8 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `bgfetch_schema` | `"version"`, `"commit_seq"`, `"uid_floor"` | `u64` |
-//! | `fetches` | uid | `FetchMeta` (JSON): registration, id, requests, downloadTotal, ... |
+//! | `fetches` | uid | `FetchMeta` (JSON): registration, id, downloadTotal, ... (its requests are rows of `requests`) |
+//! | `requests` | (uid, record) | the record's `Request` (JSON) |
 //! | `fetch_state` | uid | committed flag, paused / awaiting-permission / aborted flags, settled result (JSON) |
 //! | `fetch_ui` | uid | title and icons set by `updateUI()` (JSON) |
 //! | `fetch_index` | (storage key, registration scope, id, uid) | `()` |
@@ -76,9 +79,13 @@
 //! [`OpenError`] naming the file, and left untouched.
 //!
 //! **Migration.** A store of schema version 1 (every body inline) is migrated in place when it
-//! opens: its chunk layout is exactly a version 2 inline body, so the migration writes the new
-//! version number (which version 1 code refuses to open); its large bodies move to files as they
-//! grow, or when they are exported.
+//! opens: its chunk layout is exactly a version 2 inline body and its metadata rows (which hold
+//! their requests) are read as such, so the migration writes the new version number (which
+//! version 1 code refuses to open) and creates the `requests` table; its large bodies move to
+//! files as they grow, or when they are exported.
+//!
+//! **Memory.** The storage thread keeps a small model of every record (state, lengths, buffered
+//! bytes), not the requests or response heads, which it reads from the database for `load()`.
 //!
 //! ## Durability contract
 //!

@@ -109,7 +109,7 @@ pub(crate) struct Rec {
     pub generation: u32,
     /// A response head not committed yet (heads are read from the database once committed, so
     /// that memory does not grow with the number of records).
-    pub new_head: Option<ResponseHead>,
+    pub new_head: Option<Box<ResponseHead>>,
     pub body: Body,
     pub request: Body,
     /// The (non-GET) request may have been sent: never send it again.
@@ -117,7 +117,7 @@ pub(crate) struct Rec {
     /// The row (state, generation, flags) changed.
     pub row_dirty: bool,
     /// Bytes appended to this record were lost by a failed write: appends fail with this.
-    pub poison: Option<StoreError>,
+    pub poison: Option<Box<StoreError>>,
 }
 
 impl Rec {
@@ -217,7 +217,7 @@ impl Fetch {
                 .enumerate()
                 .map(|(i, r)| StoredRecord {
                     state: r.state,
-                    response: r.new_head.clone().or_else(|| heads(i)),
+                    response: r.new_head.as_deref().cloned().or_else(|| heads(i)),
                     generation: r.generation,
                     body_length: r.body.len(),
                     request_sent: r.request_sent,

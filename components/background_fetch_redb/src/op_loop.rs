@@ -42,6 +42,20 @@ pub(crate) fn after_commit(reply: Reply<()>, result: Result<u64, StoreError>) ->
     }
 }
 
+/// Whether `op` replies only once durable.
+fn is_durable(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Commit(..)
+            | Op::Complete(..)
+            | Op::SetFlags(..)
+            | Op::MarkRequestSent(..)
+            | Op::SetUi(..)
+            | Op::Settle(..)
+            | Op::Delete(..)
+    )
+}
+
 /// Whether `op` needs every change before it committed first.
 fn is_barrier(op: &Op) -> bool {
     matches!(
@@ -85,6 +99,18 @@ impl Actor {
                 match rx.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            // Group commit: a durable operation while other records are downloading waits a
+            // little for their completions, to share one commit.
+            let wait = self.config.group_commit_wait;
+            if !wait.is_zero() && self.active.len() > 1 && batch.iter().any(is_durable) {
+                let until = Instant::now() + wait;
+                while batch.len() < BATCH_MAX {
+                    match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
                 }
             }
             self.last_activity = Instant::now();
@@ -354,7 +380,7 @@ impl Actor {
                 // record must not go on as if the bytes were stored.
                 tracing::warn!(uid = p.uid, record = p.record, error = %e, "a queued append was refused");
                 if let Ok(r) = self.record_mut(p.uid, p.record) {
-                    r.poison = Some(e);
+                    r.poison = Some(Box::new(e));
                 }
                 self.active.remove(&(p.uid, p.record));
             }

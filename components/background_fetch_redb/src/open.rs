@@ -209,8 +209,10 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
                     .map_err(|e| err(e.into()))?;
             }
             // Version 1 → 2: every version 1 body is a chunk sequence, which is exactly a
-            // version 2 inline body, and format 1 record rows read as inline bodies: writing
-            // the new version is the whole migration (body files appear as bodies grow).
+            // version 2 inline body, format 1 record rows read as inline bodies, and a
+            // metadata row that holds its requests is read as such: writing the new version
+            // (and creating the requests table) is the whole migration (body files appear as
+            // bodies grow).
             Some(1) => {
                 tracing::info!(path = %path.display(), "migrating the store from schema version 1 to 2");
             }
@@ -221,6 +223,7 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
             .map_err(|e| err(e.into()))?;
         drop(schema);
         txn.open_table(FETCHES).map_err(|e| err(e.into()))?;
+        txn.open_table(REQUESTS).map_err(|e| err(e.into()))?;
         txn.open_table(FETCH_STATE).map_err(|e| err(e.into()))?;
         txn.open_table(FETCH_UI).map_err(|e| err(e.into()))?;
         txn.open_table(FETCH_INDEX).map_err(|e| err(e.into()))?;

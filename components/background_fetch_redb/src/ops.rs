@@ -5,7 +5,7 @@
 use crate::actor::Actor;
 use crate::error::corrupt;
 use crate::model::{Body, Deleting, Fetch, IndexKey, Place, Rec, fetch_files};
-use crate::rows::{read_head, read_inline};
+use crate::rows::{read_head, read_inline, read_requests};
 use crate::schema::body_file_name;
 use background_fetch::store::{
     FetchMeta, RecordState, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
@@ -50,16 +50,18 @@ impl Actor {
         let mut out = Vec::with_capacity(self.fetches.len());
         for (uid, f) in &self.fetches {
             let mut err = None;
-            out.push(f.stored(|i| match read_head(&read, *uid, i) {
+            let mut stored = f.stored(|i| match read_head(&read, *uid, i) {
                 Ok(h) => h,
                 Err(e) => {
                     err = Some(e);
                     None
                 }
-            }));
+            });
             if let Some(e) = err {
                 return Err(e);
             }
+            stored.meta.requests = read_requests(&read, *uid)?;
+            out.push(stored);
         }
         Ok(out)
     }
@@ -114,7 +116,7 @@ impl Actor {
                     return Err(StoreError::gone("response data was replaced"));
                 }
                 if let Some(p) = &r.poison {
-                    return Err(p.clone());
+                    return Err((**p).clone());
                 }
                 let len = r.body.len();
                 if offset != Some(len) {
@@ -133,7 +135,7 @@ impl Actor {
                     ));
                 }
             } else if let Some(p) = &r.poison {
-                return Err(p.clone());
+                return Err((**p).clone());
             }
         }
         if n == 0 {
@@ -163,7 +165,7 @@ impl Actor {
     pub(crate) fn commit(&mut self, uid: u64, flags: StoredFlags) -> Result<u64, StoreError> {
         self.ensure_db()?;
         let f = self.fetch_mut(uid)?;
-        if let Some(p) = f.records.iter().find_map(|r| r.poison.clone()) {
+        if let Some(p) = f.records.iter().find_map(|r| r.poison.as_deref().cloned()) {
             // A failed write took bytes of its request bodies back: it must not come to exist
             // without them.
             return Err(p);
@@ -222,7 +224,7 @@ impl Actor {
             r.generation = generation;
             r.poison = None;
         }
-        r.new_head = Some(head);
+        r.new_head = Some(Box::new(head));
         r.state = RecordState::Active;
         r.row_dirty = true;
         if let Some(name) = old_file {
@@ -249,7 +251,7 @@ impl Actor {
         if let Some(p) = &r.poison {
             if result == RecordResult::Success {
                 // Bytes of this response were lost: never report it complete.
-                return Err(p.clone());
+                return Err((**p).clone());
             }
             r.poison = None;
         }

@@ -58,7 +58,7 @@ impl Actor {
                         || o.state != r.state
                         || o.generation != r.generation;
                     r.poison = if lost {
-                        Some(e.clone())
+                        Some(Box::new(e.clone()))
                     } else {
                         o.poison.clone()
                     };

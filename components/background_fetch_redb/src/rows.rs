@@ -72,18 +72,34 @@ pub(crate) fn read_fetch(
     let records_t = read
         .open_table(RECORDS)
         .map_err(|x| e("open records")(x.into()))?;
-    let mut records = Vec::with_capacity(meta.requests.len());
-    for i in 0..meta.requests.len() {
-        let key = (uid, i as u32);
-        let row = match records_t
-            .get(key)
-            .map_err(|x| e("read a record")(x.into()))?
-        {
-            Some(v) => RecordRow::decode(v.value())
-                .ok_or_else(|| corrupt(format!("fetch {uid} record {i}: unreadable row")))?,
-            None => return Err(corrupt(format!("fetch {uid} record {i} has no row"))),
-        };
+    // A version 1 row holds the requests (one per record); a version 2 row none, and the
+    // records are the rows (uid, 0..n) of the records table. The model keeps no requests.
+    let n_v1 = std::mem::take(&mut meta.requests).len();
+    let mut records = Vec::with_capacity(n_v1);
+    for entry in records_t
+        .range((uid, 0)..=(uid, u32::MAX))
+        .map_err(|x| e("read records")(x.into()))?
+    {
+        let (k, v) = entry.map_err(|x| e("read records")(x.into()))?;
+        let i = k.value().1 as usize;
+        if i != records.len() {
+            return Err(corrupt(format!(
+                "fetch {uid} has a row for record {i} after {} records",
+                records.len()
+            )));
+        }
+        let row = RecordRow::decode(v.value())
+            .ok_or_else(|| corrupt(format!("fetch {uid} record {i}: unreadable row")))?;
         records.push(Rec::from_row(&row));
+    }
+    if n_v1 > 0 && records.len() != n_v1 {
+        return Err(corrupt(format!(
+            "fetch {uid} has {n_v1} requests but {} record rows",
+            records.len()
+        )));
+    }
+    if records.is_empty() {
+        return Err(corrupt(format!("fetch {uid} has no record rows")));
     }
     Ok(Some(Fetch {
         meta,
@@ -252,6 +268,8 @@ pub(crate) fn delete_fetch_rows(
     key: &IndexKey,
 ) -> Result<(), redb::Error> {
     txn.open_table(FETCHES)?.remove(uid)?;
+    txn.open_table(REQUESTS)?
+        .retain_in((uid, 0)..=(uid, u32::MAX), |_, _| false)?;
     txn.open_table(FETCH_STATE)?.remove(uid)?;
     txn.open_table(FETCH_UI)?.remove(uid)?;
     txn.open_table(FETCH_INDEX)?.remove((
@@ -332,4 +350,41 @@ pub(crate) fn read_inline(
     }
     let end = data.len().min(within + limit);
     Ok(Bytes::copy_from_slice(&data[within..end]))
+}
+
+/// Fetch `uid`'s requests: its rows of the requests table, or (a version 1 store) the ones its
+/// metadata row holds.
+pub(crate) fn read_requests(
+    read: &redb::ReadTransaction,
+    uid: u64,
+) -> Result<Vec<background_fetch::Request>, StoreError> {
+    let t = read
+        .open_table(REQUESTS)
+        .map_err(|x| store_error("open requests", x))?;
+    let mut out = Vec::new();
+    for entry in t
+        .range((uid, 0)..=(uid, u32::MAX))
+        .map_err(|x| store_error("read requests", x))?
+    {
+        let (k, v) = entry.map_err(|x| store_error("read requests", x))?;
+        let i = k.value().1;
+        out.push(
+            serde_json::from_slice(v.value())
+                .map_err(|x| corrupt(format!("fetch {uid} record {i}: unreadable request: {x}")))?,
+        );
+    }
+    if out.is_empty() {
+        let fetches = read
+            .open_table(FETCHES)
+            .map_err(|x| store_error("open fetches", x))?;
+        if let Some(v) = fetches
+            .get(uid)
+            .map_err(|x| store_error("read a fetch", x))?
+        {
+            let meta: FetchMeta = serde_json::from_slice(v.value())
+                .map_err(|x| corrupt(format!("fetch {uid}: unreadable metadata: {x}")))?;
+            out = meta.requests;
+        }
+    }
+    Ok(out)
 }

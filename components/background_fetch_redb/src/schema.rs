@@ -7,7 +7,8 @@
 //!
 //! * **1**: every body in redb, as chunks of [`CHUNK_SIZE`] bytes in [`BODY_CHUNKS`] and
 //!   [`REQUEST_CHUNKS`]; record rows of format 1.
-//! * **2** (this build): a body is either *inline* (chunks in the same tables, exactly as in
+//! * **2** (this build): each request is a row of [`REQUESTS`] (a fetch's metadata row holds no
+//!   requests); a body is either *inline* (chunks in the same tables, exactly as in
 //!   version 1) or in a *body file* beside the database ([`body_file_name`]); record rows of
 //!   format 2 say which, in bits 1 and 2 of byte 3. A format 1 row reads as a format 2 row with
 //!   both bodies inline, which is what it means: a version 1 store is migrated in place by
@@ -41,8 +42,13 @@ pub const COMMIT_SEQ_KEY: &str = "commit_seq";
 /// Key of the schema table holding one more than the highest fetch uid ever created.
 pub const UID_FLOOR_KEY: &str = "uid_floor";
 
-/// uid → [`FetchMeta`](background_fetch::store::FetchMeta) as JSON (as created).
+/// uid → [`FetchMeta`](background_fetch::store::FetchMeta) as JSON (as created). In version 2
+/// its `requests` are empty and each request is a row of [`REQUESTS`] (so that a fetch of many
+/// records is never one huge value, and the model need not keep the requests); a version 1 row
+/// holds them.
 pub const FETCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("fetches");
+/// (uid, record) → the record's [`Request`](background_fetch::Request) as JSON (version 2).
+pub const REQUESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("requests");
 /// uid → [`FetchStateRow`] as JSON (committed, paused, settled).
 pub const FETCH_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("fetch_state");
 /// uid → [`UiRow`] as JSON: the title and icons set by `updateUI()` (absent until then).

@@ -319,6 +319,8 @@ impl<'a> Harness<'a> {
             // Tied to the cache choice, so that inputs written before body files existed
             // decode the same: bodies past 4 KiB (small cache) or 64 KiB live in files.
             inline_body_max: if c.small_cache { 4 << 10 } else { 64 << 10 },
+            // Operations are sequential: nothing would come to share a commit.
+            group_commit_wait: Duration::ZERO,
             group_commit_interval: Duration::from_secs(3600),
             quick_repair: c.quick_repair,
             compact_when_idle: None,
