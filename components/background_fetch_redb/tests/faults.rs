@@ -486,9 +486,10 @@ async fn scenario(store: &RedbStore) -> Seen {
     seen
 }
 
-/// An I/O error at the n-th write, for n over the whole scenario (sampled), lasting or
-/// transient: whatever failed, the store reopens consistent and every record whose completion
-/// was reported is there byte for byte.
+/// An I/O error at the n-th write (of the database or of a body file, counted together), for n
+/// over the whole scenario (sampled at 28 points), lasting or transient: whatever failed, the
+/// store reopens consistent and every record whose completion was reported is there byte for
+/// byte. Some of the points fall inside body files (the test says how many).
 #[test]
 fn failures_at_every_point() {
     let config = RedbStoreConfig {
@@ -507,8 +508,9 @@ fn failures_at_every_point() {
         ctl.writes() - before
     };
     assert!(total > 10, "{total} writes");
-    let points = 14u64;
+    let points = 28u64;
     let mut failed_ops = 0;
+    let mut in_files = 0;
     for i in 0..points {
         let at = i * total / points;
         for fail in [1, u64::MAX] {
@@ -521,6 +523,7 @@ fn failures_at_every_point() {
             if seen.completed.len() < 4 {
                 failed_ops += 1;
             }
+            in_files += ctl.file_failures();
             ctl.set(Fault::None);
             drop(store);
             let store = open(&path);
@@ -564,4 +567,8 @@ fn failures_at_every_point() {
         }
     }
     assert!(failed_ops > 0, "some faults made operations fail");
+    assert!(in_files > 0, "some faults hit body files");
+    eprintln!(
+        "{points} write points × 2: {failed_ops} runs with failed operations, {in_files} failures inside body files"
+    );
 }

@@ -28,6 +28,7 @@ pub struct FaultControl {
     writes: Mutex<u64>,
     syncs: Mutex<u64>,
     failures: Mutex<u64>,
+    file_failures: Mutex<u64>,
 }
 
 impl FaultControl {
@@ -36,6 +37,7 @@ impl FaultControl {
             fault: Mutex::new(Fault::None),
             writes: Mutex::new(0),
             syncs: Mutex::new(0),
+            file_failures: Mutex::new(0),
             failures: Mutex::new(0),
         })
     }
@@ -52,6 +54,19 @@ impl FaultControl {
     /// Syncs so far (of the database, body files and the body directory).
     pub fn syncs(&self) -> u64 {
         *self.syncs.lock().unwrap()
+    }
+
+    /// Failures injected so far into body files (writes, syncs, growth).
+    pub fn file_failures(&self) -> u64 {
+        *self.file_failures.lock().unwrap()
+    }
+
+    /// Counts a failure of a body file operation.
+    fn on_file<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if r.is_err() {
+            *self.file_failures.lock().unwrap() += 1;
+        }
+        r
     }
 
     /// Failures injected so far.
@@ -202,15 +217,16 @@ impl BodyFile for FaultyFile {
         self.inner.read_at(offset, buf)
     }
     fn write_all_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.ctl.check_write(offset, data.len() as u64)?;
+        self.ctl
+            .on_file(self.ctl.check_write(offset, data.len() as u64))?;
         self.inner.write_all_at(offset, data)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.ctl.check_len(len)?;
+        self.ctl.on_file(self.ctl.check_len(len))?;
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.ctl.check_sync()?;
+        self.ctl.on_file(self.ctl.check_sync())?;
         self.inner.sync_data()
     }
 }
