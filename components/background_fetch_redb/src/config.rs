@@ -24,7 +24,9 @@ pub struct RedbStoreConfig {
     /// Group commit of durable operations: when one arrives while other records are being
     /// downloaded, the store waits up to this long for more (their completions) before it
     /// commits, so that they share the commit (its fsyncs and its writes of redb's pages).
-    /// Zero commits at once.
+    /// Zero (the default) commits at once: operations that arrive during a commit share the
+    /// next one anyway. Measured with 10,000 records of 4 KiB, 16 at a time: 2 ms took 4.1 s
+    /// instead of 1.6–1.8 s (it wrote 15 % less); 0.3 ms 1.9 s.
     pub group_commit_wait: Duration,
     /// Group commit by time: buffered bytes are committed durably at most this long after they
     /// were appended. This bounds what a crash can lose of an active record's body (which is then
@@ -54,7 +56,7 @@ impl Default for RedbStoreConfig {
             cache_size: 16 * 1024 * 1024,
             group_commit_bytes: 2 * 1024 * 1024,
             inline_body_max: 64 * 1024,
-            group_commit_wait: Duration::from_millis(2),
+            group_commit_wait: Duration::ZERO,
             group_commit_interval: Duration::from_millis(500),
             quick_repair: true,
             compact_when_idle: Some(Duration::from_secs(30)),

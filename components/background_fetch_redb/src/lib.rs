@@ -35,9 +35,9 @@
 //! The storage thread takes operations in **batches** (everything waiting in the channel):
 //! operations that must be durable when they reply change the in-memory model and wait, and one
 //! commit at the end of the batch makes all of them durable, so records that complete together
-//! (the engine downloads several records of a fetch in parallel) share one fsync. A batch with
-//! such an operation, while other records are downloading, waits up to
-//! [`RedbStoreConfig::group_commit_wait`] (2 ms) for more.
+//! (the engine downloads several records of a fetch in parallel) share one fsync: operations
+//! that arrive while a commit runs are the next batch. [`RedbStoreConfig::group_commit_wait`]
+//! can make a batch wait for more (off by default: it cost more time than it saved).
 //!
 //! One exception makes the engine and the disk work in parallel: a response body append that the
 //! storage thread has validated in advance (the record's generation and next offset, published
