@@ -145,6 +145,15 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn write_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/io")
         .unwrap_or_default()
@@ -215,7 +224,11 @@ fn client(addr: &str, dir: &Path, count: usize, size: u64) {
         resume_headers: Default::default(),
     };
     if std::env::var_os("BENCH_STAGES").is_some() {
-        eprintln!("stage: metadata built, peak RSS {} KiB", peak_rss_kib());
+        eprintln!(
+            "stage: metadata built, peak RSS {} KiB, RSS {} KiB",
+            peak_rss_kib(),
+            rss_kib()
+        );
     }
     futures::executor::block_on(async {
         store.create_fetch(meta).await.expect("create");
@@ -225,7 +238,11 @@ fn client(addr: &str, dir: &Path, count: usize, size: u64) {
             .expect("commit");
     });
     if std::env::var_os("BENCH_STAGES").is_some() {
-        eprintln!("stage: fetch created, peak RSS {} KiB", peak_rss_kib());
+        eprintln!(
+            "stage: fetch created, peak RSS {} KiB, RSS {} KiB",
+            peak_rss_kib(),
+            rss_kib()
+        );
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -270,6 +287,13 @@ fn client(addr: &str, dir: &Path, count: usize, size: u64) {
             });
         }
     });
+    if std::env::var_os("BENCH_STAGES").is_some() {
+        eprintln!(
+            "stage: downloaded, peak RSS {} KiB, RSS {} KiB",
+            peak_rss_kib(),
+            rss_kib()
+        );
+    }
     futures::executor::block_on(store.close()).expect("close");
     let elapsed = started.elapsed();
     println!(

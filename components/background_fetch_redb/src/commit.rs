@@ -29,10 +29,13 @@ use crate::error::store_error;
 use crate::model::{Place, Scope};
 use crate::rows::{delete_chunks_from, delete_fetch_rows, json, write_chunks};
 use crate::schema::*;
-use background_fetch::store::{StoreError, StoreErrorKind, io_error};
+use background_fetch::store::{FetchMeta, StoreError, StoreErrorKind, io_error};
 use redb::{ReadableDatabase, WriteTransaction};
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// Request rows per transaction when a fetch of many records is created.
+pub(crate) const PIECE_ROWS: usize = 8192;
 
 /// What a transaction wrote, applied to the model once the commit is known to have landed.
 #[derive(Default)]
@@ -47,6 +50,22 @@ pub(crate) struct Plan {
 #[derive(Default)]
 pub(crate) struct FlushOutcome {
     pub failed: HashMap<u64, StoreError>,
+}
+
+/// The metadata row of a fetch: its metadata without the requests (which are rows of their
+/// own). Clones field by field: cloning the whole value would copy every request first.
+fn bare_meta(m: &FetchMeta) -> FetchMeta {
+    FetchMeta {
+        uid: m.uid,
+        registration: m.registration.clone(),
+        id: m.id.clone(),
+        download_total: m.download_total,
+        title: m.title.clone(),
+        icons: m.icons.clone(),
+        client: m.client.clone(),
+        requests: Vec::new(),
+        embedder_data: m.embedder_data.clone(),
+    }
 }
 
 fn file_error(name: &str, e: &std::io::Error) -> StoreError {
@@ -230,7 +249,24 @@ impl Actor {
                     }
                 }
             }
-            // 3. One transaction; if it fails, each fetch on its own.
+            // 3. The requests of fetches being created with many records, in pieces (so that no
+            //    transaction holds them all), then one transaction; if it fails, each fetch on
+            //    its own.
+            let big: Vec<u64> = self
+                .fetches
+                .iter()
+                .filter(|(_, f)| f.meta_dirty && f.meta.requests.len() > PIECE_ROWS)
+                .map(|(u, _)| *u)
+                .collect();
+            for uid in big {
+                if let Err(e) = self.write_request_pieces(uid) {
+                    tracing::warn!(uid, error = %e, "the requests of a fetch being created could not be written");
+                    if self.broken.is_some() {
+                        return Err(e);
+                    }
+                    self.revert(uid, &e)?;
+                }
+            }
             if self.is_dirty() && self.try_commit(Scope::All).is_err() {
                 if let Some(e) = &self.broken {
                     return Err(e.clone());
@@ -263,6 +299,77 @@ impl Actor {
             None
         };
         Ok(outcome)
+    }
+
+    /// Writes the request rows of fetch `uid` (being created, with more than [`PIECE_ROWS`]
+    /// requests) in transactions of [`PIECE_ROWS`] rows, all but the last piece: the first also
+    /// writes the fetch's metadata, state (not committed) and index rows, so that a crash in
+    /// between leaves an uncommitted fetch, which recovery discards. The last piece and the
+    /// record rows go with the fetch's regular commit. A failure reopens the database.
+    fn write_request_pieces(&mut self, uid: u64) -> Result<(), StoreError> {
+        let n = self.fetches[&uid].meta.requests.len();
+        let mut start = self.fetches[&uid].requests_written;
+        while n - start > PIECE_ROWS {
+            let end = start + PIECE_ROWS;
+            let r = (|| -> Result<(), StoreError> {
+                let txn = self.begin_write()?;
+                let w = |e: redb::Error| store_error("write", e);
+                {
+                    let f = &self.fetches[&uid];
+                    if start == 0 {
+                        let bare = bare_meta(&f.meta);
+                        txn.open_table(FETCHES)
+                            .map_err(|e| w(e.into()))?
+                            .insert(uid, json(&bare).as_slice())
+                            .map_err(|e| w(e.into()))?;
+                        let row = FetchStateRow::new(false, f.flags, f.settled);
+                        txn.open_table(FETCH_STATE)
+                            .map_err(|e| w(e.into()))?
+                            .insert(uid, json(&row).as_slice())
+                            .map_err(|e| w(e.into()))?;
+                        let k = crate::model::IndexKey::of(&f.meta);
+                        txn.open_table(FETCH_INDEX)
+                            .map_err(|e| w(e.into()))?
+                            .insert(
+                                (k.storage_key.as_str(), k.scope.as_str(), k.id.as_str(), uid),
+                                (),
+                            )
+                            .map_err(|e| w(e.into()))?;
+                    }
+                    let mut t = txn.open_table(REQUESTS).map_err(|e| w(e.into()))?;
+                    for (i, req) in f.meta.requests[start..end].iter().enumerate() {
+                        t.insert((uid, (start + i) as u32), json(req).as_slice())
+                            .map_err(|e| w(e.into()))?;
+                    }
+                    let mut schema = txn.open_table(SCHEMA).map_err(|e| w(e.into()))?;
+                    schema
+                        .insert(COMMIT_SEQ_KEY, self.seq + 1)
+                        .map_err(|e| w(e.into()))?;
+                    schema
+                        .insert(UID_FLOOR_KEY, self.uid_floor)
+                        .map_err(|e| w(e.into()))?;
+                }
+                txn.commit().map_err(|e| store_error("commit", e))
+            })();
+            match r {
+                Ok(()) => {
+                    self.seq += 1;
+                    start = end;
+                    self.fetches
+                        .get_mut(&uid)
+                        .expect("being created")
+                        .requests_written = end;
+                }
+                Err(e) => {
+                    // Whether it landed or not, the fetch is not whole: the caller reverts it.
+                    self.db = None;
+                    self.reopen_raw()?;
+                    self.seq = self.read_seq()?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The group commit threshold.
@@ -328,14 +435,11 @@ impl Actor {
                 if f.meta_dirty {
                     // The metadata without its requests, then one row per request.
                     let requests = &f.meta.requests;
-                    let bare = background_fetch::store::FetchMeta {
-                        requests: Vec::new(),
-                        ..f.meta.clone()
-                    };
+                    let bare = bare_meta(&f.meta);
                     fetches_t
                         .insert(uid, json(&bare).as_slice())
                         .map_err(|e| w(e.into()))?;
-                    for (i, r) in requests.iter().enumerate() {
+                    for (i, r) in requests.iter().enumerate().skip(f.requests_written) {
                         requests_t
                             .insert((uid, i as u32), json(r).as_slice())
                             .map_err(|e| w(e.into()))?;

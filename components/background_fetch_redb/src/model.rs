@@ -187,6 +187,8 @@ pub(crate) struct Fetch {
     pub meta_dirty: bool,
     pub state_dirty: bool,
     pub ui_dirty: bool,
+    /// Request rows already written by the pieces of a creation (see `commit`).
+    pub requests_written: usize,
 }
 
 impl Fetch {

@@ -89,6 +89,7 @@ impl Actor {
                 ui_set: false,
                 records,
                 dirty_records,
+                requests_written: 0,
                 meta_dirty: true,
                 state_dirty: true,
                 ui_dirty: false,

@@ -10,6 +10,7 @@
 
 use crate::actor::Actor;
 use crate::error::store_error;
+use crate::model::{Deleting, IndexKey, fetch_files};
 use crate::open::open_database;
 use crate::rows::read_fetch;
 use crate::schema::body_file_name;
@@ -38,6 +39,23 @@ impl Actor {
         self.new_files.remove(&uid);
         // The files of older generations stay: the database still names them.
         self.unlink_after_commit.retain(|(u, _)| *u != uid);
+        // A fetch being created whose rows were written in pieces (a fetch of many records) and
+        // whose last piece did not land: what the disk holds is not a fetch. It is gone, and its
+        // rows go with the next commit.
+        let partial =
+            matches!(&on_disk, Some(f) if !f.committed && f.records.len() < old.records.len());
+        if partial {
+            self.lost.insert(uid, e.clone());
+            self.deleting.insert(
+                uid,
+                Deleting {
+                    key: IndexKey::of(&old.meta),
+                    files: fetch_files(uid, &old),
+                },
+            );
+            self.rebuild_active_of(uid);
+            return Ok(());
+        }
         match on_disk {
             None => {
                 self.lost.insert(uid, e.clone());

@@ -92,13 +92,14 @@ pub(crate) fn read_fetch(
             .ok_or_else(|| corrupt(format!("fetch {uid} record {i}: unreadable row")))?;
         records.push(Rec::from_row(&row));
     }
+    let committed_state = state.committed;
     if n_v1 > 0 && records.len() != n_v1 {
         return Err(corrupt(format!(
             "fetch {uid} has {n_v1} requests but {} record rows",
             records.len()
         )));
     }
-    if records.is_empty() {
+    if records.is_empty() && committed_state {
         return Err(corrupt(format!("fetch {uid} has no record rows")));
     }
     Ok(Some(Fetch {
@@ -109,6 +110,7 @@ pub(crate) fn read_fetch(
         ui_set,
         records,
         dirty_records: BTreeSet::new(),
+        requests_written: 0,
         meta_dirty: false,
         state_dirty: false,
         ui_dirty: false,

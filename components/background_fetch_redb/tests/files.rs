@@ -456,3 +456,108 @@ fn a_full_disk_inside_a_body_file_fails_only_that_fetch() {
         assert!(read_body(&store, 2, 0, 0, 1 << 20).await == pattern(12, 10_000));
     });
 }
+
+/// A fetch of many records writes its requests in pieces (no transaction holds them all, so
+/// memory stays bounded); it exists only once `commit_fetch` wrote the last piece with its
+/// record rows.
+#[test]
+fn a_fetch_of_many_records_is_created_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = open(&path);
+    let m = meta(1, "k", 20_000);
+    block_on(async {
+        store.create_fetch(m.clone()).await.unwrap();
+        store
+            .commit_fetch(FetchUid(1), Default::default())
+            .await
+            .unwrap();
+        download(&store, 1, 19_999, b"last", 4).await;
+        complete(&store, 1, 19_999).await;
+        let report = assert_consistent(&store).await;
+        assert_eq!(report.records, 20_000);
+    });
+    drop(store);
+    let store = open(&path);
+    block_on(async {
+        let all = store.load().await.unwrap();
+        assert_eq!(all[0].meta, m, "every request, in order");
+        assert_eq!(all[0].records.len(), 20_000);
+        assert!(read_body(&store, 1, 19_999, 0, 10).await == b"last");
+        assert_consistent(&store).await;
+    });
+}
+
+/// If the pieces of a creation cannot all be written, the fetch never comes to exist: its
+/// `commit_fetch` fails, and what its pieces wrote is removed (also after a crash, when the
+/// store discards the uncommitted fetch).
+#[test]
+fn a_creation_in_pieces_that_fails_leaves_nothing() {
+    // A clean run counts the writes of the creation (4 transactions of requests and rows).
+    let total = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let ctl = FaultControl::new();
+        let store = open_faulty_store(&path, &ctl, config());
+        block_on(async {
+            create(&store, 7, "k", 1).await;
+            store.create_fetch(meta(8, "k", 30_000)).await.unwrap();
+            let before = ctl.writes();
+            store
+                .commit_fetch(FetchUid(8), Default::default())
+                .await
+                .unwrap();
+            ctl.writes() - before
+        })
+    };
+    assert!(total > 8, "{total} writes");
+    let mut points = Vec::new();
+    for k in 0..6 {
+        points.push((k * total / 6, if k % 2 == 0 { 1 } else { u64::MAX }));
+    }
+    let mut failed = 0;
+    for (ok, fail) in points {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let ctl = FaultControl::new();
+        let store = open_faulty_store(&path, &ctl, config());
+        let created = block_on(async {
+            create(&store, 7, "k", 1).await;
+            store.create_fetch(meta(8, "k", 30_000)).await.unwrap();
+            ctl.set(common::faulty::Fault::IoErrorAfter { ok, fail });
+            let r = store.commit_fetch(FetchUid(8), Default::default()).await;
+            assert!(ctl.failures() > 0, "at {ok}/{fail}");
+            match &r {
+                Ok(()) => assert_eq!(fail, 1, "only a transient error is absorbed"),
+                Err(e) => assert!(
+                    matches!(e.kind, StoreErrorKind::Io | StoreErrorKind::QuotaExceeded),
+                    "{e:?}"
+                ),
+            }
+            if fail == 1 {
+                // The disk works again: the leftovers of a failed creation go with the next
+                // commit.
+                assert_consistent(&store).await;
+            }
+            r.is_ok()
+        });
+        failed += usize::from(!created);
+        // A crash (the store is dropped while the disk still fails, or after), then a clean
+        // disk.
+        drop(store);
+        ctl.set(common::faulty::Fault::None);
+        let store = open(&path);
+        block_on(async {
+            assert_consistent(&store).await;
+            let all = store.load().await.unwrap();
+            let uids: Vec<_> = all.iter().map(|f| f.meta.uid).collect();
+            if created {
+                assert_eq!(uids, [FetchUid(7), FetchUid(8)], "at {ok}/{fail}");
+                assert_eq!(all[1].meta.requests.len(), 30_000);
+            } else {
+                assert_eq!(uids, [FetchUid(7)], "at {ok}/{fail}");
+            }
+        });
+    }
+    assert!(failed >= 3, "{failed} creations failed");
+}
