@@ -5,6 +5,9 @@
 //! [`StorageBackend`](redb::StorageBackend). [`DirFs`] is the real one: a directory of plain
 //! files (by default `<database>.bodies` next to the database, [`body_dir`]).
 //!
+//! FIXME: [`DirFs`] uses `std::os::unix::fs::FileExt` (positioned reads and writes) and export
+//! uses `FICLONE`: the crate builds on Unix only, as the workspace does today.
+//!
 //! A body file is append-only while its record downloads: bytes are written at the end, synced
 //! (`fdatasync`) before the record row that counts them commits, and the file is cut back to the
 //! row's length by recovery. The store never rewrites bytes below a durable length.
