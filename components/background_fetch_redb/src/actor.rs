@@ -59,9 +59,9 @@ pub(crate) enum Op {
     Registrations(Reply<Vec<ServiceWorkerRegistrationId>>),
     Purge(PurgeFilter, Reply<Vec<FetchUid>>),
     Flush(Reply<()>),
-    CheckIntegrity(Reply<crate::IntegrityReport>),
-    Compact(Reply<crate::CompactReport>),
-    Stats(Reply<crate::StoreStats>),
+    CheckIntegrity(Reply<crate::reports::IntegrityReport>),
+    Compact(Reply<crate::reports::CompactReport>),
+    Stats(Reply<crate::reports::StoreStats>),
     Close(Reply<()>),
     UidFloor(Reply<u64>),
     /// The append fast path queued bytes.

@@ -1,4 +1,4 @@
-//! Maintenance of the database file: sizes ([`crate::StoreStats`]) and compaction.
+//! Maintenance of the database file: sizes ([`crate::reports::StoreStats`]) and compaction.
 //!
 //! redb is copy-on-write, so its file grows past the rows it holds; pages freed by deleted
 //! fetches are reused, and compaction gives them back. With large bodies in their own files,
@@ -6,7 +6,7 @@
 
 use crate::actor::Actor;
 use crate::error::store_error;
-use crate::{CompactReport, StoreStats};
+use crate::reports::{CompactReport, StoreStats};
 use background_fetch::store::StoreError;
 use std::sync::atomic::Ordering;
 use std::time::Instant;

@@ -6,41 +6,13 @@
 use crate::actor::Actor;
 use crate::error::store_error;
 use crate::files::BodyFs;
+use crate::reports::IntegrityReport;
 use crate::rows::read_all_fetches;
 use crate::schema::*;
 use background_fetch::ResponseHead;
 use background_fetch::store::{FetchMeta, RecordState, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// What [`crate::RedbStore::check_integrity`] found. The store is consistent when `problems` is
-/// empty.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IntegrityReport {
-    /// Fetches in the file.
-    pub fetches: usize,
-    /// Fetches in the file that are not committed yet.
-    pub uncommitted: usize,
-    /// Records in the file.
-    pub records: usize,
-    /// Response body bytes.
-    pub body_bytes: u64,
-    /// Request body bytes.
-    pub request_bytes: u64,
-    /// Inline chunks (request and response).
-    pub chunks: u64,
-    /// Body files.
-    pub body_files: u64,
-    /// Every inconsistency found, in words.
-    pub problems: Vec<String>,
-}
-
-impl IntegrityReport {
-    /// Whether no problem was found.
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
 
 type Rows = BTreeMap<(u64, u32), RecordRow>;
 

@@ -162,8 +162,10 @@
 //! migration), then `recovery`. The storage thread's state is `actor`; `op_loop` takes the
 //! operations, `ops` applies them to the in-memory `model`, `quota` checks the store's limits,
 //! `commit` writes (body files, then `rows` in one transaction), `revert` handles a write that
-//! failed, and `export`, `compact` and `integrity` do the rest. `files` is the body file seam
-//! ([`BodyFs`]), `backend` the database's ([`BackendFactory`]), `schema` the on-disk formats.
+//! failed, and `export`, `compact` and `integrity` do the rest (`reports`: what they return).
+//! `files` is the body file seam ([`BodyFs`]), `backend` the database's ([`BackendFactory`]),
+//! `schema` the on-disk formats. Modules use only modules listed before them in `lib.rs`: no
+//! import circle.
 
 #![warn(missing_docs)]
 
@@ -173,6 +175,7 @@ mod config;
 mod error;
 pub mod files;
 mod ingress;
+mod reports;
 mod schema;
 // The in-memory model and its rows in the database.
 mod model;
@@ -194,7 +197,7 @@ pub use backend::{BackendFactory, file_backend_factory};
 pub use config::RedbStoreConfig;
 pub use error::OpenError;
 pub use files::{BodyFile, BodyFs, DirFs, body_dir};
-pub use integrity::IntegrityReport;
+pub use reports::{CompactReport, IntegrityReport, StoreStats};
 pub use schema::{CHUNK_SIZE, OLDEST_MIGRATED_VERSION, SCHEMA_VERSION};
 
 use actor::{Actor, Op, PurgeFilter, Reply};
@@ -212,36 +215,6 @@ use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-
-/// Sizes of the store's file, for monitoring and tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Length of the file.
-    pub file_bytes: u64,
-    /// Bytes of the file in allocated pages.
-    pub allocated_bytes: u64,
-    /// Bytes of keys and values stored.
-    pub stored_bytes: u64,
-    /// Bytes of the file that are free or fragmented (what compaction can give back).
-    pub free_bytes: u64,
-    /// Fetches held (committed or not).
-    pub fetches: usize,
-    /// Appended bytes not written to the file yet.
-    pub buffered_bytes: u64,
-    /// Bodies kept in body files.
-    pub body_files: usize,
-    /// Bytes of the bodies kept in body files.
-    pub body_file_bytes: u64,
-}
-
-/// What a compaction did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompactReport {
-    /// File length before.
-    pub bytes_before: u64,
-    /// File length after.
-    pub bytes_after: u64,
-}
 
 /// The storage thread, its channel and the append fast path.
 type Spawned = (JoinHandle<()>, mpsc::Sender<Op>, Arc<ingress::Ingress>);
