@@ -149,6 +149,7 @@ impl Test {
         let engine = executor
             .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
             .expect("the engine starts on a memory store");
+        worker.attach(&engine);
         let page = engine.create_environment(EnvironmentSettings {
             kind: EnvironmentKind::Window,
             base_url: page_url.clone(),
@@ -157,6 +158,7 @@ impl Test {
                 csp: setup.csp.iter().map(|s| (*s).to_owned()).collect(),
                 referrer_policy: String::new(),
             },
+            embedder: None,
         });
         let (document_port, messages) = mpsc::unbounded();
         Test {

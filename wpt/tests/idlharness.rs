@@ -109,7 +109,9 @@ const TABLE: &[Row] = &[
         idl: "partial interface ServiceWorkerGlobalScope",
         rust: "WorkerHost (functional event dispatch)",
         check: || {
-            compiles(|w: &dyn background_fetch::WorkerHost, e: FunctionalEvent| w.dispatch(e))
+            compiles(|w: &dyn background_fetch::WorkerHost, e: FunctionalEvent| {
+                w.dispatch(e.data().expect("fired by the engine"))
+            })
         },
     },
     Row {

@@ -7,9 +7,10 @@
 
 use background_fetch::{
     BackgroundFetchOptions, BoxFuture, BoxStream, Clock, DispatchOutcome, Engine, EngineConfig,
-    EnvironmentSettings, FunctionalEvent, Granted, HeaderList, Hosts, MemoryStore, NetworkError,
-    NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, RequestInfo, ResponseHead, ResponseType,
-    ServiceWorkerRegistrationId, Spawn, UiHost, UiSnapshot, Unlimited, WorkerHost,
+    EnvironmentSettings, EventObjects, FunctionalEventData, Granted, HeaderList, Hosts,
+    MemoryStore, NetworkError, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, RequestInfo,
+    ResponseHead, ResponseType, ServiceWorkerRegistrationId, Spawn, UiHost, UiSnapshot, Unlimited,
+    WorkerHost,
 };
 use bytes::Bytes;
 use futures::executor::{ThreadPool, block_on};
@@ -106,15 +107,23 @@ impl UiHost for PrintUi {
     fn remove(&self, _uid: background_fetch::FetchUid) {}
 }
 
-/// The service worker: on success, reads every record (as it would copy them to a cache).
-struct Worker(futures::channel::mpsc::UnboundedSender<String>);
+/// The service worker: on success, reads every record (as it would copy them to a cache). Its
+/// script runs in this process, so it makes the events' objects here.
+struct Worker(
+    futures::channel::mpsc::UnboundedSender<String>,
+    EventObjects,
+);
 impl WorkerHost for Worker {
     fn has_active_worker(&self, _registration: &ServiceWorkerRegistrationId) -> bool {
         true
     }
-    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> {
+    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
         let done = self.0.clone();
+        let event = self.1.object(&event);
         async move {
+            let Some(event) = event.await else {
+                return DispatchOutcome::Skipped;
+            };
             let reg = event.registration().clone();
             println!("[sw] {} for {:?}", event.event_type(), reg.id());
             for record in reg
@@ -152,11 +161,12 @@ fn main() {
         ),
     ]));
     let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
+    let objects = EventObjects::new();
     let hosts = Hosts {
         store: Arc::new(MemoryStore::new()),
         network: Arc::new(origin),
         ui: Arc::new(PrintUi),
-        worker: Arc::new(Worker(done_tx)),
+        worker: Arc::new(Worker(done_tx, objects.clone())),
         permission: Arc::new(Granted),
         quota: Arc::new(Unlimited),
         policy: Arc::new(NoPolicy),
@@ -168,6 +178,7 @@ fn main() {
         ..EngineConfig::default()
     };
     let engine = block_on(Engine::start(hosts, config)).expect("the engine starts");
+    objects.attach(&engine);
 
     // The page: `navigator.serviceWorker.ready.then(reg => reg.backgroundFetch.fetch(...))`.
     let scope = Url::parse("https://podcast.example/").unwrap();

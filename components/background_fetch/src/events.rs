@@ -2,44 +2,19 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::engine::EngineInner;
+use crate::core::EngineInner;
+use crate::engine::{Engine, WeakEngine};
 use crate::error::DomError;
-use crate::hosts::DispatchOutcome;
-use crate::model::BackgroundFetchUiOptions;
+use crate::hosts::FunctionalEventData;
+use crate::model::{BackgroundFetchUiOptions, EventToken, FunctionalEventKind};
 use crate::registration::BackgroundFetchRegistration;
-use crate::state::BgFetch;
+use crate::state::UpdateUiState;
+use crate::sync::{Watch, lock};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-
-/// Which functional event.
-///
-/// <https://wicg.github.io/background-fetch/#service-worker-global-events>
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FunctionalEventKind {
-    /// `backgroundfetchsuccess` (`BackgroundFetchUpdateUIEvent`)
-    Success,
-    /// `backgroundfetchfail` (`BackgroundFetchUpdateUIEvent`)
-    Fail,
-    /// `backgroundfetchabort` (`BackgroundFetchEvent`)
-    Abort,
-    /// `backgroundfetchclick` (`BackgroundFetchEvent`)
-    Click,
-}
-
-impl FunctionalEventKind {
-    /// The event type.
-    pub fn event_type(self) -> &'static str {
-        match self {
-            FunctionalEventKind::Success => "backgroundfetchsuccess",
-            FunctionalEventKind::Fail => "backgroundfetchfail",
-            FunctionalEventKind::Abort => "backgroundfetchabort",
-            FunctionalEventKind::Click => "backgroundfetchclick",
-        }
-    }
-}
 
 /// `BackgroundFetchEvent`.
 ///
@@ -50,6 +25,8 @@ pub struct BackgroundFetchEvent {
     /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchevent-registration>
     registration: BackgroundFetchRegistration,
     trusted: bool,
+    /// The token of an event the engine fired (`None` for one script constructed).
+    token: Option<EventToken>,
 }
 
 impl BackgroundFetchEvent {
@@ -63,6 +40,7 @@ impl BackgroundFetchEvent {
             kind,
             registration,
             trusted: false,
+            token: None,
         }
     }
 
@@ -85,13 +63,6 @@ impl BackgroundFetchEvent {
     pub fn is_trusted(&self) -> bool {
         self.trusted
     }
-}
-
-struct UpdateUiState {
-    /// <https://wicg.github.io/background-fetch/#backgroundfetchupdateuievent-ui-updated-flag>
-    ui_updated: AtomicBool,
-    /// ExtendableEvent's "active": dispatching, or with pending `waitUntil` promises.
-    active: AtomicBool,
 }
 
 /// `BackgroundFetchUpdateUIEvent`: the event of `backgroundfetchsuccess` and
@@ -123,10 +94,7 @@ impl BackgroundFetchUpdateUiEvent {
     ) -> Self {
         BackgroundFetchUpdateUiEvent {
             event: BackgroundFetchEvent::new_untrusted(kind, registration),
-            state: Arc::new(UpdateUiState {
-                ui_updated: AtomicBool::new(false),
-                active: AtomicBool::new(true),
-            }),
+            state: UpdateUiState::new(),
             engine: Weak::new(),
         }
     }
@@ -261,6 +229,23 @@ impl FunctionalEvent {
         }
     }
 
+    /// The event as data (what the [`crate::WorkerHost`] was given), for an event the engine
+    /// fired: to hand it on, for example to another process's service worker.
+    pub fn data(&self) -> Option<FunctionalEventData> {
+        let e = match self {
+            FunctionalEvent::Success(e) | FunctionalEvent::Fail(e) => &e.event,
+            FunctionalEvent::Abort(e) | FunctionalEvent::Click(e) => e,
+        };
+        let fetch = &e.registration.inner.fetch;
+        Some(FunctionalEventData {
+            kind: e.kind,
+            token: e.token?,
+            uid: fetch.uid,
+            id: fetch.id.clone(),
+            registration: fetch.registration.clone(),
+        })
+    }
+
     /// The event as a `BackgroundFetchUpdateUIEvent`, for success and fail.
     pub fn update_ui_event(&self) -> Option<&BackgroundFetchUpdateUiEvent> {
         match self {
@@ -270,56 +255,96 @@ impl FunctionalEvent {
     }
 }
 
-/// Fires functional event `kind` for `bg` at its registration's active worker, and completes
-/// when the event is no longer active (or was not dispatched).
-///
-/// "Fire a functional event" (Service Workers) asserts an active worker; when there is none
-/// (outline §11.D.6) or the host skips or fails the dispatch (§11.D.7), the event counts as no
-/// longer active at once, so the records still become unavailable and the storage is released.
-pub(crate) async fn fire(
-    engine: &Arc<EngineInner>,
-    bg: &Arc<BgFetch>,
-    kind: FunctionalEventKind,
-) -> DispatchOutcome {
-    if bg.flags().silent || !engine.hosts.worker.has_active_worker(&bg.registration) {
-        tracing::info!(uid = %bg.uid, event = kind.event_type(), "not dispatched: no active worker");
-        return DispatchOutcome::Skipped;
-    }
-    // with registration: the result of getting a BackgroundFetchRegistration instance for
-    // bgFetch in the event object's relevant Realm (the service worker global's).
-    let sw_env = engine.service_worker_environment(&bg.registration);
-    let registration = sw_env
-        .background_fetch(&bg.registration)
-        .inner
-        .get_instance(bg);
-    let base = BackgroundFetchEvent {
-        kind,
-        registration,
-        trusted: true,
-    };
-    let ui_state = Arc::new(UpdateUiState {
-        ui_updated: AtomicBool::new(false),
-        active: AtomicBool::new(true),
-    });
-    let event = match kind {
-        FunctionalEventKind::Success | FunctionalEventKind::Fail => {
-            let e = BackgroundFetchUpdateUiEvent {
-                event: base,
-                state: ui_state.clone(),
-                engine: Arc::downgrade(engine),
-            };
-            if kind == FunctionalEventKind::Success {
-                FunctionalEvent::Success(e)
-            } else {
-                FunctionalEvent::Fail(e)
+impl Engine {
+    /// The event object of functional event `token` in its registration's service worker
+    /// global (this process's script), with `registration` the global's instance of the
+    /// fetch; `None` once the event is no longer active. A [`crate::WorkerHost`] whose script
+    /// runs in this process calls it with the token of [`FunctionalEventData`].
+    pub fn functional_event(&self, token: EventToken) -> Option<FunctionalEvent> {
+        let active = lock(&self.inner.events).active.get(&token).cloned()?;
+        let bg = active.fetch;
+        // registration: the result of getting a BackgroundFetchRegistration instance for
+        // bgFetch in the event object's relevant Realm.
+        let sw_env = self.service_worker_environment(&bg.registration);
+        let registration = sw_env
+            .background_fetch(&bg.registration)
+            .inner
+            .get_instance(&bg);
+        let base = BackgroundFetchEvent {
+            kind: active.kind,
+            registration,
+            trusted: true,
+            token: Some(token),
+        };
+        Some(match active.kind {
+            FunctionalEventKind::Success | FunctionalEventKind::Fail => {
+                let e = BackgroundFetchUpdateUiEvent {
+                    event: base,
+                    state: active.state,
+                    engine: Arc::downgrade(&self.inner),
+                };
+                if active.kind == FunctionalEventKind::Success {
+                    FunctionalEvent::Success(e)
+                } else {
+                    FunctionalEvent::Fail(e)
+                }
             }
+            FunctionalEventKind::Abort => FunctionalEvent::Abort(base),
+            FunctionalEventKind::Click => FunctionalEvent::Click(base),
+        })
+    }
+}
+
+/// For a [`crate::WorkerHost`] whose service worker script runs in this process: turns the
+/// events it is given as data into their objects, once told the engine
+/// ([`EventObjects::attach`]; the worker host exists before the engine, and a restored fetch may
+/// fire its event while the engine starts). It holds the engine weakly.
+#[derive(Clone, Default)]
+pub struct EventObjects {
+    engine: Arc<Watch<Option<WeakEngine>>>,
+}
+
+impl fmt::Debug for EventObjects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventObjects")
+    }
+}
+
+impl EventObjects {
+    /// No engine yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The engine whose events these are (after [`Engine::start`], and after every restart).
+    pub fn attach(&self, engine: &Engine) {
+        let weak = engine.downgrade();
+        self.engine.update(|e| *e = Some(weak));
+    }
+
+    /// Forgets the engine (before another starts on the same hosts, as a test's restart
+    /// does): events wait for the next [`EventObjects::attach`].
+    pub fn detach(&self) {
+        self.engine.update(|e| *e = None);
+    }
+
+    /// The object of `event`, once a running engine is attached; `None` if the event is no
+    /// longer active.
+    pub fn object(
+        &self,
+        event: &FunctionalEventData,
+    ) -> BoxFuture<'static, Option<FunctionalEvent>> {
+        let engine = self.engine.clone();
+        let token = event.token;
+        async move {
+            // A restart drops the old engine before the new one is attached: wait for a live
+            // one.
+            engine
+                .wait_until(|e| e.as_ref().is_some_and(WeakEngine::is_alive))
+                .await;
+            let engine = engine.with(|e| e.clone())?.upgrade()?;
+            engine.functional_event(token)
         }
-        FunctionalEventKind::Abort => FunctionalEvent::Abort(base),
-        FunctionalEventKind::Click => FunctionalEvent::Click(base),
-    };
-    tracing::info!(uid = %bg.uid, id = %bg.id, event = kind.event_type(), "dispatching");
-    let outcome = engine.hosts.worker.dispatch(event).await;
-    ui_state.active.store(false, Ordering::SeqCst);
-    tracing::info!(uid = %bg.uid, event = kind.event_type(), ?outcome, "event no longer active");
-    outcome
+        .boxed()
+    }
 }

@@ -591,15 +591,22 @@ pub struct ResponseHead {
     /// The type.
     pub response_type: ResponseType,
     /// For a response whose `headers` were CORS-filtered: the unfiltered `Content-Range`,
-    /// `ETag` and `Last-Modified`, which the engine needs to validate a resumption ("validate a
-    /// partial response") and to send `If-Range`. Never exposed to script. Empty when
-    /// `headers` is not filtered.
-    #[serde(default, skip_serializing_if = "HeaderList::is_empty")]
+    /// `ETag`, `Last-Modified`, `Date` and `Content-Encoding`, which the engine needs to decide
+    /// whether and how to resume (a content-coded response is never resumed), to validate a
+    /// resumption ("validate a partial response") and to send `If-Range`. Never exposed to
+    /// script. Empty when `headers` is not filtered.
+    #[serde(default)]
     pub resume_headers: HeaderList,
 }
 
 /// The headers [`ResponseHead::resume_headers`] may carry.
-pub const RESUME_HEADERS: [&str; 3] = ["content-range", "etag", "last-modified"];
+pub const RESUME_HEADERS: [&str; 5] = [
+    "content-range",
+    "etag",
+    "last-modified",
+    "date",
+    "content-encoding",
+];
 
 impl ResponseHead {
     /// The header list resumption is validated against: `headers`, with the unfiltered
@@ -651,6 +658,39 @@ impl ResponseHead {
     pub fn redirected(&self) -> bool {
         self.url_list.len() > 1
     }
+}
+
+/// The body of a response whose body was already read: reading it again rejects with a
+/// `TypeError` (a disturbed body).
+pub(crate) fn used_body() -> futures::stream::BoxStream<'static, Result<bytes::Bytes, DomError>> {
+    use futures::StreamExt;
+    futures::stream::once(futures::future::ready(Err(DomError::type_error(
+        "the response body was already read",
+    ))))
+    .boxed()
+}
+
+/// Reads a whole body (`arrayBuffer()`).
+pub(crate) async fn read_all(
+    mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, DomError>>,
+) -> Result<Vec<u8>, DomError> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Encoding's "UTF-8 decode" (`text()`): a leading byte order mark is removed and invalid
+/// sequences become U+FFFD.
+///
+/// <https://encoding.spec.whatwg.org/#utf-8-decode>
+pub(crate) fn utf8_decode(bytes: &[u8]) -> String {
+    encoding_rs::UTF_8
+        .decode_with_bom_removal(bytes)
+        .0
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -14,18 +14,19 @@
 //! | time | [`Clock`] | [`crate::testing::VirtualClock`] |
 //! | tasks | [`Spawn`] | [`crate::testing::Executor`] |
 
-use crate::events::FunctionalEvent;
 use crate::fetch::{Request, ResponseHead};
 use crate::model::{
-    BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
-    PermissionState, ServiceWorkerRegistrationId,
+    BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, EventToken, FetchUid,
+    FunctionalEventKind, ImageResource, PermissionState, ServiceWorkerRegistrationId,
 };
-use crate::store::StoreError;
+use crate::policy::BlockReason;
+use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs futures to completion in the background. The engine spawns one task per running
@@ -41,38 +42,6 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Duration;
     /// A future that completes once `duration` has passed.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
-}
-
-/// Why a policy check blocked a request. Every block fails that record with `fetch-error`
-/// (its `responseReady` rejects with `TypeError`); `fetch()` itself still resolves, as the
-/// current WPT expects (outline §9.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BlockReason {
-    /// The scheme is not `http`/`https` (Background Fetch is limited to HTTP(S)).
-    Scheme,
-    /// Plain `http` to a host that is not potentially trustworthy, from a secure context.
-    MixedContent,
-    /// A port on Fetch's bad-port list.
-    BadPort,
-    /// The caller's Content Security Policy (`connect-src`).
-    Csp,
-    /// The CORS check (or its preflight) failed.
-    Cors,
-    /// The host refused it for another reason.
-    Other,
-}
-
-impl fmt::Display for BlockReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BlockReason::Scheme => "scheme not allowed",
-            BlockReason::MixedContent => "mixed content",
-            BlockReason::BadPort => "bad port",
-            BlockReason::Csp => "blocked by Content Security Policy",
-            BlockReason::Cors => "CORS check failed",
-            BlockReason::Other => "blocked",
-        })
-    }
 }
 
 /// How the engine must treat a network error.
@@ -141,7 +110,14 @@ pub struct Validators {
     pub etag: Option<String>,
     /// The stored response's `Last-Modified`, if any.
     pub last_modified: Option<String>,
+    /// The stored response's `Date`, if any: a `Last-Modified` is a strong validator (usable in
+    /// `If-Range`) only when it is at least 60 seconds before the `Date` (RFC 9110 §8.8.2.2).
+    pub date: Option<String>,
 }
+
+/// Opens a stored request body at a byte offset: the bytes from there to its end, in order.
+pub type OpenRequestBody =
+    Arc<dyn Fn(u64) -> BoxStream<'static, Result<Bytes, StoreError>> + Send + Sync>;
 
 /// A request body streamed from the store to the network.
 pub struct RequestBodySource {
@@ -149,11 +125,53 @@ pub struct RequestBodySource {
     pub length: u64,
     /// The bytes, in order.
     pub stream: BoxStream<'static, Result<Bytes, StoreError>>,
+    /// Opens the body again at an offset, for a host that must send it again within the
+    /// attempt (a 307 or 308 redirect, a retry on another connection). `None`: the body can be
+    /// read once.
+    pub reopen: Option<OpenRequestBody>,
+}
+
+impl RequestBodySource {
+    /// A body that can be read once.
+    pub fn once(length: u64, stream: BoxStream<'static, Result<Bytes, StoreError>>) -> Self {
+        RequestBodySource {
+            length,
+            stream,
+            reopen: None,
+        }
+    }
+
+    /// A body that `open` opens at any offset (the store's request body); `stream` is
+    /// `open(0)`.
+    pub fn reopenable(
+        length: u64,
+        open: impl Fn(u64) -> BoxStream<'static, Result<Bytes, StoreError>> + Send + Sync + 'static,
+    ) -> Self {
+        RequestBodySource {
+            length,
+            stream: open(0),
+            reopen: Some(Arc::new(open)),
+        }
+    }
+
+    /// The body from `offset` on, if it can be opened again.
+    pub fn open_at(&self, offset: u64) -> Option<BoxStream<'static, Result<Bytes, StoreError>>> {
+        self.reopen.as_ref().map(|open| open(offset))
+    }
 }
 
 impl fmt::Debug for RequestBodySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RequestBodySource({} bytes)", self.length)
+        write!(
+            f,
+            "RequestBodySource({} bytes{})",
+            self.length,
+            if self.reopen.is_some() {
+                ", re-openable"
+            } else {
+                ""
+            }
+        )
     }
 }
 
@@ -203,6 +221,40 @@ pub enum NetworkEvent {
 
 /// The network. One call per fetch attempt; the host runs Fetch (redirects, CORS, policy
 /// checks, content decoding) and reports events.
+///
+/// # Contract
+///
+/// * **One attempt per call.** Redirects, CORS preflights and connection retries that send
+///   nothing happen inside it; the engine makes the next attempt (with a Range request) after
+///   an [`NetworkErrorKind::Temporary`] error.
+/// * **Order of events**: [`NetworkEvent`]'s. A second head, or bytes before a head, fail the
+///   record.
+/// * **Truncation.** A body that stops before its end is an `Error` (temporary when a retry can
+///   help: reset, timeout, a close before `Content-Length`), never a normal end. The engine also
+///   treats a full, identity-coded response that ended short of its `Content-Length` as
+///   temporary, for hosts that cannot tell.
+/// * **Content codings.** `Data` is decoded; the head keeps `Content-Encoding` (in
+///   `headers`, or in `resume_headers` when CORS filtering removed it): the engine restarts
+///   rather than Range-resumes a coded response, since the decoded bytes of one representation
+///   do not continue the other's.
+/// * **Resumption.** With [`NetworkRequest::range_start`] the host sends `Range: bytes=n-`,
+///   `Accept-Encoding: identity` and an `If-Range` from [`NetworkRequest::validators`] when one
+///   is strong; a request with an author `Range` header is never resumed.
+/// * **Flow control.** The engine pulls: it polls the stream again once the previous chunk is
+///   stored. A host keeps at most a bounded amount in flight (hyper's: two chunks), never the
+///   whole body.
+/// * **Cancellation.** Dropping the stream terminates the transfer (pause, abort, offline).
+/// * **Errors.** [`NetworkErrorKind`]: `Temporary` for what waiting can fix (offline, refused,
+///   reset, DNS failure of a name that may resolve later, timeouts), `Fatal` for what it cannot,
+///   `Blocked` for policy (scheme, mixed content, bad port, CSP, CORS: no byte is stored), and
+///   `Aborted`. A failure of one destination is that record's, not "the network is offline":
+///   connectivity comes through [`crate::Engine::set_online`].
+/// * **Uploads.** [`NetworkRequest::body`] can be re-opened at an offset
+///   ([`RequestBodySource::open_at`]) for a 307/308; `UploadProgress` counts each byte once per
+///   attempt.
+/// * **No service worker, no keepalive to a page.** The request's service-workers mode is
+///   `"none"`; it belongs to no document (an embedder whose Fetch requires a client for
+///   keepalive, as Servo's does, must not set it).
 pub trait NetworkHost: Send + Sync {
     /// Starts a fetch attempt. The returned stream must be `'static` and `Send`; dropping it
     /// must cancel the transfer.
@@ -247,6 +299,13 @@ pub struct UiSnapshot {
 /// The browser UI. The engine calls it; what the user does comes back through
 /// [`crate::Engine::pause`], [`crate::Engine::resume`], [`crate::Engine::user_abort`],
 /// [`crate::Engine::click`] and [`crate::Engine::permission_decision`].
+///
+/// **Threads and re-entrancy.** The calls come synchronously from the engine's tasks (on
+/// whatever thread the [`Spawn`]er runs them) or from the embedder's own calls into the engine
+/// (`set_online`, `fetch()`), never with an engine lock held. An implementation returns
+/// quickly (it posts to its UI thread) and may call back into the engine: those calls are
+/// `async` and do not run inside it. Progress listeners
+/// ([`crate::BackgroundFetchRegistration::on_progress`]) follow the same rules.
 pub trait UiHost: Send + Sync {
     /// Display a new background fetch (also called for every fetch restored after a restart).
     /// The UI must show the origin, must not be dismissible until the result is set, and must
@@ -259,7 +318,7 @@ pub trait UiHost: Send + Sync {
 }
 
 /// What became of a functional event dispatch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DispatchOutcome {
     /// The event was dispatched and is no longer active (its `waitUntil` promises settled or
     /// timed out).
@@ -271,6 +330,24 @@ pub enum DispatchOutcome {
     Failed(String),
 }
 
+/// A functional event to fire at a service worker global, as data: its kind, its background
+/// fetch and a token. The event's objects (its `registration`, `updateUI()`) are made from the
+/// token where the worker's script runs: [`crate::Engine::functional_event`] in this process,
+/// the service protocol's `ToScript::Event` in another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionalEventData {
+    /// Which event.
+    pub kind: FunctionalEventKind,
+    /// Names the event while it is active.
+    pub token: EventToken,
+    /// Its background fetch.
+    pub uid: FetchUid,
+    /// The fetch's id.
+    pub id: String,
+    /// The service worker registration whose active worker gets it.
+    pub registration: ServiceWorkerRegistrationId,
+}
+
 /// The service worker side: registration state and functional event dispatch.
 pub trait WorkerHost: Send + Sync {
     /// Whether the registration has an active worker (`fetch()` step 8.4).
@@ -278,7 +355,7 @@ pub trait WorkerHost: Send + Sync {
     /// Fires a functional event at the registration's active worker and completes when the
     /// event is no longer active. The engine marks the event inactive when this completes, so
     /// `updateUI()` after that rejects.
-    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome>;
+    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome>;
 }
 
 /// The permission state of `"background-fetch"`.
@@ -296,8 +373,20 @@ pub trait QuotaHost: Send + Sync {
 /// Policy decisions that need the caller's policy container (CSP). Scheme, mixed content and
 /// bad ports are checked by the engine itself.
 pub trait PolicyHost: Send + Sync {
-    /// Whether `client`'s policies allow `request`. Called before every fetch attempt.
+    /// Whether `client`'s policies allow `request`. The engine calls it before every fetch
+    /// attempt, for the record's URL; a network host that follows redirects calls it for each
+    /// hop (Fetch checks CSP for every request).
     fn check(&self, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason>;
+}
+
+/// A [`UiHost`] that shows nothing (a headless embedder; what the user does can still come in
+/// through [`crate::Engine::pause`] and the like).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoUi;
+impl UiHost for NoUi {
+    fn show(&self, _ui: &UiSnapshot) {}
+    fn update(&self, _ui: &UiSnapshot) {}
+    fn remove(&self, _uid: FetchUid) {}
 }
 
 /// A [`PermissionHost`] that always answers `"granted"`.
@@ -386,5 +475,78 @@ mod tests {
         assert_eq!(SimpleCsp.check(&client, &other), Err(BlockReason::Csp));
         client.policy.csp = vec!["default-src https://b.test".into()];
         assert_eq!(SimpleCsp.check(&client, &other), Ok(()));
+    }
+}
+
+/// The hosts an engine runs on.
+#[derive(Clone)]
+pub struct Hosts {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Network.
+    pub network: Arc<dyn NetworkHost>,
+    /// Browser UI.
+    pub ui: Arc<dyn UiHost>,
+    /// Service worker registrations and functional event dispatch.
+    pub worker: Arc<dyn WorkerHost>,
+    /// The `"background-fetch"` permission.
+    pub permission: Arc<dyn PermissionHost>,
+    /// Quota per storage key.
+    pub quota: Arc<dyn QuotaHost>,
+    /// CSP decisions.
+    pub policy: Arc<dyn PolicyHost>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Background tasks.
+    pub spawner: Arc<dyn Spawn>,
+}
+
+impl Hosts {
+    /// Hosts with what every embedding must provide (storage, network, the service worker
+    /// side, time and tasks) and sensible defaults for the rest: no UI ([`crate::NoUi`]), the
+    /// permission granted ([`crate::Granted`]), no quota ([`crate::Unlimited`]) and
+    /// [`crate::SimpleCsp`]. Change any with the `with_*` methods.
+    pub fn new(
+        store: Arc<dyn Store>,
+        network: Arc<dyn NetworkHost>,
+        worker: Arc<dyn WorkerHost>,
+        clock: Arc<dyn Clock>,
+        spawner: Arc<dyn Spawn>,
+    ) -> Hosts {
+        Hosts {
+            store,
+            network,
+            ui: Arc::new(NoUi),
+            worker,
+            permission: Arc::new(Granted),
+            quota: Arc::new(Unlimited),
+            policy: Arc::new(SimpleCsp),
+            clock,
+            spawner,
+        }
+    }
+
+    /// With `ui`.
+    pub fn with_ui(mut self, ui: Arc<dyn UiHost>) -> Hosts {
+        self.ui = ui;
+        self
+    }
+
+    /// With `permission`.
+    pub fn with_permission(mut self, permission: Arc<dyn PermissionHost>) -> Hosts {
+        self.permission = permission;
+        self
+    }
+
+    /// With `quota`.
+    pub fn with_quota(mut self, quota: Arc<dyn QuotaHost>) -> Hosts {
+        self.quota = quota;
+        self
+    }
+
+    /// With `policy`.
+    pub fn with_policy(mut self, policy: Arc<dyn PolicyHost>) -> Hosts {
+        self.policy = policy;
+        self
     }
 }

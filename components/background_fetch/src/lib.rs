@@ -21,17 +21,77 @@
 //!
 //! ## A minimal embedding
 //!
-//! ```
-//! use background_fetch::testing::{TestBed, Resource};
-//! use background_fetch::{BackgroundFetchOptions, BackgroundFetchResult, FunctionalEventKind};
+//! The engine on [`Hosts`], reached by script through the [`service`] protocol (here its
+//! in-process transport; between processes, `ipc-channel`). The store, network, clock and
+//! executor below are this crate's deterministic ones from [`testing`] (feature `testing`);
+//! a browser gives its own (`background-fetch-redb`, `background-fetch-hyper`, its runtime).
+//! The [`embedding`] module walks through each seam.
 //!
-//! // TestBed wires the engine to deterministic hosts: an in-memory store, a scripted network,
-//! // a virtual clock and a recording service worker. A real embedder builds `Hosts` itself.
-//! let bed = TestBed::new();
-//! bed.network.serve("https://example.com/episode.mp3", Resource::ok(vec![7u8; 100_000]));
-//! let manager = bed.page().background_fetch(&bed.registration);
-//! let registration = bed
-//!     .run(async move {
+//! ```
+//! use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+//! use background_fetch::service::{client, in_process, Service, ServiceWorkerHost, WorkerBridge};
+//! use background_fetch::testing::{Executor, Resource, ScriptedNetwork, VirtualClock};
+//! use background_fetch::{
+//!     BackgroundFetchOptions, BackgroundFetchResult, DispatchOutcome, Engine, EngineConfig,
+//!     Hosts, MemoryStore, PolicyContainer, ServiceWorkerRegistrationId, Spawn,
+//! };
+//! use futures::FutureExt;
+//! use std::sync::Arc;
+//! use url::Url;
+//!
+//! let (executor, clock) = (Executor::new(), VirtualClock::new());
+//! let network = ScriptedNetwork::new(clock.clone());
+//! network.serve("https://example.com/episode.mp3", Resource::ok(vec![7u8; 100_000]));
+//! let bridge = WorkerBridge::new();
+//! let scope = Url::parse("https://example.com/").unwrap();
+//! let registration = ServiceWorkerRegistrationId::for_scope(&scope);
+//! bridge.set_active_worker(&registration, true); // the service worker system says so
+//! let worker_host = ServiceWorkerHost::new(bridge.clone());
+//! let hosts = Hosts::new(
+//!     Arc::new(MemoryStore::new()),
+//!     Arc::new(network),
+//!     Arc::new(worker_host.clone()),
+//!     Arc::new(clock.clone()),
+//!     Arc::new(executor.clone()),
+//! );
+//! let engine = executor
+//!     .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
+//!     .expect("the store loads");
+//! let service = Service::new(engine, bridge);
+//! worker_host.serve(&service);
+//!
+//! // The service worker global and a page, each a connection (another process in a browser).
+//! let spawner: Arc<dyn Spawn> = Arc::new(executor.clone());
+//! let environment = |kind, url: &str| EnvironmentData {
+//!     kind,
+//!     base_url: Url::parse(url).unwrap(),
+//!     secure_context: true,
+//!     policy: PolicyContainer::default(),
+//!     embedder: None,
+//! };
+//! let sw = in_process::connect(
+//!     &service,
+//!     environment(EnvironmentKindData::ServiceWorker(registration.clone()), "https://example.com/sw.js"),
+//!     spawner.clone(),
+//! );
+//! sw.on_functional_event(|event: client::FunctionalEvent| {
+//!     async move {
+//!         // backgroundfetchsuccess: read the records, as a service worker would.
+//!         let records = event.registration().match_all(None, Default::default()).await.unwrap();
+//!         let body = records[0].response_ready().await.unwrap().bytes().await.unwrap();
+//!         assert_eq!(body.len(), 100_000);
+//!         DispatchOutcome::Completed
+//!     }
+//!     .boxed()
+//! });
+//! let page = in_process::connect(
+//!     &service,
+//!     environment(EnvironmentKindData::Window, "https://example.com/podcasts/"),
+//!     spawner,
+//! );
+//! let manager = page.background_fetch(&registration);
+//! let fetch = executor
+//!     .block_on(&clock, async move {
 //!         manager
 //!             .fetch("episode-1", "/episode.mp3", BackgroundFetchOptions {
 //!                 title: Some("Episode 1".into()),
@@ -40,15 +100,15 @@
 //!             .await
 //!     })
 //!     .expect("fetch() resolves");
-//! bed.run_until_idle(); // the download runs in the background, on virtual time
-//! assert_eq!(registration.result(), BackgroundFetchResult::Success);
-//! assert_eq!(registration.downloaded(), 100_000);
-//! assert_eq!(bed.worker.events_of(FunctionalEventKind::Success).len(), 1);
+//! executor.run_until_idle(&clock); // the download runs in the background, on virtual time
+//! assert_eq!(fetch.result(), BackgroundFetchResult::Success);
+//! assert_eq!(fetch.downloaded(), 100_000);
 //! ```
 //!
-//! A real embedding replaces `TestBed` by [`Engine::start`] with its own [`Hosts`]; the example
-//! `examples/plain_executor.rs` does that with nothing but a thread pool from the `futures`
-//! crate, to show the engine needs no particular runtime.
+//! The engine's own script-facing objects ([`Engine::create_environment`],
+//! [`BackgroundFetchManager`], ...) are what the service calls; a same-process embedder may
+//! call them directly. `examples/plain_executor.rs` embeds the engine with nothing but a
+//! thread pool from the `futures` crate, to show it needs no particular runtime.
 //!
 //! ## What happens to a background fetch
 //!
@@ -69,40 +129,54 @@
 
 #![warn(missing_docs)]
 
+// The layers, top to bottom; a module uses only modules of its layer or below
+// (tests/layering.rs keeps it so).
+//
+// The service and the protocol (script in any process reaches the engine through them).
+pub mod service;
+// The script side in this process: the objects script sees, and the embedder's handle.
 pub mod automation;
+mod engine;
+mod events;
+mod manager;
+mod registration;
+// The algorithms and the state they share.
+mod core;
+mod functional;
+mod perform;
+mod quota;
+mod recovery;
+mod state;
+// The host seams.
+mod hosts;
+mod memory_store;
+pub mod policy;
+pub mod store;
+// Plain data and the Fetch pieces the engine carries.
+mod config;
 mod content_range;
 pub mod cors;
-mod engine;
 mod error;
-mod events;
 mod fetch;
-mod hosts;
-mod manager;
 mod matching;
-mod memory_store;
 mod model;
-mod perform;
-pub mod policy;
-mod registration;
-mod state;
-pub mod store;
 mod sync;
+// Documentation only.
+pub mod embedding;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use config::{EngineConfig, RetryPolicy};
 pub use content_range::{
     ContentRange, PartialResponseInvalid, extract_content_range_values,
     parse_single_byte_content_range, parse_unsatisfied_content_range, validate_partial_response,
     validators_match,
 };
-pub use engine::{
-    Engine, EngineConfig, EngineDiagnostics, Environment, EnvironmentKind, EnvironmentSettings,
-    FetchInfo, Hosts, RetryPolicy,
-};
+pub use engine::{Engine, EngineDiagnostics, FetchInfo, WeakEngine};
 pub use error::{DomError, DomErrorKind};
 pub use events::{
-    BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, FunctionalEvent, FunctionalEventKind,
+    BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, EventObjects, FunctionalEvent,
 };
 pub use fetch::{
     CacheMode, CredentialsMode, HeaderList, RedirectMode, Request, RequestBody, RequestInfo,
@@ -110,23 +184,30 @@ pub use fetch::{
     is_cors_safelisted_method, is_forbidden_request_header,
 };
 pub use hosts::{
-    BlockReason, Clock, DispatchOutcome, FixedQuota, Granted, NetworkError, NetworkErrorKind,
-    NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, PermissionHost, PolicyHost, QuotaHost,
-    RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot, Unlimited, Validators, WorkerHost,
+    Clock, DispatchOutcome, FixedQuota, FunctionalEventData, Granted, Hosts, NetworkError,
+    NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi, OpenRequestBody,
+    PermissionHost, PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn, UiHost, UiSnapshot,
+    Unlimited, Validators, WorkerHost,
 };
-pub use manager::{Requests, parse_request_url};
+pub use manager::{
+    BackgroundFetchManager, Environment, EnvironmentKind, EnvironmentSettings, Requests,
+    parse_request_url,
+};
 pub use matching::{CacheQueryOptions, request_matches_cached_item};
 pub use memory_store::MemoryStore;
 pub use model::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
-    BackgroundFetchUiOptions, ClientSnapshot, FetchUid, ImageResource, PermissionState,
-    PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
+    BackgroundFetchUiOptions, ClientSnapshot, EventToken, FetchUid, FunctionalEventKind,
+    ImageResource, PermissionState, PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
 };
+pub use policy::BlockReason;
 pub use registration::{
-    BackgroundFetchManager, BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener,
-    Response,
+    BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener, Response,
 };
-pub use store::Store;
+pub use store::{
+    FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
+    StoredRecord,
+};
 
 /// Re-exported so embedders name the same future and stream types as the traits.
 pub use futures::future::BoxFuture;

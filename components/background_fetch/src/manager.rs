@@ -2,21 +2,281 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::engine::EngineInner;
+use crate::core::{EngineInner, InstanceSink};
 use crate::error::DomError;
 use crate::fetch::{
     RequestBody, RequestInfo, RequestInit, RequestMode, RequestObject, construct_request,
 };
-use crate::model::{BackgroundFetchOptions, FetchUid, PermissionState};
-use crate::registration::{BackgroundFetchManager, BackgroundFetchRegistration};
+use crate::model::{
+    BackgroundFetchOptions, ClientSnapshot, FetchUid, PermissionState, PolicyContainer,
+    ServiceWorkerRegistrationId,
+};
+use crate::registration::{BackgroundFetchRegistration, InstanceInner};
 use crate::state::{BgFetch, BgFetchMut, Flags, Progress, Record, ResponseData, ResponseDataState};
 use crate::store::{FetchMeta, StoreErrorKind};
 use crate::sync::{Watch, lock};
 use futures::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use tracing::Instrument;
 use url::Url;
+
+/// The kind of environment a script runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnvironmentKind {
+    /// A document.
+    Window,
+    /// A dedicated or shared worker.
+    Worker,
+    /// A service worker global.
+    ServiceWorker,
+}
+
+/// How an environment (a realm whose script can use the API) is described to the engine.
+#[derive(Clone, Debug)]
+pub struct EnvironmentSettings {
+    /// Its kind.
+    pub kind: EnvironmentKind,
+    /// Its API base URL (relative request URLs resolve against it). Its origin is the
+    /// environment's origin.
+    pub base_url: Url,
+    /// Whether it is a secure context.
+    pub secure_context: bool,
+    /// Its policy container (CSP), captured by `fetch()`.
+    pub policy: PolicyContainer,
+    /// Opaque embedder data about this environment, kept in every fetch it makes
+    /// ([`ClientSnapshot::embedder`]).
+    pub embedder: Option<Vec<u8>>,
+}
+
+impl EnvironmentSettings {
+    /// A secure window at `base_url` with no CSP.
+    pub fn window(base_url: Url) -> Self {
+        EnvironmentSettings {
+            kind: EnvironmentKind::Window,
+            base_url,
+            secure_context: true,
+            policy: PolicyContainer::default(),
+            embedder: None,
+        }
+    }
+}
+
+pub(crate) struct EnvInner {
+    pub engine: Weak<EngineInner>,
+    pub settings: EnvironmentSettings,
+    pub origin: String,
+    pub managers: Mutex<HashMap<ServiceWorkerRegistrationId, Arc<ManagerInner>>>,
+}
+
+impl EnvInner {
+    pub(crate) fn client_snapshot(&self) -> ClientSnapshot {
+        ClientSnapshot {
+            origin: self.origin.clone(),
+            base_url: self.settings.base_url.clone(),
+            secure_context: self.settings.secure_context,
+            policy: self.settings.policy.clone(),
+            embedder: self.settings.embedder.clone(),
+        }
+    }
+}
+
+/// An environment settings object: a realm that can use `registration.backgroundFetch`
+/// (a document, a worker, a service worker global). Dropping it removes the environment; its
+/// `BackgroundFetchRegistration` objects stop receiving updates.
+#[derive(Clone)]
+pub struct Environment {
+    pub(crate) inner: Arc<EnvInner>,
+}
+
+impl Environment {
+    /// `registration.backgroundFetch` for the service worker registration `registration`: the
+    /// environment's only `BackgroundFetchManager` for it.
+    ///
+    /// <https://wicg.github.io/background-fetch/#dom-serviceworkerregistration-backgroundfetch>
+    pub fn background_fetch(
+        &self,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> BackgroundFetchManager {
+        let mut managers = lock(&self.inner.managers);
+        let m = managers
+            .entry(registration.clone())
+            .or_insert_with(|| {
+                Arc::new(ManagerInner {
+                    engine: self.inner.engine.clone(),
+                    env: Arc::downgrade(&self.inner),
+                    registration: registration.clone(),
+                    instances: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone();
+        BackgroundFetchManager { inner: m }
+    }
+
+    /// The environment's origin, serialised.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The environment's settings.
+    pub fn settings(&self) -> &EnvironmentSettings {
+        &self.inner.settings
+    }
+}
+
+impl InstanceSink for EnvInner {
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn deliver(&self, bg: &Arc<BgFetch>, progress: &Progress) -> Option<Box<dyn FnOnce() + Send>> {
+        let manager = lock(&self.managers).get(&bg.registration).cloned()?;
+        // 6.1. Let bgFetchRegistration be the instance of BackgroundFetchRegistration within
+        //      the relevant realm whose background fetch is equal to bgFetch, or null if none
+        //      exists.
+        // 6.2. If bgFetchRegistration is null, then abort these steps.
+        let instance = manager.instance_for(bg.uid)?;
+        // 6.3 to 6.10, on the instance.
+        let update = instance.apply_update(progress)?;
+        Some(Box::new(move || update.dispatch()))
+    }
+}
+
+pub(crate) struct ManagerInner {
+    pub engine: Weak<EngineInner>,
+    pub env: Weak<EnvInner>,
+    /// <https://wicg.github.io/background-fetch/#backgroundfetchmanager-service-worker-registration>
+    pub registration: ServiceWorkerRegistrationId,
+    /// <https://wicg.github.io/background-fetch/#backgroundfetchmanager-backgroundfetchregistration-instances>
+    pub instances: Mutex<HashMap<FetchUid, BackgroundFetchRegistration>>,
+}
+
+impl ManagerInner {
+    pub(crate) fn instance_for(&self, uid: FetchUid) -> Option<BackgroundFetchRegistration> {
+        lock(&self.instances).get(&uid).cloned()
+    }
+
+    /// Get a BackgroundFetchRegistration instance.
+    ///
+    /// <https://wicg.github.io/background-fetch/#get-a-backgroundfetchregistration-instance>
+    pub(crate) fn get_instance(&self, bg: &Arc<BgFetch>) -> BackgroundFetchRegistration {
+        // 1. Let instancesMap be the BackgroundFetchRegistration instances of the only instance
+        //    of BackgroundFetchManager within this realm.
+        // AD-HOC: a realm has one manager per service worker registration it can see (outline
+        //         §11.C.14); this is the one for bgFetch's registration.
+        let mut instances = lock(&self.instances);
+        // 2. If instancesMap[bgFetch] exists, then return instancesMap[bgFetch].
+        if let Some(existing) = instances.get(&bg.uid) {
+            return existing.clone();
+        }
+        // 3. Let instance be a new BackgroundFetchRegistration in realm, with its background
+        //    fetch set to bgFetch.
+        // AD-HOC: its copied slots take the values instances last received, not the live ones,
+        //         so that it agrees with the instances that already exist (the update handling
+        //         queue's ordering; WPT get.https.window.js expects equal `downloaded`).
+        let delivered = bg.lock().delivered.clone();
+        let base_url = self
+            .env
+            .upgrade()
+            .map(|e| e.settings.base_url.clone())
+            .unwrap_or_else(|| bg.client.base_url.clone());
+        let instance = BackgroundFetchRegistration {
+            inner: Arc::new(InstanceInner {
+                fetch: bg.clone(),
+                base_url,
+                engine: self.engine.clone(),
+                slots: Mutex::new(delivered),
+                listeners: Mutex::new(Vec::new()),
+                observers: Mutex::new(Vec::new()),
+            }),
+        };
+        // 4. Set instancesMap[bgFetch] to instance.
+        instances.insert(bg.uid, instance.clone());
+        // 5. Return instance.
+        instance
+    }
+}
+
+/// `BackgroundFetchManager`: `registration.backgroundFetch` in one environment.
+///
+/// <https://wicg.github.io/background-fetch/#background-fetch-manager>
+#[derive(Clone)]
+pub struct BackgroundFetchManager {
+    pub(crate) inner: Arc<ManagerInner>,
+}
+
+impl fmt::Debug for BackgroundFetchManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackgroundFetchManager")
+            .field("registration", &self.inner.registration)
+            .finish()
+    }
+}
+
+impl BackgroundFetchManager {
+    /// The service worker registration this manager belongs to.
+    pub fn registration(&self) -> &ServiceWorkerRegistrationId {
+        &self.inner.registration
+    }
+
+    pub(crate) fn engine(&self) -> Result<Arc<EngineInner>, DomError> {
+        self.inner
+            .engine
+            .upgrade()
+            .ok_or_else(|| DomError::invalid_state("the background fetch engine has shut down"))
+    }
+
+    pub(crate) fn env(&self) -> Result<Arc<EnvInner>, DomError> {
+        self.inner
+            .env
+            .upgrade()
+            .ok_or_else(|| DomError::invalid_state("the environment has been discarded"))
+    }
+
+    /// `get(id)`.
+    ///
+    /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchmanager-get>
+    pub async fn get(&self, id: &str) -> Result<Option<BackgroundFetchRegistration>, DomError> {
+        // AD-HOC: WPT get.https.window.js expects get('') to reject with a TypeError (as
+        //         Chromium does); the spec would resolve undefined.
+        if id.is_empty() {
+            return Err(DomError::type_error("get(): the id must not be empty"));
+        }
+        let engine = self.engine()?;
+        // 1. Let registration be this's associated service worker registration.
+        let registration = engine.registration(&self.inner.registration);
+        // 2. Let bgFetch be registration's active background fetches[id].
+        // 3. If bgFetch is undefined, resolve promise with undefined and abort these steps.
+        let Some(bg) = registration.get(id) else {
+            return Ok(None);
+        };
+        // 4. Enqueue the following steps to bgFetch's update handling queue:
+        //    1. Queue a bgfetch task task to run the following steps:
+        //       1. Let bgFetchRegistration be the result of getting a
+        //          BackgroundFetchRegistration instance for bgFetch in this's relevant Realm.
+        //       2. Resolve promise with bgFetchRegistration.
+        //    2. Wait for task to complete.
+        Ok(Some(self.inner.get_instance(&bg)))
+    }
+
+    /// `getIds()`: the ids of the registration's active background fetches, in insertion
+    /// order.
+    ///
+    /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchmanager-getids>
+    pub async fn get_ids(&self) -> Result<Vec<String>, DomError> {
+        let engine = self.engine()?;
+        // 1. Let registration be this's associated service worker registration.
+        let registration = engine.registration(&self.inner.registration);
+        // 2. Resolve promise with the result of getting the keys of registration's active
+        //    background fetches.
+        Ok(lock(&registration.active)
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+}
 
 /// The `requests` argument of `fetch()`: `(RequestInfo or sequence<RequestInfo>)`.
 #[derive(Debug)]

@@ -7,6 +7,38 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use url::Url;
 
+/// Which functional event.
+///
+/// <https://wicg.github.io/background-fetch/#service-worker-global-events>
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FunctionalEventKind {
+    /// `backgroundfetchsuccess` (`BackgroundFetchUpdateUIEvent`)
+    Success,
+    /// `backgroundfetchfail` (`BackgroundFetchUpdateUIEvent`)
+    Fail,
+    /// `backgroundfetchabort` (`BackgroundFetchEvent`)
+    Abort,
+    /// `backgroundfetchclick` (`BackgroundFetchEvent`)
+    Click,
+}
+
+impl FunctionalEventKind {
+    /// The event type.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            FunctionalEventKind::Success => "backgroundfetchsuccess",
+            FunctionalEventKind::Fail => "backgroundfetchfail",
+            FunctionalEventKind::Abort => "backgroundfetchabort",
+            FunctionalEventKind::Click => "backgroundfetchclick",
+        }
+    }
+}
+
+/// Names one functional event while it is active: `updateUI()` and the event's completion
+/// come back with it (functional events cross to the service worker as data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventToken(pub u64);
+
 /// `BackgroundFetchResult`.
 ///
 /// <https://wicg.github.io/background-fetch/#enumdef-backgroundfetchresult>
@@ -306,6 +338,12 @@ pub struct ClientSnapshot {
     pub secure_context: bool,
     /// The caller's policy container.
     pub policy: PolicyContainer,
+    /// Opaque data the embedder keeps about the caller (given in
+    /// [`crate::EnvironmentSettings::embedder`]), stored with the fetch and handed back in every
+    /// [`crate::NetworkRequest::client`], also after a restart: Servo would keep its serialised
+    /// request client and policy container here, to rebuild them for its own Fetch.
+    #[serde(default)]
+    pub embedder: Option<Vec<u8>>,
 }
 
 impl ClientSnapshot {
@@ -316,6 +354,7 @@ impl ClientSnapshot {
             secure_context: true,
             base_url,
             policy: PolicyContainer::default(),
+            embedder: None,
         }
     }
 }

@@ -11,10 +11,10 @@ use crate::content_range::{
     extract_content_range_values, parse_unsatisfied_content_range, validate_partial_response,
     validators_match,
 };
-use crate::engine::EngineInner;
-use crate::events::{self, FunctionalEventKind};
+use crate::core::EngineInner;
 use crate::fetch::ResponseHead;
 use crate::hosts::{NetworkErrorKind, NetworkEvent, NetworkRequest, RequestBodySource, Validators};
+use crate::model::FunctionalEventKind;
 use crate::model::{BackgroundFetchFailureReason, BackgroundFetchResult, RecordResult};
 use crate::policy::check_request_url;
 use crate::state::{BgFetch, ResponseData, ResponseDataState};
@@ -195,7 +195,7 @@ pub(crate) async fn fire_settle_event(engine: &Arc<EngineInner>, bg: &Arc<BgFetc
     //       BackgroundFetchRegistration instance for bgFetch in the event object's relevant
     //       Realm. Then run these steps with dispatchedEvent in parallel:
     // 8.13.1. Wait until dispatchedEvent is not active.
-    events::fire(engine, bg, kind).await;
+    crate::functional::fire(engine, bg, kind).await;
     // 8.13.2. Unset bgFetch's records available flag.
     bg.lock().records_available = false;
     // 8.13.3. Update background fetch instances for bgFetch.
@@ -378,7 +378,28 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
         // 6. Set request's service-workers mode to "none".
         // NOTE: both are part of the NetworkHost contract for every NetworkRequest.
         // 7. Let rangeStart be the length of responseData's bytes.
-        let range_start = response_data.len();
+        let mut range_start = response_data.len();
+        // AD-HOC: two kinds of stored bytes cannot be continued by `Range: bytes=rangeStart-`,
+        //         which asks for the identity representation (step 8): those of a response
+        //         stored with a content coding (decoded or not, they belong to the coded
+        //         representation, whose validators, nginx's W/"x" or Apache's "x-gzip", say
+        //         nothing about the identity one: a splice could be corrupt or fail for good),
+        //         and those of a request whose author set a `Range` header (ours would replace
+        //         it). The record restarts instead, as Chromium's cache refuses truncated coded
+        //         entries.
+        let response_data =
+            if range_start > 0 && !can_resume(&request, response_data.response().as_ref()) {
+                tracing::info!(
+                    range_start,
+                    "the stored bytes cannot be resumed: restarting"
+                );
+                let fresh = replace_response_data(&engine, &bg, index);
+                engine.update_instances(&bg, false);
+                range_start = 0;
+                fresh
+            } else {
+                response_data
+            };
         // 8. If rangeStart is not 0, then add a range header to request with rangeStart.
         // NOTE: When rangeStart is 0, a normal request is made. This allows the initial request
         //       to make use of content encoding, since Accept-Encoding: identity is added to
@@ -399,12 +420,16 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
                 Validators {
                     etag: v.get_str("etag"),
                     last_modified: v.get_str("last-modified"),
+                    date: v.get_str("date"),
                 }
             })
             .unwrap_or_default();
-        let body = request.body_length.map(|length| RequestBodySource {
-            length,
-            stream: stored_request_body(Arc::downgrade(&engine), bg.uid, index, length),
+        let body = request.body_length.map(|length| {
+            let weak = Arc::downgrade(&engine);
+            let uid = bg.uid;
+            RequestBodySource::reopenable(length, move |offset| {
+                stored_request_body_from(weak.clone(), uid, index, offset, length)
+            })
         });
         // AD-HOC: a request that must not be sent twice (any non-GET: complete a record never
         //         reissues it) is durably marked as sent first, so that after a crash the
@@ -456,6 +481,25 @@ pub(crate) async fn complete_record(engine: Arc<EngineInner>, bg: Arc<BgFetch>, 
     finish_record(&engine, &bg, index, result).await;
 }
 
+/// Whether a record whose response data holds `stored`'s bytes can be resumed with a Range
+/// request (see the AD-HOC note in `complete_record`).
+fn can_resume(request: &crate::fetch::Request, stored: Option<&ResponseHead>) -> bool {
+    if request.headers.contains("range") {
+        return false;
+    }
+    let Some(stored) = stored else {
+        return true;
+    };
+    // Every `Content-Encoding` line counts (their combined value), and `identity` is no coding.
+    match stored.validation_headers().get_combined("content-encoding") {
+        None => true,
+        Some(v) => String::from_utf8_lossy(&v)
+            .split(',')
+            .map(|c| c.trim_matches(|c| c == ' ' || c == '\t'))
+            .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity")),
+    }
+}
+
 /// Streams record `index`'s request body of fetch `uid` from the store (for the upload, and for
 /// `BackgroundFetchRecord.request`'s body). Ends early with `Gone` if the engine shut down.
 pub(crate) fn stored_request_body(
@@ -464,7 +508,18 @@ pub(crate) fn stored_request_body(
     index: usize,
     length: u64,
 ) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>> {
-    futures::stream::unfold(0u64, move |offset| {
+    stored_request_body_from(engine, uid, index, 0, length)
+}
+
+/// [`stored_request_body`] from byte `start` on (the network host re-opens the body there).
+fn stored_request_body_from(
+    engine: std::sync::Weak<EngineInner>,
+    uid: crate::model::FetchUid,
+    index: usize,
+    start: u64,
+    length: u64,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>> {
+    futures::stream::unfold(start, move |offset| {
         let engine = engine.clone();
         async move {
             if offset >= length {
@@ -583,6 +638,7 @@ async fn attempt(
         bg.download_total
     };
     let storage_key = bg.registration.storage_key.clone();
+    let author_range = request.request.headers.contains("range");
     let mut events = engine.hosts.network.fetch(request);
     let mut head: Option<ResponseHead> = None;
     loop {
@@ -807,6 +863,19 @@ async fn attempt(
                         //         (outline §11.C.17). A 206 whose last-byte-pos + 1 is the
                         //         stored length at the end of its stream completed the resource.
                         Some(r) if r.complete_length.is_none() && r.last_byte_pos + 1 == len => {
+                            Attempt::Done(RecordResult::Success)
+                        }
+                        // AD-HOC: a request whose author set a `Range` header asked for that
+                        //         range, never resumed (see `can_resume`): a 206 whose whole
+                        //         range was stored completed it. As written, the spec asks for
+                        //         the rest of the resource with its own Range instead.
+                        // FIXME: an author range that does not start at 0 fails "validate a
+                        //        partial response" (its expected range start is 0).
+                        Some(r)
+                            if author_range
+                                && r.last_byte_pos.checked_sub(r.first_byte_pos)
+                                    == Some(len.wrapping_sub(1)) =>
+                        {
                             Attempt::Done(RecordResult::Success)
                         }
                         _ => Attempt::Retry,

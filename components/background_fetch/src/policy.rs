@@ -7,10 +7,43 @@
 //! `fetch()` to resolve and only the blocked record to fail, with `responseReady` rejecting with
 //! a `TypeError`. Each attempt checks them; a block fails the record with `fetch-error`.
 
-use crate::hosts::BlockReason;
 use crate::model::ClientSnapshot;
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::IpAddr;
 use url::{Host, Url};
+
+/// Why a policy check blocked a request. Every block fails that record with `fetch-error`
+/// (its `responseReady` rejects with `TypeError`); `fetch()` itself still resolves, as the
+/// current WPT expects (outline §9.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlockReason {
+    /// The scheme is not `http`/`https` (Background Fetch is limited to HTTP(S)).
+    Scheme,
+    /// Plain `http` to a host that is not potentially trustworthy, from a secure context.
+    MixedContent,
+    /// A port on Fetch's bad-port list.
+    BadPort,
+    /// The caller's Content Security Policy (`connect-src`).
+    Csp,
+    /// The CORS check (or its preflight) failed.
+    Cors,
+    /// The host refused it for another reason.
+    Other,
+}
+
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlockReason::Scheme => "scheme not allowed",
+            BlockReason::MixedContent => "mixed content",
+            BlockReason::BadPort => "bad port",
+            BlockReason::Csp => "blocked by Content Security Policy",
+            BlockReason::Cors => "CORS check failed",
+            BlockReason::Other => "blocked",
+        })
+    }
+}
 
 /// Fetch's bad ports.
 ///

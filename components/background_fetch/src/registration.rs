@@ -2,160 +2,23 @@
 //!
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
-use crate::engine::{EngineInner, EnvInner};
+use crate::core::EngineInner;
 use crate::error::DomError;
 use crate::fetch::{
     HeaderList, Request, RequestInfo, RequestInit, ResponseHead, ResponseType, construct_request,
 };
 use crate::matching::{CacheQueryOptions, request_matches_cached_item};
-use crate::model::{
-    BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, RecordResult,
-    ServiceWorkerRegistrationId,
-};
+use crate::model::{BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, RecordResult};
 use crate::state::{BgFetch, Flags, Progress, ResponseData};
 use crate::sync::lock;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use futures::stream::{BoxStream, StreamExt};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use url::Url;
-
-pub(crate) struct ManagerInner {
-    pub engine: Weak<EngineInner>,
-    pub env: Weak<EnvInner>,
-    /// <https://wicg.github.io/background-fetch/#backgroundfetchmanager-service-worker-registration>
-    pub registration: ServiceWorkerRegistrationId,
-    /// <https://wicg.github.io/background-fetch/#backgroundfetchmanager-backgroundfetchregistration-instances>
-    pub instances: Mutex<HashMap<FetchUid, BackgroundFetchRegistration>>,
-}
-
-impl ManagerInner {
-    pub(crate) fn instance_for(&self, uid: FetchUid) -> Option<BackgroundFetchRegistration> {
-        lock(&self.instances).get(&uid).cloned()
-    }
-
-    /// Get a BackgroundFetchRegistration instance.
-    ///
-    /// <https://wicg.github.io/background-fetch/#get-a-backgroundfetchregistration-instance>
-    pub(crate) fn get_instance(&self, bg: &Arc<BgFetch>) -> BackgroundFetchRegistration {
-        // 1. Let instancesMap be the BackgroundFetchRegistration instances of the only instance
-        //    of BackgroundFetchManager within this realm.
-        // AD-HOC: a realm has one manager per service worker registration it can see (outline
-        //         §11.C.14); this is the one for bgFetch's registration.
-        let mut instances = lock(&self.instances);
-        // 2. If instancesMap[bgFetch] exists, then return instancesMap[bgFetch].
-        if let Some(existing) = instances.get(&bg.uid) {
-            return existing.clone();
-        }
-        // 3. Let instance be a new BackgroundFetchRegistration in realm, with its background
-        //    fetch set to bgFetch.
-        // AD-HOC: its copied slots take the values instances last received, not the live ones,
-        //         so that it agrees with the instances that already exist (the update handling
-        //         queue's ordering; WPT get.https.window.js expects equal `downloaded`).
-        let delivered = bg.lock().delivered.clone();
-        let base_url = self
-            .env
-            .upgrade()
-            .map(|e| e.settings.base_url.clone())
-            .unwrap_or_else(|| bg.client.base_url.clone());
-        let instance = BackgroundFetchRegistration {
-            inner: Arc::new(InstanceInner {
-                fetch: bg.clone(),
-                base_url,
-                engine: self.engine.clone(),
-                slots: Mutex::new(delivered),
-                listeners: Mutex::new(Vec::new()),
-            }),
-        };
-        // 4. Set instancesMap[bgFetch] to instance.
-        instances.insert(bg.uid, instance.clone());
-        // 5. Return instance.
-        instance
-    }
-}
-
-/// `BackgroundFetchManager`: `registration.backgroundFetch` in one environment.
-///
-/// <https://wicg.github.io/background-fetch/#background-fetch-manager>
-#[derive(Clone)]
-pub struct BackgroundFetchManager {
-    pub(crate) inner: Arc<ManagerInner>,
-}
-
-impl fmt::Debug for BackgroundFetchManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackgroundFetchManager")
-            .field("registration", &self.inner.registration)
-            .finish()
-    }
-}
-
-impl BackgroundFetchManager {
-    /// The service worker registration this manager belongs to.
-    pub fn registration(&self) -> &ServiceWorkerRegistrationId {
-        &self.inner.registration
-    }
-
-    pub(crate) fn engine(&self) -> Result<Arc<EngineInner>, DomError> {
-        self.inner
-            .engine
-            .upgrade()
-            .ok_or_else(|| DomError::invalid_state("the background fetch engine has shut down"))
-    }
-
-    pub(crate) fn env(&self) -> Result<Arc<EnvInner>, DomError> {
-        self.inner
-            .env
-            .upgrade()
-            .ok_or_else(|| DomError::invalid_state("the environment has been discarded"))
-    }
-
-    /// `get(id)`.
-    ///
-    /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchmanager-get>
-    pub async fn get(&self, id: &str) -> Result<Option<BackgroundFetchRegistration>, DomError> {
-        // AD-HOC: WPT get.https.window.js expects get('') to reject with a TypeError (as
-        //         Chromium does); the spec would resolve undefined.
-        if id.is_empty() {
-            return Err(DomError::type_error("get(): the id must not be empty"));
-        }
-        let engine = self.engine()?;
-        // 1. Let registration be this's associated service worker registration.
-        let registration = engine.registration(&self.inner.registration);
-        // 2. Let bgFetch be registration's active background fetches[id].
-        // 3. If bgFetch is undefined, resolve promise with undefined and abort these steps.
-        let Some(bg) = registration.get(id) else {
-            return Ok(None);
-        };
-        // 4. Enqueue the following steps to bgFetch's update handling queue:
-        //    1. Queue a bgfetch task task to run the following steps:
-        //       1. Let bgFetchRegistration be the result of getting a
-        //          BackgroundFetchRegistration instance for bgFetch in this's relevant Realm.
-        //       2. Resolve promise with bgFetchRegistration.
-        //    2. Wait for task to complete.
-        Ok(Some(self.inner.get_instance(&bg)))
-    }
-
-    /// `getIds()`: the ids of the registration's active background fetches, in insertion
-    /// order.
-    ///
-    /// <https://wicg.github.io/background-fetch/#dom-backgroundfetchmanager-getids>
-    pub async fn get_ids(&self) -> Result<Vec<String>, DomError> {
-        let engine = self.engine()?;
-        // 1. Let registration be this's associated service worker registration.
-        let registration = engine.registration(&self.inner.registration);
-        // 2. Resolve promise with the result of getting the keys of registration's active
-        //    background fetches.
-        Ok(lock(&registration.active)
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect())
-    }
-}
 
 /// What a `progress` listener receives: the instance it fired at (`event.target`).
 pub type ProgressListener = Arc<dyn Fn(&BackgroundFetchRegistration) + Send + Sync>;
@@ -169,18 +32,32 @@ pub(crate) struct InstanceInner {
     /// downloaded, uploaded, result, failure reason, records available flag.
     pub slots: Mutex<Progress>,
     pub listeners: Mutex<Vec<ProgressListener>>,
+    /// Told of every change of the slots, with whether a `progress` event follows (the
+    /// service's connections: they mirror the slots in another process).
+    pub observers: Mutex<Vec<SlotObserver>>,
 }
 
-/// A `progress` event to dispatch once locks are released.
+/// Told of a change of an instance's slots, and whether a `progress` event fires for it.
+pub(crate) type SlotObserver = Arc<dyn Fn(&BackgroundFetchRegistration, bool) + Send + Sync>;
+
+/// A change of an instance's slots to announce once locks are released: to its observers, and
+/// with a `progress` event when `progress` is set.
 pub(crate) struct InstanceUpdate {
     instance: BackgroundFetchRegistration,
+    progress: bool,
+    observers: Vec<SlotObserver>,
     listeners: Vec<ProgressListener>,
 }
 
 impl InstanceUpdate {
     pub(crate) fn dispatch(self) {
-        for l in &self.listeners {
-            l(&self.instance);
+        for o in &self.observers {
+            o(&self.instance, self.progress);
+        }
+        if self.progress {
+            for l in &self.listeners {
+                l(&self.instance);
+            }
         }
     }
 }
@@ -298,14 +175,27 @@ impl BackgroundFetchRegistration {
     /// Returns the `progress` event to fire, if any.
     pub(crate) fn apply_update(&self, p: &Progress) -> Option<InstanceUpdate> {
         let mut slots = lock(&self.inner.slots);
+        // The slots changed, but no progress event follows: only observers are told.
+        let quiet = |instance: &Self| {
+            let observers = lock(&instance.inner.observers).clone();
+            (!observers.is_empty()).then(|| InstanceUpdate {
+                instance: instance.clone(),
+                progress: false,
+                observers,
+                listeners: Vec::new(),
+            })
+        };
         // 3. If recordsAvailable is false, and bgFetchRegistration's records available flag is
         //    set, unset bgFetchRegistration's records available flag.
+        let mut unset = false;
         if !p.records_available && slots.records_available {
             slots.records_available = false;
+            unset = true;
         }
         // 4. If bgFetchRegistration's result is not the empty string, then abort these steps.
         if slots.result != BackgroundFetchResult::Empty {
-            return None;
+            drop(slots);
+            return if unset { quiet(self) } else { None };
         }
         // 5. If all of the following are true: bgFetchRegistration's downloaded is equal to
         //    downloaded; bgFetchRegistration's uploaded is equal to uploaded;
@@ -316,7 +206,8 @@ impl BackgroundFetchRegistration {
             && slots.result == p.result
             && slots.failure_reason == p.failure_reason
         {
-            return None;
+            drop(slots);
+            return if unset { quiet(self) } else { None };
         }
         // 6. Set bgFetchRegistration's downloaded to downloaded.
         slots.downloaded = p.downloaded;
@@ -330,6 +221,8 @@ impl BackgroundFetchRegistration {
         // 10. Fire an event named "progress" at bgFetchRegistration.
         Some(InstanceUpdate {
             instance: self.clone(),
+            progress: true,
+            observers: lock(&self.inner.observers).clone(),
             listeners: lock(&self.inner.listeners).clone(),
         })
     }
@@ -888,32 +781,20 @@ impl Response {
     /// The body stream (`body`). A body that was already taken gives a stream that errors with
     /// a `TypeError` (reading a disturbed body rejects).
     pub fn into_body(self) -> BoxStream<'static, Result<Bytes, DomError>> {
-        lock(&self.body).take().unwrap_or_else(|| {
-            futures::stream::once(futures::future::ready(Err(DomError::type_error(
-                "the response body was already read",
-            ))))
-            .boxed()
-        })
+        lock(&self.body)
+            .take()
+            .unwrap_or_else(crate::fetch::used_body)
     }
     /// Reads the whole body (`arrayBuffer()`). Only for bodies that fit in memory; stream
     /// large ones with [`Response::into_body`].
     pub async fn bytes(self) -> Result<Vec<u8>, DomError> {
-        let mut body = self.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
+        crate::fetch::read_all(self.into_body()).await
     }
     /// Reads the whole body as text (`text()`): Encoding's "UTF-8 decode", which removes a
     /// leading byte order mark and replaces invalid sequences with U+FFFD.
     ///
     /// <https://encoding.spec.whatwg.org/#utf-8-decode>
     pub async fn text(self) -> Result<String, DomError> {
-        let bytes = self.bytes().await?;
-        Ok(encoding_rs::UTF_8
-            .decode_with_bom_removal(&bytes)
-            .0
-            .into_owned())
+        Ok(crate::fetch::utf8_decode(&self.bytes().await?))
     }
 }

@@ -220,3 +220,28 @@ impl BgFetch {
         p
     }
 }
+
+/// The state of a functional event that `updateUI()` needs.
+pub(crate) struct UpdateUiState {
+    /// <https://wicg.github.io/background-fetch/#backgroundfetchupdateuievent-ui-updated-flag>
+    pub ui_updated: AtomicBool,
+    /// ExtendableEvent's "active": dispatching, or with pending `waitUntil` promises.
+    pub active: AtomicBool,
+}
+
+impl UpdateUiState {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(UpdateUiState {
+            ui_updated: AtomicBool::new(false),
+            active: AtomicBool::new(true),
+        })
+    }
+}
+
+/// A functional event the engine fired, while it is active (its token names it).
+#[derive(Clone)]
+pub(crate) struct ActiveEvent {
+    pub fetch: Arc<BgFetch>,
+    pub kind: crate::model::FunctionalEventKind,
+    pub state: Arc<UpdateUiState>,
+}

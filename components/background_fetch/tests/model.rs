@@ -336,8 +336,19 @@ impl Sut {
                 }
                 Ok(_) if t.abort_returned_true => t.stale = true,
                 Ok(Some(reg)) if reg.uid() == t.uid => t.reg = reg,
-                // The restored fetch already finished while the new engine started.
-                Ok(None) if events.contains_key(&t.uid) => t.stale = true,
+                // The restored fetch already finished while the new engine started (or while
+                // get() ran: its event may wait for the worker host to know the new engine).
+                Ok(None)
+                    if events.contains_key(&t.uid)
+                        || self
+                            .bed
+                            .worker
+                            .finished()
+                            .iter()
+                            .any(|(k, u)| *u == t.uid && *k != Kind::Click) =>
+                {
+                    t.stale = true
+                }
                 _ => self.violations.lock().unwrap().push(format!(
                     "fetch {id} {} did not come back after a restart",
                     t.uid
@@ -467,7 +478,7 @@ impl StateMachineTest for EngineUnderTest {
                 let manager = sut.manager.clone();
                 let out = sut.aborted_inside.clone();
                 bed.network
-                    .when_delivered(RESOURCES[resource].0, at, move || {
+                    .when_delivered(RESOURCES[resource].0, at, move |_| {
                         let m = manager.lock().unwrap().clone();
                         let Some(Ok(Some(reg))) = m.get(IDS[id]).now_or_never() else {
                             return;

@@ -264,6 +264,34 @@ fn a_reset_resumes_with_range_and_stores_the_same_bytes() {
 }
 
 #[test]
+fn a_response_stored_with_a_content_coding_restarts_instead_of_resuming() {
+    // Deviation 36: the stored bytes belong to the coded representation; a Range request
+    // would get identity bytes (validated against the coded representation's ETag, nginx's
+    // W/"abc"), so the record restarts from scratch.
+    let bed = TestBed::new();
+    let data = body(100_000, 7);
+    bed.network.serve(
+        A,
+        Resource::ok(data.clone())
+            .chunk_size(4096)
+            .header("etag", "W/\"abc\"")
+            .header("content-encoding", "gzip"),
+    );
+    bed.network.fault_next(A, vec![Fault::ResetAfter(30_000)]);
+    let _holds = hold_events(&bed);
+    let reg = start(&bed, "coded", &[A], 0);
+    bed.run_until_idle();
+    assert_eq!(reg.result(), Result_::Success);
+    let log = bed.network.requests_for(A);
+    assert_eq!(
+        log.iter().map(|r| r.range_start).collect::<Vec<_>>(),
+        vec![None, None],
+        "restarted, never resumed"
+    );
+    assert_eq!(stored(&bed, &reg, 0), data);
+}
+
+#[test]
 fn a_200_answer_to_a_range_request_restarts_and_downloaded_goes_down() {
     let bed = TestBed::new();
     let data = body(50_000, 4);
@@ -784,6 +812,7 @@ fn uid_of(bed: &TestBed, id: &str) -> Option<background_fetch::FetchUid> {
 /// An always-ready network (every chunk is there before the engine asks) serving `A` in 100
 /// chunks of 1,000 bytes, with `action` run the moment the engine receives byte 3,000.
 fn always_ready_with_action_at_3000(bed: &TestBed, action: impl FnOnce() + Send + 'static) {
+    let action = move |_reached: u64| action();
     bed.network.set_always_ready(true);
     bed.network
         .serve(A, Resource::ok(body(100_000, 9)).chunk_size(1000));

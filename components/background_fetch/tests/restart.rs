@@ -520,3 +520,33 @@ fn a_refused_prompt_survives_a_crash() {
     assert_eq!(bed.worker.events_of(Kind::Abort).len(), 1);
     assert!(bed.network.log().is_empty());
 }
+
+/// Issue 13: the embedder's opaque data about the caller of `fetch()` is stored with the fetch
+/// and handed to the network host with every request, also after a restart (Servo would keep
+/// its serialised request client and policy container there).
+#[test]
+fn the_embedders_client_data_is_kept_across_a_restart() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(100, 0)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let env = bed
+        .engine()
+        .create_environment(background_fetch::EnvironmentSettings {
+            embedder: Some(b"servo client #7".to_vec()),
+            ..background_fetch::EnvironmentSettings::window(
+                url::Url::parse("https://example.com/page.html").unwrap(),
+            )
+        });
+    let m = env.background_fetch(&bed.registration);
+    bed.run(async move { m.fetch("blob", A, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    bed.restart();
+    bed.run_until_idle();
+    let log = bed.network.requests_for(A);
+    assert_eq!(log.len(), 2, "once before the crash, once after");
+    for r in &log {
+        assert_eq!(r.client.embedder.as_deref(), Some(&b"servo client #7"[..]));
+    }
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+}

@@ -1,12 +1,33 @@
 //! Configuration of a [`crate::HyperNetwork`].
 
-use crate::connect::Resolve;
 use crate::credentials::Credentials;
+use crate::resolve::Resolve;
+use background_fetch::{PolicyHost, SimpleCsp};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Building a [`crate::HyperNetwork`] failed.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The TLS configuration is unusable (a bad root certificate, say).
+    Tls(String),
+    /// The internal runtime could not start.
+    Runtime(std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Tls(m) => write!(f, "TLS configuration: {m}"),
+            BuildError::Runtime(e) => write!(f, "cannot start the network runtime: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
 
 /// Everything a [`crate::HyperNetwork`] can be tuned with. `Config::default()` is a sensible
 /// browser-like setup: HTTP/2 over TLS when the server offers it, the webpki roots, 30 s to
@@ -15,6 +36,8 @@ use std::time::Duration;
 pub struct Config {
     /// Budget for one connection attempt: name resolution, TCP connect and TLS handshake
     /// together. Exceeding it is a temporary error (retried under [`Config::connect_retry`]).
+    /// The TCP part is shared among a name's addresses (RFC 8305 Happy Eyeballs: an address
+    /// that swallows SYNs cannot take it all).
     pub connect_timeout: Duration,
     /// How long to wait for the response head once the request (and its body) has been handed
     /// to a connection. Exceeding it is a temporary error.
@@ -24,6 +47,27 @@ pub struct Config {
     /// Range request. Time the engine spends storing a chunk does not count (the socket is not
     /// read then).
     pub idle_timeout: Duration,
+    /// An optional minimum rate for a response body: fewer than `bytes` received in any
+    /// `window` (time the engine spends storing chunks does not count) is a temporary error,
+    /// after which the engine resumes with a Range request. `None`: only the idle timeout.
+    pub min_rate: Option<MinRate>,
+    /// TCP keepalive: idle time before the first probe (`None`: off). A pooled connection whose
+    /// peer vanished is then found dead by the kernel.
+    pub tcp_keepalive: Option<Duration>,
+    /// HTTP/2 PING keepalive: a PING after this long without a frame, on active and idle
+    /// connections alike (`None`: off).
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long an HTTP/2 PING may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// The largest response header section accepted (HTTP/1.1 and HTTP/2; browsers allow
+    /// about 256 KiB). A larger one is a fatal error that says so.
+    pub max_response_header_size: u32,
+    /// How many TLS session tickets each partition of the connection pool keeps for
+    /// resumption.
+    pub tls_sessions_per_partition: usize,
+    /// How many partitions of the connection pool (one per top-level site of the callers) are
+    /// kept; the least recently used goes first.
+    pub max_partitions: usize,
     /// Transparent retries of *connection establishment* inside one attempt (nothing has been
     /// sent yet, so this is safe for every method). See the crate docs for how this divides the
     /// work with the engine's own [`background_fetch::RetryPolicy`].
@@ -46,8 +90,10 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
-    /// A request body up to this size is kept in memory while it is sent, so that a 307 or
-    /// 308 redirect can send it again. A larger body met by such a redirect fails the fetch.
+    /// For a request body that cannot be re-opened ([`background_fetch::RequestBodySource`]
+    /// without `reopen`; the engine's always can): up to this size it is kept in memory while
+    /// it is sent, so that a 307 or 308 redirect can send it again. A larger body met by such
+    /// a redirect fails the fetch.
     pub max_replay_body: usize,
     /// Cache CORS-preflight results (for `Access-Control-Max-Age`, at most 2 hours).
     pub preflight_cache: bool,
@@ -59,6 +105,12 @@ pub struct Config {
     /// without credentials whatever their credentials mode (the mode still governs the CORS
     /// check).
     pub credentials: Option<Arc<dyn Credentials>>,
+    /// The caller's policy checks (Content Security Policy's `connect-src`), run on every
+    /// request of an attempt, redirects included (Fetch's main fetch: "should request be
+    /// blocked by Content Security Policy"). Give it the engine's `Hosts::policy`, so that the
+    /// first URL (checked by the engine) and every hop agree. Default:
+    /// [`background_fetch::SimpleCsp`].
+    pub policy: Arc<dyn PolicyHost>,
     /// Worker threads of the runtime [`crate::HyperNetwork::new`] creates (ignored by
     /// [`crate::HyperNetwork::with_handle`]).
     pub worker_threads: usize,
@@ -80,10 +132,18 @@ impl Default for Config {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 8,
             max_replay_body: 1 << 20,
+            min_rate: None,
+            tcp_keepalive: Some(Duration::from_secs(45)),
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            max_response_header_size: 256 * 1024,
+            tls_sessions_per_partition: 32,
+            max_partitions: 64,
             preflight_cache: true,
             connectivity: ConnectivityConfig::default(),
             resolver: None,
             credentials: None,
+            policy: Arc::new(SimpleCsp),
             worker_threads: 2,
         }
     }
@@ -105,13 +165,33 @@ impl fmt::Debug for Config {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("max_replay_body", &self.max_replay_body)
+            .field("min_rate", &self.min_rate)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("http2_keepalive_interval", &self.http2_keepalive_interval)
+            .field("http2_keepalive_timeout", &self.http2_keepalive_timeout)
+            .field("max_response_header_size", &self.max_response_header_size)
+            .field(
+                "tls_sessions_per_partition",
+                &self.tls_sessions_per_partition,
+            )
+            .field("max_partitions", &self.max_partitions)
             .field("preflight_cache", &self.preflight_cache)
             .field("connectivity", &self.connectivity)
             .field("resolver", &self.resolver.is_some())
             .field("credentials", &self.credentials.is_some())
+            .field("policy", &"dyn PolicyHost")
             .field("worker_threads", &self.worker_threads)
             .finish()
     }
+}
+
+/// A minimum transfer rate: at least `bytes` in every `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    /// Bytes that must arrive ...
+    pub bytes: u64,
+    /// ... within this long.
+    pub window: Duration,
 }
 
 /// Retries of connection establishment inside one fetch attempt, with exponential backoff and
@@ -174,12 +254,13 @@ impl ConnectRetry {
 pub struct ConnectivityConfig {
     /// While offline, how often to probe whether the network is back.
     pub probe_interval: Duration,
-    /// `host:port` pairs the probe connects to (TCP only). Empty: the destinations whose
-    /// failures took the signal offline.
+    /// `host:port` pairs known to work that the checks and probes connect to (TCP only).
+    /// Empty: the last few destinations that accepted a connection.
     pub probe_targets: Vec<(String, u16)>,
-    /// Whether failures of the network itself (network unreachable, name resolution
-    /// unavailable) take the signal offline at all. With `false` the signal only changes
-    /// through [`crate::Connectivity::set_online`].
+    /// Whether failures that could mean the network is down (network unreachable, connect
+    /// timeout, name resolution unavailable) start a check of the destinations known to work,
+    /// which can take the signal offline. With `false` the signal only changes through
+    /// [`crate::Connectivity::set_online`].
     pub detect: bool,
     /// After this long offline (as detected, not as set by the embedder) with no successful
     /// probe, the signal goes back online anyway so that the engine tries real requests again;
@@ -243,26 +324,21 @@ impl TlsConfig {
     }
 
     /// Adds every certificate of a PEM document as a trusted root; returns how many.
-    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, crate::BuildError> {
+    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, BuildError> {
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| crate::BuildError::Tls(format!("bad PEM: {e}")))?;
+            let cert = cert.map_err(|e| BuildError::Tls(format!("bad PEM: {e}")))?;
             self.extra_roots.push(cert);
             n += 1;
         }
         if n == 0 {
-            return Err(crate::BuildError::Tls(
-                "no certificate in the PEM document".into(),
-            ));
+            return Err(BuildError::Tls("no certificate in the PEM document".into()));
         }
         Ok(n)
     }
 
     /// The rustls configuration, with ALPN set for `http2`.
-    pub(crate) fn build(
-        &self,
-        http2: bool,
-    ) -> Result<Arc<rustls::ClientConfig>, crate::BuildError> {
+    pub(crate) fn build(&self, http2: bool) -> Result<Arc<rustls::ClientConfig>, BuildError> {
         let mut config = match &self.client_config {
             Some(c) => (**c).clone(),
             None => {
@@ -271,15 +347,15 @@ impl TlsConfig {
                     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 }
                 for der in &self.extra_roots {
-                    roots.add(der.clone()).map_err(|e| {
-                        crate::BuildError::Tls(format!("bad root certificate: {e}"))
-                    })?;
+                    roots
+                        .add(der.clone())
+                        .map_err(|e| BuildError::Tls(format!("bad root certificate: {e}")))?;
                 }
                 rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::ring::default_provider(),
                 ))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| crate::BuildError::Tls(e.to_string()))?
+                .map_err(|e| BuildError::Tls(e.to_string()))?
                 .with_root_certificates(roots)
                 .with_no_client_auth()
             }

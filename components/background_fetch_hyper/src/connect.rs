@@ -1,18 +1,24 @@
-//! Connection establishment: name resolution, TCP, TLS with ALPN, the connect timeout, and
-//! transparent retries with backoff, as a connector for hyper-util's pooled client.
+//! Connection establishment for hyper-util's pooled client: hyper-util's [`HttpConnector`]
+//! (name resolution through [`Resolve`], Happy Eyeballs, a connect timeout per address, TCP
+//! keepalive and no Nagle), then TLS with ALPN, under an overall connect timeout, with
+//! transparent retries with backoff.
+//!
+//! The connector is one layer over a TCP connector, so that a proxy layer (CONNECT tunnels,
+//! the downloader issue) can slot in between the two: [`Connector::tcp`] is the only place
+//! that opens a byte stream to a destination.
 
-use crate::config::ConnectRetry;
+use crate::config::{Config, ConnectRetry};
 use crate::connectivity::Connectivity;
+use crate::resolve::{Resolve, ResolveError, ResolveErrorKind, ResolverService};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
-use std::collections::HashMap;
+use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,163 +26,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Why a name could not be resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResolveErrorKind {
-    /// The name does not exist (NXDOMAIN, no address): a problem of that server only.
-    NotFound,
-    /// Resolution itself is unavailable (no network, resolver unreachable, try again later):
-    /// a sign that the network is down.
-    Unavailable,
-}
-
-/// A name resolution failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolveError {
-    /// What kind of failure.
-    pub kind: ResolveErrorKind,
-    /// Details.
-    pub message: String,
-}
-
-impl fmt::Display for ResolveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.message)
-    }
-}
-
-impl std::error::Error for ResolveError {}
-
-/// Name resolution. IP-literal hosts never reach it.
-pub trait Resolve: Send + Sync + 'static {
-    /// The addresses of `host` (a domain name), for `port`.
-    fn resolve(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> BoxFuture<'static, Result<Vec<SocketAddr>, ResolveError>>;
-}
-
-/// The system resolver (`getaddrinfo` on a blocking thread, through tokio).
-///
-/// `getaddrinfo` reports its failures as text only; "not known", "no address" and
-/// `NXDOMAIN` count as [`ResolveErrorKind::NotFound`], everything else (for example
-/// "Temporary failure in name resolution", which is what a machine without network gets) as
-/// [`ResolveErrorKind::Unavailable`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemResolver;
-
-impl Resolve for SystemResolver {
-    fn resolve(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> BoxFuture<'static, Result<Vec<SocketAddr>, ResolveError>> {
-        let host = host.to_owned();
-        async move {
-            match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(addrs) => {
-                    let v: Vec<SocketAddr> = addrs.collect();
-                    if v.is_empty() {
-                        Err(ResolveError {
-                            kind: ResolveErrorKind::NotFound,
-                            message: format!("{host}: no address"),
-                        })
-                    } else {
-                        Ok(v)
-                    }
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    let lower = message.to_ascii_lowercase();
-                    let kind = if lower.contains("not known")
-                        || lower.contains("no address")
-                        || lower.contains("nxdomain")
-                    {
-                        ResolveErrorKind::NotFound
-                    } else {
-                        ResolveErrorKind::Unavailable
-                    };
-                    Err(ResolveError {
-                        kind,
-                        message: format!("{host}: {message}"),
-                    })
-                }
-            }
-        }
-        .boxed()
-    }
-}
-
-/// A resolver with fixed answers for some names (like curl's `--resolve`), falling back to
-/// another resolver for the rest.
-#[derive(Clone)]
-pub struct StaticResolver {
-    map: HashMap<String, Vec<IpAddr>>,
-    fallback: Option<Arc<dyn Resolve>>,
-}
-
-impl fmt::Debug for StaticResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticResolver")
-            .field("map", &self.map)
-            .finish()
-    }
-}
-
-impl Default for StaticResolver {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl StaticResolver {
-    /// Fixed answers in front of the system resolver.
-    pub fn new() -> Self {
-        StaticResolver {
-            map: HashMap::new(),
-            fallback: Some(Arc::new(SystemResolver)),
-        }
-    }
-
-    /// Fixed answers only: any other name is [`ResolveErrorKind::NotFound`].
-    pub fn only() -> Self {
-        StaticResolver {
-            map: HashMap::new(),
-            fallback: None,
-        }
-    }
-
-    /// Answers `host` (case-insensitive) with `ip`.
-    pub fn with(mut self, host: &str, ip: IpAddr) -> Self {
-        self.map
-            .entry(host.to_ascii_lowercase())
-            .or_default()
-            .push(ip);
-        self
-    }
-}
-
-impl Resolve for StaticResolver {
-    fn resolve(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> BoxFuture<'static, Result<Vec<SocketAddr>, ResolveError>> {
-        if let Some(ips) = self.map.get(&host.to_ascii_lowercase()) {
-            let v = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
-            return futures::future::ready(Ok(v)).boxed();
-        }
-        match &self.fallback {
-            Some(f) => f.resolve(host, port),
-            None => futures::future::ready(Err(ResolveError {
-                kind: ResolveErrorKind::NotFound,
-                message: format!("{host}: not in the static resolver"),
-            }))
-            .boxed(),
-        }
-    }
-}
+/// RFC 8305 §5: "A simple implementation can have a fixed delay for how long to wait before
+/// starting the next connection attempt. [...] the recommended value for a default delay is
+/// 250 milliseconds."
+const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// What went wrong while connecting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +68,7 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 impl ConnectError {
-    fn new(kind: ConnectErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ConnectErrorKind, message: impl Into<String>) -> Self {
         ConnectError {
             kind,
             message: message.into(),
@@ -230,15 +83,18 @@ impl ConnectError {
         )
     }
 
-    /// Whether this says the network itself is down.
-    fn network_down(&self) -> bool {
+    /// Whether this could mean that the network itself is down (rather than one server):
+    /// only probes of destinations known to work can tell.
+    fn maybe_network_down(&self) -> bool {
         matches!(
             self.kind,
-            ConnectErrorKind::Unreachable | ConnectErrorKind::Dns(ResolveErrorKind::Unavailable)
+            ConnectErrorKind::Unreachable
+                | ConnectErrorKind::Timeout
+                | ConnectErrorKind::Dns(ResolveErrorKind::Unavailable)
         )
     }
 
-    fn from_io(e: &io::Error, what: &str) -> Self {
+    pub(crate) fn from_io(e: &io::Error, what: &str) -> Self {
         use io::ErrorKind as K;
         let kind = match e.kind() {
             K::ConnectionRefused => ConnectErrorKind::Refused,
@@ -255,33 +111,6 @@ impl ConnectError {
     }
 }
 
-/// Resolves `host` (unless it is an IP literal) and connects to the first address that
-/// accepts.
-pub(crate) async fn tcp_connect(
-    resolver: &dyn Resolve,
-    host: &str,
-    port: u16,
-) -> Result<TcpStream, ConnectError> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => resolver.resolve(bare, port).await.map_err(|e| {
-            ConnectError::new(ConnectErrorKind::Dns(e.kind), format!("dns error: {e}"))
-        })?,
-    };
-    let mut last = ConnectError::new(ConnectErrorKind::Other, format!("{host}: no address"));
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) => last = ConnectError::from_io(&e, &format!("tcp connect to {addr}")),
-        }
-    }
-    Err(last)
-}
-
 /// The connector given to hyper-util's client.
 #[derive(Clone)]
 pub(crate) struct Connector {
@@ -289,27 +118,30 @@ pub(crate) struct Connector {
 }
 
 struct ConnectorInner {
-    tls: tokio_rustls::TlsConnector,
     resolver: Arc<dyn Resolve>,
+    tcp_keepalive: Option<Duration>,
+    tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
     retry: ConnectRetry,
     connectivity: Connectivity,
 }
 
 impl Connector {
+    /// A connector for `config`, resolving with `resolver`, with `tls` (whose ALPN list says
+    /// which protocols may be negotiated).
     pub fn new(
+        config: &Config,
         tls: Arc<rustls::ClientConfig>,
         resolver: Arc<dyn Resolve>,
-        connect_timeout: Duration,
-        retry: ConnectRetry,
         connectivity: Connectivity,
     ) -> Self {
         Connector {
             inner: Arc::new(ConnectorInner {
-                tls: tokio_rustls::TlsConnector::from(tls),
                 resolver,
-                connect_timeout,
-                retry,
+                tcp_keepalive: config.tcp_keepalive,
+                tls: tokio_rustls::TlsConnector::from(tls),
+                connect_timeout: config.connect_timeout,
+                retry: config.connect_retry.clone(),
                 connectivity,
             }),
         }
@@ -317,17 +149,64 @@ impl Connector {
 }
 
 impl ConnectorInner {
-    async fn connect_once(&self, https: bool, host: &str, port: u16) -> Result<Conn, ConnectError> {
-        let tcp = match tcp_connect(&*self.resolver, host, port).await {
+    /// A TCP connection to the URI's host and port (Happy Eyeballs over its addresses).
+    // FIXME: proxies (the downloader issue): a CONNECT tunnel through a proxy would be opened
+    //        here, with the destination's host and port, before TLS to the destination.
+    async fn tcp(&self, uri: &http::Uri, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+        let mut tcp = HttpConnector::new_with_resolver(ResolverService {
+            resolver: self.resolver.clone(),
+            port,
+        });
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        // hyper-util divides this among the addresses of each family, so that an address
+        // that swallows SYNs cannot take the whole budget.
+        tcp.set_connect_timeout(Some(self.connect_timeout));
+        tcp.set_happy_eyeballs_timeout(Some(CONNECTION_ATTEMPT_DELAY));
+        // TCP keepalive: a connection whose peer vanished (a NAT mapping that timed out, a
+        // network that changed) is found dead by the kernel even while idle in the pool.
+        tcp.set_keepalive(self.tcp_keepalive);
+        tcp.set_keepalive_interval(
+            self.tcp_keepalive
+                .map(|t| (t / 3).max(Duration::from_secs(1))),
+        );
+        tcp.set_keepalive_retries(self.tcp_keepalive.map(|_| 3));
+        // The resolver answers with ports (its own, or `port`): hyper-util keeps them when
+        // the URI it is given has none. An IP literal keeps its port.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let target = if bare.parse::<std::net::IpAddr>().is_ok() {
+            uri.clone()
+        } else {
+            http::Uri::builder()
+                .scheme(uri.scheme_str().unwrap_or("http"))
+                .authority(host)
+                .path_and_query("/")
+                .build()
+                .map_err(|e| ConnectError::new(ConnectErrorKind::BadUrl, e.to_string()))?
+        };
+        match tower_service::Service::call(&mut tcp, target).await {
+            Ok(io) => Ok(io.into_inner()),
+            Err(e) => Err(classify_tcp_error(&e, uri)),
+        }
+    }
+
+    async fn connect_once(
+        &self,
+        uri: &http::Uri,
+        https: bool,
+        host: &str,
+        port: u16,
+    ) -> Result<Conn, ConnectError> {
+        let tcp = match self.tcp(uri, host, port).await {
             Ok(t) => t,
             Err(e) => {
-                if e.network_down() {
-                    self.connectivity.report_network_down(host, port);
+                if e.maybe_network_down() {
+                    self.connectivity.report_failure(host, port);
                 }
                 return Err(e);
             }
         };
-        self.connectivity.report_success();
+        self.connectivity.report_success(host, port);
         if !https {
             return Ok(Conn {
                 io: TokioIo::new(Stream::Plain(tcp)),
@@ -372,18 +251,22 @@ impl ConnectorInner {
         loop {
             let result = match tokio::time::timeout(
                 self.connect_timeout,
-                self.connect_once(https, host, port),
+                self.connect_once(&uri, https, host, port),
             )
             .await
             {
                 Ok(r) => r,
-                Err(_) => Err(ConnectError::new(
-                    ConnectErrorKind::Timeout,
-                    format!(
-                        "connecting to {host}:{port} took more than {:?}",
-                        self.connect_timeout
-                    ),
-                )),
+                Err(_) => {
+                    // Nothing answered in time: perhaps the network is gone.
+                    self.connectivity.report_failure(host, port);
+                    Err(ConnectError::new(
+                        ConnectErrorKind::Timeout,
+                        format!(
+                            "connecting to {host}:{port} took more than {:?}",
+                            self.connect_timeout
+                        ),
+                    ))
+                }
             };
             match result {
                 Ok(c) => return Ok(c),
@@ -399,6 +282,27 @@ impl ConnectorInner {
     }
 }
 
+/// Classifies a failure of hyper-util's TCP connector by what caused it: a [`ResolveError`]
+/// (by its kind), or the socket error of the first address tried.
+fn classify_tcp_error(e: &(dyn StdError + 'static), uri: &http::Uri) -> ConnectError {
+    let what = format!(
+        "connecting to {}{}",
+        uri.host().unwrap_or(""),
+        uri.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    let mut src: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<ResolveError>() {
+            return ConnectError::new(ConnectErrorKind::Dns(r.kind), format!("dns error: {r}"));
+        }
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            return ConnectError::from_io(io, &what);
+        }
+        src = s.source();
+    }
+    ConnectError::new(ConnectErrorKind::Other, format!("{what}: {e}"))
+}
+
 /// A random number in [0, 1) for jitter (from the standard library's random hasher keys).
 pub(crate) fn random() -> f64 {
     use std::hash::{BuildHasher, Hasher};
@@ -407,10 +311,32 @@ pub(crate) fn random() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Classifies a TLS handshake failure.
 fn tls_error(e: &io::Error) -> ConnectError {
     // tokio-rustls reports rustls errors as io::Error(InvalidData) wrapping rustls::Error.
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        return ConnectError::new(ConnectErrorKind::TlsFatal, format!("TLS error: {inner}"));
+        use rustls::AlertDescription as A;
+        let kind = match inner {
+            // RFC 8446 §6.2: the server aborted the handshake. Alerts that say this client and
+            // the server cannot agree (versions, ciphers, ALPN, name, client certificate) will
+            // not change; the rest (internal_error from an overloaded or restarting server,
+            // user_canceled, ...) may pass.
+            rustls::Error::AlertReceived(
+                A::HandshakeFailure
+                | A::ProtocolVersion
+                | A::InsufficientSecurity
+                | A::NoApplicationProtocol
+                | A::UnrecognisedName
+                | A::CertificateRequired
+                | A::AccessDenied
+                | A::IllegalParameter
+                | A::UnsupportedExtension,
+            ) => ConnectErrorKind::TlsFatal,
+            rustls::Error::AlertReceived(_) => ConnectErrorKind::Reset,
+            // The certificate was refused, or the server speaks TLS wrongly.
+            _ => ConnectErrorKind::TlsFatal,
+        };
+        return ConnectError::new(kind, format!("TLS error: {inner}"));
     }
     let mut c = ConnectError::from_io(e, "TLS handshake");
     if c.kind == ConnectErrorKind::Other && e.kind() == io::ErrorKind::InvalidData {
@@ -438,6 +364,15 @@ impl tower_service::Service<http::Uri> for Connector {
 pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
 }
 
 impl AsyncRead for Stream {
@@ -506,7 +441,8 @@ pub(crate) struct Conn {
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
-        let c = Connected::new();
+        // hyper-util's own metadata (remote and local address), plus the ALPN outcome.
+        let c = self.io.inner().tcp().connected();
         if self.h2 { c.negotiated_h2() } else { c }
     }
 }

@@ -1,33 +1,37 @@
 //! The online/offline signal.
 
 use crate::config::ConnectivityConfig;
-use crate::connect::{Resolve, tcp_connect};
+use crate::resolve::Resolve;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-/// How many recent failing destinations the probe remembers.
-const MAX_PROBE_TARGETS: usize = 4;
+/// How many destinations known to work the probes remember.
+const MAX_KNOWN_GOOD: usize = 4;
 
 /// Whether the network looks online, as seen from this host's connections.
 ///
-/// * It goes **offline** when a connection attempt fails in a way that says the network itself
-///   is down rather than the server: the network or host is unreachable, the network is down,
-///   no local address is available, or name resolution is *unavailable* (as opposed to a name
-///   that does not exist, see [`crate::ResolveError`]). Connection refused, resets, timeouts and
-///   unknown names do not count: they are about one server.
-/// * It goes back **online** when any later connection succeeds, or when the probe succeeds:
-///   while offline, every [`ConnectivityConfig::probe_interval`] the host opens a TCP
-///   connection to [`ConnectivityConfig::probe_targets`] (or, when none are configured, to the
-///   last few destinations whose failures took it offline) and closes it at once. After
+/// * A failure to reach **one destination** is that destination's: the record fails with a
+///   temporary error and the engine retries it; other downloads go on. Refused and reset
+///   connections and unknown names say nothing about the network at all.
+/// * A failure that *could* mean the network itself is down (the network or host is
+///   unreachable, the connect timeout passed, name resolution is unavailable: what a machine
+///   without network gets, but also what one broken name server answering SERVFAIL gives)
+///   starts a **check**: a TCP connection to destinations known to work
+///   ([`ConnectivityConfig::probe_targets`], or the last few destinations that accepted a
+///   connection, other than the failing one). Only when every one of them fails too does the
+///   signal go **offline**. With no destination to compare with, it stays online.
+/// * It goes back **online** when any later connection succeeds, or when a probe succeeds:
+///   while offline, every [`ConnectivityConfig::probe_interval`] the host opens (and at once
+///   closes) a TCP connection to the same destinations. After
 ///   [`ConnectivityConfig::recheck_after`] offline with no successful probe, it goes back
-///   online anyway so that real requests are tried again (a false "offline" cannot stall every
-///   download for ever).
+///   online anyway so that real requests are tried again.
 /// * The embedder may also say so itself with [`Connectivity::set_online`] (an operating
 ///   system signal, say); detection keeps running.
 ///
@@ -45,7 +49,9 @@ struct Inner {
     resolver: Arc<dyn Resolve>,
     connect_timeout: Duration,
     handle: Handle,
-    targets: Mutex<VecDeque<(String, u16)>>,
+    /// Destinations that accepted a connection lately, most recent first.
+    known_good: Mutex<VecDeque<(String, u16)>>,
+    checking: AtomicBool,
     probing: AtomicBool,
     /// The embedder set the state itself (no optimistic recheck then).
     manual: AtomicBool,
@@ -74,7 +80,8 @@ impl Connectivity {
                 resolver,
                 connect_timeout,
                 handle,
-                targets: Mutex::new(VecDeque::new()),
+                known_good: Mutex::new(VecDeque::new()),
+                checking: AtomicBool::new(false),
                 probing: AtomicBool::new(false),
                 manual: AtomicBool::new(false),
             }),
@@ -120,28 +127,100 @@ impl Connectivity {
         }
     }
 
-    /// A connection to `host:port` was established: the network works.
-    pub(crate) fn report_success(&self) {
+    /// A connection to `host:port` was established: the network works, and so does that
+    /// destination.
+    pub(crate) fn report_success(&self, host: &str, port: u16) {
+        {
+            let mut k = self
+                .inner
+                .known_good
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if k.front().is_none_or(|(h, p)| !(h == host && *p == port)) {
+                k.retain(|(h, p)| !(h == host && *p == port));
+                k.push_front((host.to_owned(), port));
+                k.truncate(MAX_KNOWN_GOOD);
+            }
+        }
         if !self.is_online() {
             self.set(true);
         }
     }
 
-    /// A connection attempt to `host:port` failed because the network itself looks down.
-    pub(crate) fn report_network_down(&self, host: &str, port: u16) {
-        if !self.inner.config.detect {
+    /// A connection attempt to `host:port` failed in a way that could mean the network is
+    /// down: check destinations known to work before saying so.
+    pub(crate) fn report_failure(&self, host: &str, port: u16) {
+        if !self.inner.config.detect || !self.is_online() {
             return;
         }
-        if self.is_online() {
-            self.inner.manual.store(false, Ordering::SeqCst);
+        if self.inner.checking.swap(true, Ordering::SeqCst) {
+            return;
         }
-        {
-            let mut t = self.inner.targets.lock().unwrap_or_else(|e| e.into_inner());
-            t.retain(|(h, p)| !(h == host && *p == port));
-            t.push_front((host.to_owned(), port));
-            t.truncate(MAX_PROBE_TARGETS);
+        let targets: Vec<(String, u16)> = self
+            .targets()
+            .into_iter()
+            .filter(|(h, p)| !(h == host && *p == port))
+            .collect();
+        let this = self.clone();
+        self.inner.handle.spawn(async move {
+            // With nothing to compare with, the failure stays the destination's.
+            if !targets.is_empty() && !this.any_reachable(&targets).await && this.is_online() {
+                tracing::info!(?targets, "no destination known to work answers either");
+                this.inner.manual.store(false, Ordering::SeqCst);
+                this.set(false);
+            }
+            this.inner.checking.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// What probes connect to: the configured targets, else the destinations known to work.
+    fn targets(&self) -> Vec<(String, u16)> {
+        if self.inner.config.probe_targets.is_empty() {
+            let k = self
+                .inner
+                .known_good
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            k.iter().cloned().collect()
+        } else {
+            self.inner.config.probe_targets.clone()
         }
-        self.set(false);
+    }
+
+    /// Whether any of `targets` accepts (or refuses: the network carried the answer) a TCP
+    /// connection within the connect timeout.
+    async fn any_reachable(&self, targets: &[(String, u16)]) -> bool {
+        for (host, port) in targets {
+            let attempt =
+                tokio::time::timeout(self.inner.connect_timeout, self.reach(host, *port)).await;
+            if attempt == Ok(true) {
+                tracing::debug!(%host, port, "connectivity probe succeeded");
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn reach(&self, host: &str, port: u16) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => match self.inner.resolver.resolve(bare, port).await {
+                Ok(addrs) => addrs,
+                Err(_) => return false,
+            },
+        };
+        for mut addr in addrs {
+            if addr.port() == 0 {
+                addr.set_port(port);
+            }
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return true,
+                Err(_) => {}
+            }
+        }
+        false
     }
 
     fn start_probe(&self) {
@@ -178,23 +257,9 @@ impl Connectivity {
                 self.set(true);
                 return;
             }
-            let targets: Vec<(String, u16)> = if self.inner.config.probe_targets.is_empty() {
-                let t = self.inner.targets.lock().unwrap_or_else(|e| e.into_inner());
-                t.iter().cloned().collect()
-            } else {
-                self.inner.config.probe_targets.clone()
-            };
-            for (host, port) in targets {
-                let attempt = tokio::time::timeout(
-                    self.inner.connect_timeout,
-                    tcp_connect(&*self.inner.resolver, &host, port),
-                )
-                .await;
-                if let Ok(Ok(_stream)) = attempt {
-                    tracing::debug!(%host, port, "connectivity probe succeeded");
-                    self.set(true);
-                    return;
-                }
+            if self.any_reachable(&self.targets()).await {
+                self.set(true);
+                return;
             }
         }
     }

@@ -212,25 +212,31 @@ pub fn is_forbidden_response_header(name: &str) -> bool {
     name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("set-cookie2")
 }
 
-/// The CORS-preflight cache.
+/// The CORS-preflight cache: one entry per approved method and per approved header name, each
+/// with its own expiry, so that a later preflight adds to what earlier ones approved.
 ///
 /// <https://fetch.spec.whatwg.org/#concept-cache>
 #[derive(Default)]
 pub(crate) struct PreflightCache {
-    entries: Mutex<HashMap<(String, String, bool), CacheEntry>>,
+    entries: Mutex<HashMap<(String, String, bool), Approvals>>,
 }
 
-struct CacheEntry {
-    result: PreflightResult,
-    expires: Instant,
+/// What preflights approved for one (origin, URL, credentials): method and header-name cache
+/// entries with their expiry.
+#[derive(Default)]
+struct Approvals {
+    methods: HashMap<String, Instant>,
+    headers: HashMap<String, Instant>,
 }
 
-/// Most entries the cache keeps before it drops expired ones (and then everything).
+/// Most (origin, URL, credentials) keys the cache keeps before it drops expired entries (and
+/// then everything).
 const MAX_CACHE_ENTRIES: usize = 1024;
 
 impl PreflightCache {
-    /// Whether a fresh entry for (origin, url, credentials) allows `method` and every name of
-    /// `unsafe_names`.
+    /// Whether fresh entries for (origin, url, credentials) allow `method` and every name of
+    /// `unsafe_names` (Fetch's method and header-name cache entry match, a wildcard counting
+    /// only without credentials, and never for `Authorization`).
     pub fn allows(
         &self,
         origin: &str,
@@ -240,24 +246,24 @@ impl PreflightCache {
         unsafe_names: &[String],
     ) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(e) = entries.get(&(origin.to_owned(), url.to_owned(), include_credentials)) else {
+        let Some(a) = entries.get(&(origin.to_owned(), url.to_owned(), include_credentials)) else {
             return false;
         };
-        if e.expires <= Instant::now() {
-            return false;
-        }
-        let r = &e.result;
-        let wildcard = |v: &Vec<String>| !include_credentials && v.iter().any(|x| x == "*");
+        let now = Instant::now();
+        let fresh = |m: &HashMap<String, Instant>, k: &str| m.get(k).is_some_and(|e| *e > now);
         let method_ok = background_fetch::is_cors_safelisted_method(method)
-            || r.methods.iter().any(|m| m == method)
-            || wildcard(&r.methods);
+            || fresh(&a.methods, method)
+            || (!include_credentials && fresh(&a.methods, "*"));
         let headers_ok = unsafe_names.iter().all(|n| {
-            r.headers.iter().any(|h| h == n) || (n != "authorization" && wildcard(&r.headers))
+            fresh(&a.headers, n)
+                || (n != "authorization" && !include_credentials && fresh(&a.headers, "*"))
         });
         method_ok && headers_ok
     }
 
-    /// Stores a preflight result (max-age capped at 2 hours, as Chromium does).
+    /// Steps 7.10 and 7.11 of CORS-preflight fetch: for each method and header name the
+    /// preflight approved, sets the max-age of its cache entry, or creates one (max-age capped
+    /// at 2 hours, as Chromium does).
     pub fn store(
         &self,
         origin: &str,
@@ -269,21 +275,28 @@ impl PreflightCache {
         if age.is_zero() {
             return;
         }
+        let now = Instant::now();
+        let expires = now + age;
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_CACHE_ENTRIES {
-            let now = Instant::now();
-            entries.retain(|_, e| e.expires > now);
+            entries.retain(|_, a| {
+                a.methods.retain(|_, e| *e > now);
+                a.headers.retain(|_, e| *e > now);
+                !a.methods.is_empty() || !a.headers.is_empty()
+            });
             if entries.len() >= MAX_CACHE_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(
-            (origin.to_owned(), url.to_owned(), include_credentials),
-            CacheEntry {
-                result,
-                expires: Instant::now() + age,
-            },
-        );
+        let a = entries
+            .entry((origin.to_owned(), url.to_owned(), include_credentials))
+            .or_default();
+        for m in result.methods {
+            a.methods.insert(m, expires);
+        }
+        for h in result.headers {
+            a.headers.insert(h, expires);
+        }
     }
 }
 

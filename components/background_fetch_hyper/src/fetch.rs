@@ -2,12 +2,14 @@
 //! *CORS-preflight fetch*, reduced to what a background fetch needs, over hyper-util's pooled
 //! client, reporting [`NetworkEvent`]s through a bounded channel.
 
-use crate::config::Config;
-use crate::connect::{ConnectError, Connector};
+use crate::body::{BodyReadError, Keep, ReqBody};
+use crate::config::{Config, MinRate};
+use crate::connect::ConnectError;
 use crate::connectivity::Connectivity;
 use crate::cors::{self, PreflightCache};
-use crate::decode::{self, Coding, Decoder};
+use crate::decode::{self, Codings};
 use crate::integrity::Verifier;
+use crate::pool::{Partition, Pools};
 use background_fetch::policy::{check_request_url, is_potentially_trustworthy};
 use background_fetch::{
     BlockReason, CacheMode, ClientSnapshot, CredentialsMode, HeaderList, NetworkError,
@@ -18,26 +20,21 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::capture_connection;
+use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection};
 use std::collections::VecDeque;
 use std::error::Error as StdError;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use url::Url;
 
-/// The pooled client every fetch shares.
-pub(crate) type HttpClient = Client<Connector, ReqBody>;
-
 /// What the host shares between fetches.
 pub(crate) struct Shared {
     pub config: Config,
-    pub client: HttpClient,
+    pub pools: Pools,
     pub connectivity: Connectivity,
     pub preflight: PreflightCache,
 }
@@ -55,6 +52,9 @@ pub(crate) enum Stop {
     Closed,
     /// A network error to report.
     Error(NetworkError),
+    /// The server refused an HTTP/2 request with `HTTP_1_1_REQUIRED` (the attempt retries it
+    /// over HTTP/1.1).
+    Http11Required,
 }
 
 impl From<NetworkError> for Stop {
@@ -84,6 +84,10 @@ pub(crate) async fn run(shared: Arc<Shared>, request: NetworkRequest, tx: Tx) {
             tracing::info!(error = %e, "fetch attempt failed");
             let _ = tx.0.send(Msg::Event(NetworkEvent::Error(e))).await;
         }
+        Err(Stop::Http11Required) => {
+            let e = NetworkError::temporary("the server requires HTTP/1.1");
+            let _ = tx.0.send(Msg::Event(NetworkEvent::Error(e))).await;
+        }
     }
 }
 
@@ -103,147 +107,20 @@ enum BodyState {
     None,
     /// Not sent yet.
     Fresh(RequestBodySource),
-    /// Sent once; what was kept of it for a 307/308 redirect.
-    Sent { keep: Arc<Mutex<Keep>>, length: u64 },
-}
-
-/// A copy of the request body kept while sending it, up to a limit.
-pub(crate) struct Keep {
-    chunks: Vec<Bytes>,
-    len: usize,
-    limit: usize,
-    overflow: bool,
-    complete: bool,
-}
-
-/// A store error while reading the request body.
-#[derive(Debug)]
-struct BodyReadError(String);
-impl std::fmt::Display for BodyReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the request body could not be read: {}", self.0)
-    }
-}
-impl StdError for BodyReadError {}
-
-/// The request body handed to hyper: streamed from the store (or replayed from memory), with
-/// the transmitted byte count published for `UploadProgress`.
-pub(crate) struct ReqBody {
-    source: Option<BoxStream<'static, Result<Bytes, background_fetch::store::StoreError>>>,
-    replay: VecDeque<Bytes>,
-    remaining: u64,
-    pending: u64,
-    sent: u64,
-    progress: Option<watch::Sender<u64>>,
-    keep: Option<Arc<Mutex<Keep>>>,
-}
-
-impl ReqBody {
-    fn empty() -> Self {
-        ReqBody {
-            source: None,
-            replay: VecDeque::new(),
-            remaining: 0,
-            pending: 0,
-            sent: 0,
-            progress: None,
-            keep: None,
-        }
-    }
-
-    fn report_pending(&mut self) {
-        if self.pending > 0 {
-            self.sent += self.pending;
-            self.pending = 0;
-            if let Some(p) = &self.progress {
-                p.send_replace(self.sent);
-            }
-        }
-    }
-
-    fn yielded(&mut self, b: &Bytes) {
-        let n = b.len() as u64;
-        self.remaining = self.remaining.saturating_sub(n);
-        self.pending = n;
-        if let Some(k) = &self.keep {
-            let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
-            if !k.overflow {
-                if k.len + b.len() > k.limit {
-                    k.overflow = true;
-                    k.chunks.clear();
-                } else {
-                    k.len += b.len();
-                    k.chunks.push(b.clone());
-                }
-            }
-            if self.remaining == 0 {
-                k.complete = true;
-            }
-        }
-        if self.remaining == 0 {
-            // No further poll may come: the last chunk counts as transmitted now.
-            self.report_pending();
-        }
-    }
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = Box<dyn StdError + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        // hyper asks for more: the previous chunk went to the connection.
-        this.report_pending();
-        if let Some(b) = this.replay.pop_front() {
-            this.yielded(&b);
-            return Poll::Ready(Some(Ok(Frame::data(b))));
-        }
-        let Some(source) = this.source.as_mut() else {
-            return Poll::Ready(None);
-        };
-        loop {
-            return match source.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(b))) if b.is_empty() => continue,
-                Poll::Ready(Some(Ok(b))) => {
-                    this.yielded(&b);
-                    Poll::Ready(Some(Ok(Frame::data(b))))
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.source = None;
-                    Poll::Ready(Some(Err(Box::new(BodyReadError(e.to_string())))))
-                }
-                Poll::Ready(None) => {
-                    this.source = None;
-                    if this.remaining > 0 {
-                        return Poll::Ready(Some(Err(Box::new(BodyReadError(
-                            "the stored body is shorter than its length".into(),
-                        )))));
-                    }
-                    Poll::Ready(None)
-                }
-                Poll::Pending => Poll::Pending,
-            };
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0 && self.replay.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(
-            self.remaining + self.replay.iter().map(|b| b.len() as u64).sum::<u64>(),
-        )
-    }
+    /// Sent once: how to send it again for a 307/308 redirect (re-open it in the store, or,
+    /// for a source that cannot be re-opened, what was kept of it in memory).
+    Sent {
+        reopen: Option<background_fetch::OpenRequestBody>,
+        keep: Option<Arc<Mutex<Keep>>>,
+        length: u64,
+    },
 }
 
 /// The state of one attempt (Fetch's request, as it changes over redirects).
 struct Attempt<'a> {
     shared: &'a Shared,
+    /// The connection pool of the caller's partition.
+    partition: Arc<Partition>,
     tx: &'a Tx,
     request: Request,
     url_list: Vec<Url>,
@@ -256,6 +133,15 @@ struct Attempt<'a> {
     /// Fetch's *response tainting* is `"cors"` (otherwise `"basic"`).
     cors_tainting: bool,
     redirect_count: u32,
+    /// Request body bytes reported as transmitted in this attempt (the most sent by any of its
+    /// requests).
+    upload_reported: u64,
+    /// The request's referrer policy, once a redirect set it (else the client's).
+    referrer_policy: Option<String>,
+    /// A 421 was retried on a new connection already.
+    retried_misdirected: bool,
+    /// The server refused the request over HTTP/2 with `HTTP_1_1_REQUIRED`.
+    force_http1: bool,
 }
 
 /// The statuses Fetch treats as redirects.
@@ -281,7 +167,14 @@ impl<'a> Attempt<'a> {
             tracing::debug!("integrity metadata: fetching the whole body instead of resuming");
             range_start = None;
         }
+        if range_start.is_some() && r.request.headers.contains("range") {
+            // The author's Range is the request: ours would replace it and fetch other bytes.
+            // (The engine does not resume such a request; this host refuses to, too.)
+            tracing::debug!("an author Range header: not resuming");
+            range_start = None;
+        }
         Attempt {
+            partition: shared.pools.get(&r.client.origin),
             shared,
             tx,
             url_list: vec![r.request.url.clone()],
@@ -293,6 +186,10 @@ impl<'a> Attempt<'a> {
             tainted_origin: false,
             cors_tainting: false,
             redirect_count: 0,
+            upload_reported: 0,
+            referrer_policy: None,
+            retried_misdirected: false,
+            force_http1: false,
         }
     }
 
@@ -353,9 +250,35 @@ impl<'a> Attempt<'a> {
                     }
                 }
             }
-            let response = self.send(&origin, include_credentials).await?;
+            let (response, connection) = match self.send(&origin, include_credentials).await {
+                Err(Stop::Http11Required) if !self.force_http1 => {
+                    // RFC 9113 §8.7 (RFC 7540 §13): HTTP_1_1_REQUIRED, "the endpoint requires
+                    // that HTTP/1.1 be used instead of HTTP/2": send the request again on an
+                    // HTTP/1.1 connection, as browsers do.
+                    tracing::debug!(url = %self.current_url(), "HTTP/1.1 required: retrying");
+                    self.force_http1 = true;
+                    continue;
+                }
+                Err(Stop::Http11Required) => {
+                    return Err(temporary(format!(
+                        "{} refused the request over HTTP/2 and HTTP/1.1",
+                        self.current_url()
+                    )));
+                }
+                r => r?,
+            };
             if include_credentials && let Some(c) = &self.shared.config.credentials {
                 c.response_headers(self.current_url(), response.headers());
+            }
+            let status = response.status().as_u16();
+            // RFC 9110 §15.5.20: "The client MAY retry the request over a different
+            // connection." Once, as browsers do.
+            if status == 421 && !self.retried_misdirected {
+                tracing::debug!(url = %self.current_url(), "421: retrying on a new connection");
+                self.retried_misdirected = true;
+                poison(&connection);
+                drop(response);
+                continue;
             }
             // HTTP fetch 4.4: if response tainting is "cors" and a CORS check for request and
             // response returns failure, return a network error. (For redirects too: before
@@ -368,28 +291,20 @@ impl<'a> Attempt<'a> {
                     format!("CORS check failed for {}: {why}", self.current_url()),
                 ));
             }
-            let status = response.status().as_u16();
-            if is_redirect_status(status)
-                && let Some(location) = response.headers().get(http::header::LOCATION)
-            {
-                // Fetch's "location URL": parse relative to the response's URL; a failure is a
-                // network error.
-                let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
-                let mut next = self
-                    .current_url()
-                    .join(&location)
-                    .map_err(|e| fatal(format!("redirect to an invalid URL {location:?}: {e}")))?;
-                if next.fragment().is_none() {
-                    next.set_fragment(self.current_url().fragment());
-                }
+            // HTTP fetch 9: if internalResponse's status is a redirect status:
+            if is_redirect_status(status) {
+                // 9.2. Switch on request's redirect mode:
                 match self.request.redirect {
+                    // "error": set response to a network error.
                     RedirectMode::Error => {
                         return Err(fatal(format!(
-                            "redirect to {next} with redirect mode \"error\""
+                            "a {status} redirect from {} with redirect mode \"error\"",
+                            self.current_url()
                         )));
                     }
+                    // "manual": set response to an opaque-redirect filtered response whose
+                    // internal response is internalResponse (status 0, no headers, no body).
                     RedirectMode::Manual => {
-                        // An opaque-redirect filtered response: status 0, no headers, no body.
                         let head = ResponseHead {
                             status: 0,
                             status_text: String::new(),
@@ -401,15 +316,57 @@ impl<'a> Attempt<'a> {
                         self.tx.event(NetworkEvent::Response(head)).await?;
                         return Ok(());
                     }
+                    // "follow": set response to the result of running HTTP-redirect fetch.
                     RedirectMode::Follow => {
-                        drop(response);
-                        self.follow_redirect(status, next)?;
-                        continue;
+                        // HTTP-redirect fetch 3. Let locationURL be internalResponse's location
+                        //    URL given request's current URL's fragment.
+                        // 4. If locationURL is null, then return response.
+                        // 5. If locationURL is failure, then return a network error.
+                        if let Some(next) = self.location_url(response.headers())? {
+                            let policy = referrer_policy_from(response.headers());
+                            drop(response);
+                            self.follow_redirect(status, next, policy)?;
+                            continue;
+                        }
                     }
                 }
             }
-            return self.deliver(response, include_credentials).await;
+            return self
+                .deliver(response, connection, include_credentials)
+                .await;
         }
+    }
+
+    /// A response's location URL.
+    ///
+    /// <https://fetch.spec.whatwg.org/#concept-response-location-url>
+    fn location_url(&self, headers: &HeaderMap) -> Result<Option<Url>, Stop> {
+        // 2. Let location be the result of extracting header list values given `Location` and
+        //    response's header list. (`Location` is a single field: more than one value is a
+        //    failure.)
+        let mut values = headers.get_all(http::header::LOCATION).iter();
+        let Some(location) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(fatal(format!(
+                "a redirect from {} with several Location headers",
+                self.current_url()
+            )));
+        }
+        // 3. If location is a header value, then set location to the result of parsing
+        //    location with response's URL.
+        let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+        let mut next = self
+            .current_url()
+            .join(&location)
+            .map_err(|e| fatal(format!("redirect to an invalid URL {location:?}: {e}")))?;
+        // 4. If location is a URL whose fragment is null, then set location's fragment to
+        //    requestFragment.
+        if next.fragment().is_none() {
+            next.set_fragment(self.current_url().fragment());
+        }
+        Ok(Some(next))
     }
 
     /// The checks main fetch runs on every request, redirects included: scheme, mixed content
@@ -418,6 +375,14 @@ impl<'a> Attempt<'a> {
     fn main_fetch_checks(&mut self) -> Result<(), Stop> {
         let url = self.current_url().clone();
         if let Err(reason) = check_request_url(&self.client, &url) {
+            return Err(blocked(reason, format!("{url}: {reason}")));
+        }
+        // Main fetch 7: if should request be blocked by Content Security Policy returns
+        // blocked, then set response to a network error. (For every request, redirects
+        // included; the engine checks the first URL too, with the same policy.)
+        let mut hop = self.request.clone();
+        hop.url = url.clone();
+        if let Err(reason) = self.shared.config.policy.check(&self.client, &hop) {
             return Err(blocked(reason, format!("{url}: {reason}")));
         }
         // Main fetch 12: request's current URL's origin is same origin with request's origin,
@@ -493,7 +458,8 @@ impl<'a> Attempt<'a> {
         // 6. Let response be the result of running HTTP-network-or-cache fetch given
         //    preflight.
         let timeout = self.shared.config.response_head_timeout + self.connect_budget();
-        let response = match tokio::time::timeout(timeout, self.shared.client.request(req)).await {
+        let response = match tokio::time::timeout(timeout, self.partition.client.request(req)).await
+        {
             Err(_) => {
                 return Err(temporary(format!(
                     "no preflight response from {url} within {timeout:?}"
@@ -567,7 +533,9 @@ impl<'a> Attempt<'a> {
     fn referrer_for(&self, target: &Url) -> Option<String> {
         referrer_value(
             self.request.referrer.as_ref(),
-            &self.client.policy.referrer_policy,
+            self.referrer_policy
+                .as_deref()
+                .unwrap_or(&self.client.policy.referrer_policy),
             target,
         )
     }
@@ -578,7 +546,7 @@ impl<'a> Attempt<'a> {
         &mut self,
         origin: &str,
         include_credentials: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, Stop> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, CaptureConnection), Stop> {
         let url = self.current_url().clone();
         let config = &self.shared.config;
         let mut headers = HeaderMap::new();
@@ -650,9 +618,10 @@ impl<'a> Attempt<'a> {
             );
             // AD-HOC: the spec has no If-Range (it validates after the fact). We add one as a
             //         user-agent header, outside the author's header list (so it does not make
-            //         a CORS request need a preflight): a strong ETag, else Last-Modified. A
-            //         server whose resource changed then answers 200 and the record restarts,
-            //         instead of a 206 that validation would reject.
+            //         a CORS request need a preflight): a strong ETag, else a strong
+            //         Last-Modified (RFC 9110 §13.1.5; none with a weak ETag). A server whose
+            //         resource changed then answers 200 and the record restarts, instead of a
+            //         206 that validation would reject.
             if let Some(v) = if_range_value(&self.validators)
                 && let Ok(v) = HeaderValue::from_str(&v)
             {
@@ -671,30 +640,42 @@ impl<'a> Attempt<'a> {
             );
         }
         if include_credentials && let Some(c) = &config.credentials {
+            // HTTP-network-or-cache fetch 14 (and its cookie step): the user agent's
+            // `Authorization` only "if httpRequest's header list does not contain
+            // `Authorization`"; the author's header wins over the hook's.
+            let author: Vec<HeaderName> = headers.keys().cloned().collect();
             for (n, v) in c.request_headers(&url) {
                 if let (Ok(n), Ok(v)) = (
                     HeaderName::from_bytes(n.as_bytes()),
                     HeaderValue::from_str(&v),
                 ) {
+                    if n == http::header::AUTHORIZATION && author.contains(&n) {
+                        continue;
+                    }
                     headers.append(n, v);
                 }
             }
         }
         // The body: streamed from the store the first time, replayed from memory after a
         // 307/308 redirect.
+        // The body: streamed from the store; after a 307/308 redirect, re-opened in the store
+        // (or, for a source that cannot be re-opened, replayed from what was kept in memory).
         let (progress_tx, mut progress_rx) = watch::channel(0u64);
         let (body, body_len) = match std::mem::replace(&mut self.body, BodyState::None) {
             BodyState::None => (ReqBody::empty(), None),
             BodyState::Fresh(source) => {
-                let keep = Arc::new(Mutex::new(Keep {
-                    chunks: Vec::new(),
-                    len: 0,
-                    limit: config.max_replay_body,
-                    overflow: false,
-                    complete: source.length == 0,
-                }));
                 let length = source.length;
+                let keep = source.reopen.is_none().then(|| {
+                    Arc::new(Mutex::new(Keep {
+                        chunks: Vec::new(),
+                        len: 0,
+                        limit: config.max_replay_body,
+                        overflow: false,
+                        complete: length == 0,
+                    }))
+                });
                 self.body = BodyState::Sent {
+                    reopen: source.reopen.clone(),
                     keep: keep.clone(),
                     length,
                 };
@@ -705,28 +686,42 @@ impl<'a> Attempt<'a> {
                     pending: 0,
                     sent: 0,
                     progress: Some(progress_tx),
-                    keep: Some(keep),
+                    keep,
                 };
                 (body, Some(length))
             }
-            BodyState::Sent { keep, length } => {
-                let chunks = {
-                    let k = keep.lock().unwrap_or_else(|e| e.into_inner());
-                    if k.overflow || !k.complete {
-                        return Err(fatal(format!(
-                            "a redirect needs the request body again, but it was not kept (more than {} bytes)",
-                            config.max_replay_body
-                        )));
+            BodyState::Sent {
+                reopen,
+                keep,
+                length,
+            } => {
+                let (source, replay) = match (&reopen, &keep) {
+                    (Some(open), _) => (Some(open(0)), VecDeque::new()),
+                    (None, Some(keep)) => {
+                        let k = keep.lock().unwrap_or_else(|e| e.into_inner());
+                        if k.overflow || !k.complete {
+                            return Err(fatal(format!(
+                                "a redirect needs the request body again, which cannot be re-opened and was not kept whole in memory ({}; at most {} bytes are kept)",
+                                if k.overflow {
+                                    "it is larger"
+                                } else {
+                                    "the server answered before it was all sent"
+                                },
+                                config.max_replay_body
+                            )));
+                        }
+                        (None, k.chunks.clone().into())
                     }
-                    k.chunks.clone()
+                    (None, None) => unreachable!("a body that cannot be re-opened is kept"),
                 };
                 self.body = BodyState::Sent {
-                    keep: keep.clone(),
+                    reopen,
+                    keep,
                     length,
                 };
                 let body = ReqBody {
-                    source: None,
-                    replay: chunks.into(),
+                    source,
+                    replay,
                     remaining: length,
                     pending: 0,
                     sent: 0,
@@ -736,8 +731,17 @@ impl<'a> Attempt<'a> {
                 (body, Some(length))
             }
         };
-        if let Some(len) = body_len {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        match body_len {
+            Some(len) => {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            // Fetch, HTTP-network-or-cache fetch: "If httpRequest's body is null and
+            // httpRequest's method is `POST` or `PUT`, then set contentLengthHeaderValue to
+            // `0`."
+            None if matches!(self.request.method.as_str(), "POST" | "PUT") => {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0u64));
+            }
+            None => {}
         }
         let method = http::Method::from_bytes(method.as_bytes())
             .map_err(|e| fatal(format!("invalid method {method:?}: {e}")))?;
@@ -749,7 +753,12 @@ impl<'a> Attempt<'a> {
         *req.headers_mut() = headers;
         let mut capture = capture_connection(&mut req);
         tracing::debug!(%url, range_start = ?self.range_start, "sending request");
-        let response = self.shared.client.request(req);
+        let client = if self.force_http1 {
+            &self.partition.http1
+        } else {
+            &self.partition.client
+        };
+        let response = client.request(req);
         tokio::pin!(response);
         // Timeouts: connecting is bounded by the connector; then the upload may not stall for
         // the idle timeout; then the head must arrive within the head timeout.
@@ -758,7 +767,6 @@ impl<'a> Attempt<'a> {
         let mut connected = false;
         let mut deadline: Option<Instant> =
             Some(Instant::now() + self.connect_budget() + config.response_head_timeout);
-        let mut reported = 0u64;
         loop {
             let sleep = async {
                 match deadline {
@@ -769,16 +777,31 @@ impl<'a> Attempt<'a> {
             tokio::select! {
                 biased;
                 r = &mut response => {
+                    // The head may come in the same poll as the last of the upload: report
+                    // what was sent before the head (UploadProgress never follows it).
+                    let total = *progress_rx.borrow_and_update();
+                    if total > self.upload_reported {
+                        self.tx
+                            .event(NetworkEvent::UploadProgress(total - self.upload_reported))
+                            .await?;
+                        self.upload_reported = total;
+                    }
                     return match r {
-                        Ok(r) => Ok(r),
+                        Ok(r) => Ok((r, capture)),
+                        Err(e) if requires_http1(&e) => Err(Stop::Http11Required),
                         Err(e) => Err(Stop::Error(classify_request_error(&e))),
                     };
                 }
                 r = progress_rx.changed(), if !upload_done => {
+                    // The body may be sent again after a 307/308 redirect: report only bytes
+                    // beyond what this attempt already reported, so that each byte of the body
+                    // counts once in the fetch's `uploaded`.
                     let total = *progress_rx.borrow_and_update();
-                    if total > reported {
-                        self.tx.event(NetworkEvent::UploadProgress(total - reported)).await?;
-                        reported = total;
+                    if total > self.upload_reported {
+                        self.tx
+                            .event(NetworkEvent::UploadProgress(total - self.upload_reported))
+                            .await?;
+                        self.upload_reported = total;
                     }
                     if total >= body_len || r.is_err() {
                         upload_done = true;
@@ -792,6 +815,9 @@ impl<'a> Attempt<'a> {
                     deadline = Some(Instant::now() + if upload_done { config.response_head_timeout } else { config.idle_timeout });
                 }
                 _ = sleep => {
+                    // The connection may be dead (a NAT mapping that timed out): never reuse
+                    // it.
+                    poison(&capture);
                     return Err(temporary(if !connected {
                         format!("could not connect to {url}")
                     } else if upload_done {
@@ -807,7 +833,12 @@ impl<'a> Attempt<'a> {
     /// HTTP-redirect fetch, from step 4 (the location URL is known and mode is "follow").
     ///
     /// <https://fetch.spec.whatwg.org/#http-redirect-fetch>
-    fn follow_redirect(&mut self, status: u16, location: Url) -> Result<(), Stop> {
+    fn follow_redirect(
+        &mut self,
+        status: u16,
+        location: Url,
+        referrer_policy: Option<String>,
+    ) -> Result<(), Stop> {
         let current = self.current_url().clone();
         // 4. If locationURL's scheme is not an HTTP(S) scheme, then return a network error.
         if !matches!(location.scheme(), "http" | "https") {
@@ -887,7 +918,12 @@ impl<'a> Attempt<'a> {
         // 15. Append locationURL to request's URL list.
         tracing::debug!(from = %current, to = %location, status, "following a redirect");
         self.url_list.push(location);
-        // 16. Invoke set request's referrer policy on redirect (the client's policy applies).
+        // 16. Invoke set request's referrer policy on redirect on request and internalResponse:
+        //     2. If policy is not the empty string, then set request's referrer policy to
+        //        policy.
+        if let Some(policy) = referrer_policy {
+            self.referrer_policy = Some(policy);
+        }
         Ok(())
     }
 
@@ -895,6 +931,7 @@ impl<'a> Attempt<'a> {
     async fn deliver(
         self,
         response: http::Response<hyper::body::Incoming>,
+        connection: CaptureConnection,
         include_credentials: bool,
     ) -> Result<(), Stop> {
         let config = &self.shared.config;
@@ -913,22 +950,33 @@ impl<'a> Attempt<'a> {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
             .collect();
-        let coding = Coding::from_header(
+        // Every `Content-Encoding` line counts (RFC 9110 §5.3).
+        let codings = Codings::from_headers(
             response
                 .headers()
-                .get(http::header::CONTENT_ENCODING)
+                .get_all(http::header::CONTENT_ENCODING)
+                .iter()
                 .map(|v| v.as_bytes()),
         );
         // A 206 is a slice of the identity representation the engine appends to what it has:
         // a content-coded one cannot line up with the stored bytes.
-        if status == 206 && coding != Coding::Identity {
+        if status == 206 && !codings.is_identity() {
             return Err(fatal(format!(
                 "a 206 response with Content-Encoding {:?}: its bytes cannot be appended",
                 String::from_utf8_lossy(
-                    response.headers()[http::header::CONTENT_ENCODING].as_bytes()
+                    &cors::get_combined(response.headers(), "content-encoding").unwrap_or_default()
                 )
             )));
         }
+        // Whether the end of the body is only the end of the connection (HTTP/1.1 without a
+        // length): then a coded stream cut short there was cut by the network.
+        let close_delimited = response.version() < http::Version::HTTP_2
+            && !response
+                .headers()
+                .contains_key(http::header::CONTENT_LENGTH)
+            && !response
+                .headers()
+                .contains_key(http::header::TRANSFER_ENCODING);
         let (headers, response_type) = if self.cors_tainting {
             (
                 cors::cors_filter(&raw, response.headers(), include_credentials),
@@ -957,62 +1005,283 @@ impl<'a> Attempt<'a> {
             response_type,
             resume_headers,
         };
-        tracing::debug!(status, url = %self.current_url(), ?coding, "response");
+        tracing::debug!(status, url = %self.current_url(), ?codings, "response");
         self.tx.event(NetworkEvent::Response(head)).await?;
-        let mut body = response.into_body();
-        let mut decoder = Decoder::new(coding, config.max_decoded_chunk);
-        let identity = decoder.is_identity();
-        let mut received = 0u64;
+        let mut body = RawBody {
+            body: response.into_body(),
+            pace: Pace::new(config.idle_timeout, config.min_rate),
+            url: self.current_url().clone(),
+            received: 0,
+            connection,
+        };
         // Subresource Integrity over the decoded body, checked at its end.
         let mut integrity = Verifier::new(&self.request.integrity);
-        loop {
-            let frame = match tokio::time::timeout(config.idle_timeout, body.frame()).await {
-                Err(_) => {
-                    return Err(temporary(format!(
-                        "the body of {} stalled: no bytes for {:?} (after {received} bytes)",
-                        self.current_url(),
-                        config.idle_timeout
-                    )));
+        match codings {
+            Codings::Identity | Codings::Unsupported => {
+                while let Some(data) = body.next().await? {
+                    if let Some(v) = &mut integrity {
+                        v.update(&data);
+                    }
+                    body.pace.handing();
+                    self.tx.event(NetworkEvent::Data(data)).await?;
+                    body.pace.engine_took_it();
                 }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    return Err(temporary(format!(
-                        "the body of {} stopped after {received} bytes: {}",
-                        self.current_url(),
-                        error_chain(&e)
-                    )));
-                }
-                Ok(Some(Ok(f))) => f,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers
-            };
-            if data.is_empty() {
-                continue;
             }
-            received += data.len() as u64;
-            if identity {
-                if let Some(v) = &mut integrity {
-                    v.update(&data);
-                }
-                self.tx.event(NetworkEvent::Data(data)).await?;
-            } else {
-                decoder.push(&data);
-                while let Some(chunk) = decoder.next_chunk().map_err(|e| fatal(e.to_string()))? {
+            Codings::Decode(codings) => {
+                let received = Arc::new(AtomicU64::new(0));
+                let pace = body.pace.clone();
+                let source = raw_source(body, received.clone());
+                let mut decoded = decode::decoder(&codings, Box::pin(source));
+                let mut buf = vec![0u8; config.max_decoded_chunk.max(512)];
+                loop {
+                    let n = match decoded.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) => {
+                            let got = received.load(Ordering::Relaxed);
+                            return Err(decode_error(e, close_delimited, got, self.current_url()));
+                        }
+                    };
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
                     if let Some(v) = &mut integrity {
                         v.update(&chunk);
                     }
+                    pace.handing();
                     self.tx.event(NetworkEvent::Data(chunk)).await?;
+                    pace.engine_took_it();
                 }
             }
         }
-        decoder.finish().map_err(|e| fatal(e.to_string()))?;
         if let Some(v) = integrity {
             v.finish().map_err(fatal)?;
         }
-        tracing::debug!(received, "body complete");
+        tracing::debug!("body complete");
         Ok(())
     }
+}
+
+/// Never reuses the connection of `capture` (it timed out, or the server said it was the
+/// wrong one).
+fn poison(capture: &CaptureConnection) {
+    if let Some(c) = capture.connection_metadata().as_ref() {
+        c.poison();
+    }
+}
+
+/// Whether an HTTP/2 request was refused with `HTTP_1_1_REQUIRED`.
+fn requires_http1(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(h2) = s.downcast_ref::<h2::Error>()
+            && h2.reason() == Some(h2::Reason::HTTP_1_1_REQUIRED)
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// The pace of a response body: the idle timeout runs from the last real bytes (empty HTTP/2
+/// DATA frames do not count) or from when the engine took the last chunk (time the engine
+/// spends storing does not count); the optional minimum rate is checked over windows that
+/// likewise leave out the engine's time.
+#[derive(Clone)]
+struct Pace(Arc<Mutex<PaceState>>);
+
+struct PaceState {
+    idle: std::time::Duration,
+    min_rate: Option<MinRate>,
+    /// Last real bytes, or the engine taking the last chunk.
+    last: Instant,
+    window_start: Instant,
+    window_bytes: u64,
+    /// When the engine was handed a chunk it has not taken yet.
+    handed: Option<Instant>,
+}
+
+impl Pace {
+    fn new(idle: std::time::Duration, min_rate: Option<MinRate>) -> Self {
+        let now = Instant::now();
+        Pace(Arc::new(Mutex::new(PaceState {
+            idle,
+            min_rate,
+            last: now,
+            window_start: now,
+            window_bytes: 0,
+            handed: None,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `n` real bytes arrived.
+    fn got(&self, n: usize) {
+        let mut p = self.lock();
+        p.last = Instant::now();
+        p.window_bytes += n as u64;
+    }
+
+    /// A chunk is handed to the engine (which may take its time storing it).
+    fn handing(&self) {
+        self.lock().handed = Some(Instant::now());
+    }
+
+    /// The engine took what it was handed: its time does not count.
+    fn engine_took_it(&self) {
+        let mut p = self.lock();
+        let now = Instant::now();
+        if let Some(since) = p.handed.take() {
+            p.window_start += now - since;
+        }
+        p.last = now;
+    }
+
+    /// When the next check is due.
+    fn deadline(&self) -> Instant {
+        let p = self.lock();
+        let idle = p.last + p.idle;
+        match p.min_rate {
+            Some(r) => idle.min(p.window_start + r.window),
+            None => idle,
+        }
+    }
+
+    /// At the deadline: the error, if the body is too slow, else `None` (a new window).
+    fn check(&self) -> Option<String> {
+        let mut p = self.lock();
+        let now = Instant::now();
+        if now >= p.last + p.idle {
+            return Some(format!("no bytes for {:?}", p.idle));
+        }
+        if let Some(r) = p.min_rate
+            && now >= p.window_start + r.window
+        {
+            if p.window_bytes < r.bytes {
+                return Some(format!(
+                    "{} bytes in {:?}, less than the minimum rate of {} bytes per {:?}",
+                    p.window_bytes, r.window, r.bytes, r.window
+                ));
+            }
+            p.window_start = now;
+            p.window_bytes = 0;
+        }
+        None
+    }
+}
+
+/// A response body read under its [`Pace`].
+struct RawBody {
+    body: hyper::body::Incoming,
+    pace: Pace,
+    url: Url,
+    received: u64,
+    connection: CaptureConnection,
+}
+
+impl RawBody {
+    /// The next real bytes (never empty), `None` at the end of the body.
+    async fn next(&mut self) -> Result<Option<Bytes>, Stop> {
+        loop {
+            let deadline = self.pace.deadline();
+            tokio::select! {
+                frame = self.body.frame() => match frame {
+                    None => return Ok(None),
+                    Some(Err(e)) => {
+                        return Err(temporary(format!(
+                            "the body of {} stopped after {} bytes: {}",
+                            self.url,
+                            self.received,
+                            error_chain(&e)
+                        )));
+                    }
+                    Some(Ok(frame)) => {
+                        // Trailers and empty DATA frames are no progress.
+                        if let Ok(data) = frame.into_data()
+                            && !data.is_empty()
+                        {
+                            self.received += data.len() as u64;
+                            self.pace.got(data.len());
+                            return Ok(Some(data));
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if let Some(why) = self.pace.check() {
+                        // The connection may be dead: never reuse it.
+                        poison(&self.connection);
+                        return Err(temporary(format!(
+                            "the body of {} stalled: {why} (after {} bytes)",
+                            self.url, self.received
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A network failure of the raw body, carried through the decoders.
+#[derive(Debug)]
+struct RawBodyError(NetworkError);
+
+impl std::fmt::Display for RawBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.message.fmt(f)
+    }
+}
+
+impl StdError for RawBodyError {}
+
+/// The raw body as the decoders' byte source; `received` counts its bytes.
+fn raw_source(
+    body: RawBody,
+    received: Arc<AtomicU64>,
+) -> tokio_util::io::StreamReader<BoxStream<'static, std::io::Result<Bytes>>, Bytes> {
+    let stream = futures::stream::unfold(Some(body), move |body| {
+        let received = received.clone();
+        async move {
+            let mut body = body?;
+            match body.next().await {
+                Ok(Some(b)) => {
+                    received.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    Some((Ok(b), Some(body)))
+                }
+                Ok(None) => None,
+                Err(Stop::Error(e)) => Some((Err(std::io::Error::other(RawBodyError(e))), None)),
+                Err(_) => Some((
+                    Err(std::io::Error::other(RawBodyError(
+                        NetworkError::temporary("the body stopped"),
+                    ))),
+                    None,
+                )),
+            }
+        }
+    })
+    .boxed();
+    tokio_util::io::StreamReader::new(stream)
+}
+
+/// Classifies a failure of a coded body.
+fn decode_error(e: std::io::Error, close_delimited: bool, received: u64, url: &Url) -> Stop {
+    if let Some(raw) = e.get_ref().and_then(|i| i.downcast_ref::<RawBodyError>()) {
+        return Stop::Error(raw.0.clone());
+    }
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        if close_delimited {
+            // The connection ended cleanly inside the coded stream: with no length to say
+            // otherwise, the transfer broke off (temporary), the data is not corrupt.
+            return temporary(format!(
+                "the body of {url} ended inside its content coding after {received} bytes"
+            ));
+        }
+        return fatal(format!(
+            "content decoding failed: the complete body of {url} ends inside its content coding"
+        ));
+    }
+    fatal(format!("content decoding failed for {url}: {e}"))
 }
 
 /// The request target: the URL without its fragment.
@@ -1022,24 +1291,66 @@ fn request_target(url: &Url) -> String {
     u.to_string()
 }
 
-/// The `If-Range` value for resuming: a strong ETag, else Last-Modified.
+/// The `If-Range` value for resuming, if the stored response has a strong validator.
+///
+/// <https://www.rfc-editor.org/rfc/rfc9110#section-13.1.5>
 pub(crate) fn if_range_value(v: &Validators) -> Option<String> {
     if let Some(etag) = &v.etag {
         let etag = etag.trim();
-        // A strong entity tag is a quoted string without the W/ prefix; a combined value of
-        // several ETag headers ("a", "b") is not usable.
-        if etag.len() >= 2
+        // "A client MUST NOT generate an If-Range header field containing an entity tag that
+        // is marked as weak." A strong entity tag is a quoted string without the W/ prefix; a
+        // combined value of several ETag headers ("a", "b") is not usable either.
+        let strong = etag.len() >= 2
             && etag.starts_with('"')
             && etag.ends_with('"')
-            && !etag[1..etag.len() - 1].contains('"')
-        {
-            return Some(etag.to_owned());
+            && !etag[1..etag.len() - 1].contains('"');
+        // "A client MUST NOT generate an If-Range header field containing an HTTP-date unless
+        // the client has no entity tag for the corresponding representation and the date is a
+        // strong validator in the sense defined by Section 8.8.2.2."
+        return strong.then(|| etag.to_owned());
+    }
+    let last_modified = v.last_modified.as_deref()?.trim();
+    let date = v.date.as_deref()?.trim();
+    // RFC 9110 §8.8.2.2: a Last-Modified is strong for a client when "the entry has a Date
+    // value, the date is at least 60 seconds before the Date value" (the cache entry here
+    // is the stored response).
+    let (lm, d) = (
+        httpdate::parse_http_date(last_modified).ok()?,
+        httpdate::parse_http_date(date).ok()?,
+    );
+    (d.duration_since(lm).ok()? >= std::time::Duration::from_secs(60))
+        .then(|| last_modified.to_owned())
+}
+
+/// Parse a referrer policy from a `Referrer-Policy` header (`None` for the empty string).
+///
+/// <https://w3c.github.io/webappsec-referrer-policy/#parse-referrer-policy-from-header>
+fn referrer_policy_from(headers: &HeaderMap) -> Option<String> {
+    const POLICIES: [&str; 8] = [
+        "no-referrer",
+        "no-referrer-when-downgrade",
+        "same-origin",
+        "origin",
+        "strict-origin",
+        "origin-when-cross-origin",
+        "strict-origin-when-cross-origin",
+        "unsafe-url",
+    ];
+    // 1. Let policy-tokens be the result of extracting header list values given
+    //    `Referrer-Policy` and response's header list.
+    let value = cors::get_combined(headers, "referrer-policy")?;
+    // 2. Let policy be the empty string.
+    let mut policy = None;
+    // 3. For each token in policy-tokens, if token is a referrer policy and token is not the
+    //    empty string, then set policy to token.
+    for token in String::from_utf8_lossy(&value).split(',') {
+        let token = token.trim_matches([' ', '\t']).to_ascii_lowercase();
+        if POLICIES.contains(&token.as_str()) {
+            policy = Some(token);
         }
     }
-    v.last_modified
-        .as_ref()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
+    // 4. Return policy.
+    policy
 }
 
 /// Determine request's referrer, for a referrer already resolved at `fetch()` time.
@@ -1118,6 +1429,8 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
             return NetworkError::fatal(message);
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            // (A head over hyper's limits is a parse error too; its message says "message
+            // head is too large".)
             if h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
                 return NetworkError::fatal(format!("bad response: {message}"));
             }
@@ -1133,6 +1446,17 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
                 }
             }
         }
+        // HTTP/2: a response this host refused itself (PROTOCOL_ERROR raised here, not by the
+        // server): a malformed one, or one whose header list is larger than
+        // SETTINGS_MAX_HEADER_LIST_SIZE. Retrying gets the same.
+        if let Some(h2) = s.downcast_ref::<h2::Error>()
+            && h2.is_library()
+            && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR)
+        {
+            return NetworkError::fatal(format!(
+                "a malformed HTTP/2 response, or a header list larger than this host accepts: {message}"
+            ));
+        }
         src = s.source();
     }
     // Connection closed or reset before the head, canceled, HTTP/2 stream errors: temporary.
@@ -1144,22 +1468,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn if_range_prefers_a_strong_etag() {
-        let v = |e: Option<&str>, l: Option<&str>| Validators {
+    fn if_range_uses_only_strong_validators() {
+        let v = |e: Option<&str>, l: Option<&str>, d: Option<&str>| Validators {
             etag: e.map(Into::into),
             last_modified: l.map(Into::into),
+            date: d.map(Into::into),
         };
+        const LM: &str = "Tue, 15 Nov 1994 12:45:26 GMT";
+        const LATER: &str = "Tue, 15 Nov 1994 12:46:26 GMT";
+        const SOON: &str = "Tue, 15 Nov 1994 12:46:25 GMT";
         assert_eq!(
-            if_range_value(&v(Some("\"abc\""), Some("x"))).as_deref(),
+            if_range_value(&v(Some("\"abc\""), Some(LM), Some(LATER))).as_deref(),
             Some("\"abc\"")
         );
+        // A weak ETag: neither it nor the date.
         assert_eq!(
-            if_range_value(&v(Some("W/\"abc\""), Some("Tue"))).as_deref(),
-            Some("Tue")
+            if_range_value(&v(Some("W/\"abc\""), Some(LM), Some(LATER))),
+            None
         );
-        assert_eq!(if_range_value(&v(Some("W/\"abc\""), None)), None);
-        assert_eq!(if_range_value(&v(Some("\"a\", \"b\""), None)), None);
-        assert_eq!(if_range_value(&v(None, None)), None);
+        assert_eq!(if_range_value(&v(Some("\"a\", \"b\""), None, None)), None);
+        // No ETag: a Last-Modified at least 60 s before the Date.
+        assert_eq!(
+            if_range_value(&v(None, Some(LM), Some(LATER))).as_deref(),
+            Some(LM)
+        );
+        assert_eq!(if_range_value(&v(None, Some(LM), Some(SOON))), None);
+        assert_eq!(if_range_value(&v(None, Some(LM), None)), None);
+        assert_eq!(if_range_value(&v(None, None, None)), None);
     }
 
     #[test]

@@ -7,7 +7,12 @@
 //! * **Protocols.** HTTP/1.1, and HTTP/2 negotiated by ALPN over TLS. TLS is rustls with the
 //!   *ring* provider given explicitly (the process-wide rustls default is left alone), trusting
 //!   the webpki (Mozilla) roots plus roots the embedder adds ([`TlsConfig::add_root_der`],
-//!   [`TlsConfig::add_roots_pem`]). One connection pool serves every record of every fetch.
+//!   [`TlsConfig::add_roots_pem`]). Connections are opened by hyper-util's `HttpConnector`
+//!   (RFC 8305 Happy Eyeballs, a connect timeout shared among a name's addresses, TCP
+//!   keepalive), kept alive over HTTP/2 with PINGs, and a connection that timed out is never
+//!   reused. The pools (and TLS session caches) are partitioned by the caller's origin, so
+//!   that background fetches of different sites share no connection; within a partition one
+//!   pool serves every record of every fetch.
 //! * **Streaming with backpressure.** Each [`NetworkHost::fetch`] spawns one task on the host's
 //!   tokio runtime; it forwards [`NetworkEvent`]s through a channel of
 //!   [`Config::channel_capacity`] events (2 by default). While the engine is storing a chunk and
@@ -21,7 +26,8 @@
 //!   from the store to the socket, with an `UploadProgress` event as each chunk goes out.
 //! * **Fetch.** Redirects (at most [`Config::max_redirects`], 20; 301/302 turn `POST` into
 //!   `GET`, 303 turns anything but `GET`/`HEAD` into `GET`, dropping the body; 307/308 send the
-//!   body again, which is possible when it was at most [`Config::max_replay_body`]); each hop is
+//!   body again, re-opened in the store, and each byte counts once in `UploadProgress`; a
+//!   redirect's `Referrer-Policy` applies to the next hop); each hop is
 //!   checked again for scheme, mixed content and bad port; the response's URL list has every
 //!   URL. Redirect mode `"error"` fails; `"manual"` reports an `opaqueredirect` response (status
 //!   0, no headers, no body). CORS for cross-origin requests: the CORS check on every response
@@ -35,12 +41,17 @@
 //!   `Access-Control-Allow-Credentials: true`).
 //! * **No size leak** (spec issue 178): a response that fails CORS is refused on its head,
 //!   before any body byte is read; the engine sees `Blocked(Cors)` and counts nothing.
-//! * **Content codings.** A first request (no range) says `Accept-Encoding: gzip, deflate` and
-//!   the body is decoded as it streams (with a bounded output per chunk, so a compression bomb
-//!   costs no memory); the bytes the engine stores and counts are decoded bytes. An unknown
-//!   coding passes through unchanged, as Fetch does.
+//! * **Content codings.** A first request (no range) says
+//!   `Accept-Encoding: gzip, deflate, br, zstd` and the body is decoded as it streams by
+//!   async-compression's decoders (chains such as `gzip, br` too, every `Content-Encoding` line
+//!   counted, bytes after the last gzip member ignored), a bounded chunk at a time, so a
+//!   compression bomb costs no memory; the bytes the engine stores and counts are decoded
+//!   bytes. A list with an unknown coding passes through unchanged, as Fetch does.
 //! * **Resuming.** A request with `range_start = Some(n)` says `Range: bytes=n-`,
-//!   `Accept-Encoding: identity` and `If-Range` (the stored strong ETag, else Last-Modified).
+//!   `Accept-Encoding: identity` and `If-Range` with a strong validator only (RFC 9110
+//!   §13.1.5: the stored strong ETag; with no ETag at all, a Last-Modified at least 60 s
+//!   before the stored Date). The engine never asks to resume a response stored with a
+//!   content coding, nor a request whose author set `Range`: it restarts those records.
 //!   The host reports the head as it is (206 with `Content-Range`, or a 200 when the server
 //!   restarted or the validator changed, or a 416); the engine runs "validate a partial
 //!   response" and decides. A content-coded 206 is a fatal error: its bytes could not line up
@@ -60,7 +71,7 @@
 //! | CORS, preflight, filtering | yes | — |
 //! | 206 validation, restart on 200, success on complete-length | reports heads as they are | "validate a partial response", "complete a record" |
 //! | retry | connection establishment only, within one attempt ([`ConnectRetry`], short) | everything else: waits with [`background_fetch::RetryPolicy`] and resumes with Range |
-//! | timeouts | connect, response head, idle body/upload | — |
+//! | timeouts | connect (per address and overall), response head, idle body/upload, optional minimum rate | — |
 //! | connectivity | detects it ([`Connectivity`]) | pauses `GET` records while offline |
 //!
 //! There is no double backoff: the host retries only failures that happen before a byte of the
@@ -74,14 +85,15 @@
 //!
 //! | What happened | Reported as |
 //! |---|---|
-//! | connection refused or reset, name resolution failed, connect/TLS-handshake timeout, network unreachable | `Temporary` (after [`Config::connect_retry`]) |
-//! | no response head within [`Config::response_head_timeout`]; no body bytes for [`Config::idle_timeout`]; upload stalled | `Temporary` |
-//! | the body stopped early (connection closed or reset, fewer bytes than `Content-Length`, a broken chunked encoding, an HTTP/2 reset) | `Temporary` (after the bytes received so far) |
-//! | certificate refused, TLS alert | `Fatal` |
-//! | a malformed response head | `Fatal` |
-//! | too many redirects (loops included), redirect mode `"error"`, an unparsable `Location` | `Fatal` |
+//! | connection refused or reset, name resolution failed, connect/TLS-handshake timeout, network unreachable, a TLS alert that may pass (`internal_error`, ...) | `Temporary` (after [`Config::connect_retry`]) |
+//! | no response head within [`Config::response_head_timeout`]; no body bytes for [`Config::idle_timeout`] (empty HTTP/2 DATA frames are no bytes); slower than [`Config::min_rate`]; upload stalled | `Temporary` (the connection is not reused) |
+//! | the body stopped early (connection closed or reset, fewer bytes than `Content-Length`, a broken chunked encoding, an HTTP/2 reset, a close-delimited coded body cut inside its coding) | `Temporary` (after the bytes received so far) |
+//! | an HTTP/2 stream refused with `HTTP_1_1_REQUIRED`; a `421` | retried once (over HTTP/1.1; on a new connection) |
+//! | certificate refused, a TLS alert that will not pass (`handshake_failure`, `protocol_version`, ...) | `Fatal` |
+//! | a malformed response head; a header section over [`Config::max_response_header_size`] | `Fatal` (saying so) |
+//! | too many redirects (loops included), redirect mode `"error"` (with or without `Location`), several `Location` headers, an unparsable `Location` (mode `"follow"`) | `Fatal` |
 //! | a corrupt content-coded body; a content-coded 206; a body that fails its integrity metadata | `Fatal` |
-//! | the request body could not be read from the store; a 307/308 needing a body that was not kept | `Fatal` |
+//! | the request body could not be read from the store; a 307/308 needing a body that can neither be re-opened nor was kept | `Fatal` |
 //! | cache mode `"only-if-cached"` (there is no HTTP cache) | `Fatal` |
 //! | scheme not `http(s)`, mixed content, bad port (on any hop) | `Blocked(Scheme / MixedContent / BadPort)` |
 //! | CORS check or preflight failed; mode `"same-origin"` with a cross-origin URL | `Blocked(Cors)` |
@@ -96,8 +108,9 @@
 //! ## Connectivity
 //!
 //! [`HyperNetwork::connectivity`] tells whether the network looks online (see [`Connectivity`]
-//! for the rules: it goes offline on "network unreachable" and unavailable name resolution,
-//! back online on any successful connection or probe). [`HyperNetwork::drive_engine`] forwards
+//! for the rules: a failure to reach one destination is that record's; only when destinations
+//! known to work fail too does it go offline, and back online on any successful connection or
+//! probe). [`HyperNetwork::drive_engine`] forwards
 //! it to `Engine::set_online` until the returned link is dropped.
 //!
 //! ## Example
@@ -140,6 +153,7 @@
 
 #![warn(missing_docs)]
 
+mod body;
 mod config;
 mod connect;
 mod connectivity;
@@ -148,19 +162,18 @@ mod credentials;
 pub mod decode;
 mod fetch;
 mod integrity;
+mod pool;
+mod resolve;
 
-pub use config::{Config, ConnectRetry, ConnectivityConfig, TlsConfig};
-pub use connect::{Resolve, ResolveError, ResolveErrorKind, StaticResolver, SystemResolver};
+pub use config::{BuildError, Config, ConnectRetry, ConnectivityConfig, MinRate, TlsConfig};
 pub use connectivity::Connectivity;
 pub use credentials::Credentials;
+pub use resolve::{Resolve, ResolveError, ResolveErrorKind, StaticResolver, SystemResolver};
 
 use background_fetch::{Engine, NetworkError, NetworkEvent, NetworkHost, NetworkRequest};
 use fetch::{Msg, Shared, Tx};
 use futures::stream::{BoxStream, Stream, StreamExt};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioTimer;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -168,26 +181,6 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
-
-/// Building a [`HyperNetwork`] failed.
-#[derive(Debug)]
-pub enum BuildError {
-    /// The TLS configuration is unusable (a bad root certificate, say).
-    Tls(String),
-    /// The internal runtime could not start.
-    Runtime(std::io::Error),
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::Tls(m) => write!(f, "TLS configuration: {m}"),
-            BuildError::Runtime(e) => write!(f, "cannot start the network runtime: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {}
 
 /// The network host. Cheap to clone (clones share the connection pool, the preflight cache and
 /// the connectivity signal).
@@ -216,20 +209,6 @@ impl Drop for OwnedRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-/// hyper's executor: spawns on the host's runtime, whichever thread asks.
-#[derive(Clone)]
-struct HandleExecutor(Handle);
-
-impl<F> hyper::rt::Executor<F> for HandleExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        self.0.spawn(fut);
     }
 }
 
@@ -262,24 +241,11 @@ impl HyperNetwork {
             config.connect_timeout,
             handle.clone(),
         );
-        let connector = connect::Connector::new(
-            tls,
-            resolver,
-            config.connect_timeout,
-            config.connect_retry.clone(),
-            connectivity.clone(),
-        );
-        let client = Client::builder(HandleExecutor(handle.clone()))
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .http2_adaptive_window(true)
-            .build(connector);
+        let pools = pool::Pools::new(&config, tls, resolver, connectivity.clone(), handle.clone());
         Ok(HyperNetwork {
             shared: Arc::new(Shared {
                 config,
-                client,
+                pools,
                 connectivity,
                 preflight: Default::default(),
             }),

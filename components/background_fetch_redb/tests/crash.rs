@@ -143,7 +143,7 @@ fn child_main(dir: PathBuf, addr: String, round: u64) {
         store: store.clone(),
         network: Arc::new(BlockingHttp),
         ui: Arc::new(RecordingUi::default()),
-        worker: Arc::new(worker),
+        worker: Arc::new(worker.clone()),
         permission: Arc::new(Granted),
         quota: Arc::new(Unlimited),
         policy: Arc::new(NoPolicy),
@@ -160,6 +160,7 @@ fn child_main(dir: PathBuf, addr: String, round: u64) {
         ..EngineConfig::default()
     };
     let engine = block_on(Engine::start(hosts, config)).expect("the engine starts");
+    worker.attach(&engine);
     let base = Url::parse(&format!("http://{addr}/")).expect("base URL");
     let registration = ServiceWorkerRegistrationId::for_scope(&base);
     let id = format!("round-{round}");

@@ -83,7 +83,7 @@ fn start(store: Arc<dyn Store>, server: &Server) -> Bed {
         store,
         network: Arc::new(BlockingHttp),
         ui: Arc::new(RecordingUi::default()),
-        worker: Arc::new(worker),
+        worker: Arc::new(worker.clone()),
         permission: Arc::new(Granted),
         quota: Arc::new(Unlimited),
         policy: Arc::new(NoPolicy),
@@ -100,6 +100,7 @@ fn start(store: Arc<dyn Store>, server: &Server) -> Bed {
         ..EngineConfig::default()
     };
     let engine = block_on(Engine::start(hosts, config)).expect("the engine starts");
+    worker.attach(&engine);
     let base = Url::parse(&format!("http://{}/", server.addr)).unwrap();
     let registration = ServiceWorkerRegistrationId::for_scope(&base);
     Bed {

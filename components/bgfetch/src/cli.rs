@@ -1,42 +1,60 @@
-//! The command line (a contract scripts rely on) and its exit codes.
+//! The command line (a contract scripts rely on; exit codes in [`crate::exit`]).
 
-use crate::app::{App, FetchData, Role, StoreOpen, open_store, socket_path, store_path};
-use crate::control::{self, AskError, Query, Reply};
-use crate::output::Mode;
-use background_fetch::{
-    BackgroundFetchOptions, DomError, FunctionalEventKind, ImageResource, RequestBody, RequestInfo,
-    RequestInit, construct_request,
-};
-use bytes::Bytes;
+use crate::commands::fetch::{FetchArgs, fetch};
+use crate::commands::query::query;
+use crate::commands::run::run_all;
+use crate::control::wire::Query;
+use crate::exit;
+use crate::output::{Reporter, choose_mode};
+use crate::paths::store_path;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use url::Url;
 
-/// Exit codes.
-pub mod exit {
-    /// The fetch succeeded (or the query answered).
-    pub const SUCCESS: i32 = 0;
-    /// The fetch settled as a failure or abort (or nothing matched).
-    pub const FAILED: i32 = 1;
-    /// `fetch()` rejected.
-    pub const REJECTED: i32 = 2;
-    /// Usage, store or I/O error.
-    pub const ERROR: i32 = 3;
-    /// Interrupted by SIGINT or SIGTERM.
-    pub const INTERRUPTED: i32 = 130;
-}
+/// What `--out` promises (shown by `bgfetch --help` and `bgfetch fetch --help`; README says the
+/// same).
+const AFTER_HELP: &str = "\
+Delivery with --out DIR:
+  DIR is made if it is missing and checked before the fetch is registered (a
+  regular file or an unwritable directory is an error, exit 3, and nothing is
+  fetched).
+  While the fetch downloads, each record is written to a temporary file in DIR
+  named .bgfetch-TOKEN-XXXXXX.part (created new, never through a symlink,
+  readable only by you). No file appears under its own name before the fetch
+  succeeds; after a failure or an abort the temporary files are removed.
+  On success each body is named after the last segment of its URL, shortened
+  to fit 255 bytes. A name already taken, by another record or by any file in
+  DIR (even one created while the fetch ran), gets -1, -2, ... before its
+  extension: an existing file is never replaced.
+  Exit 0 means every file is complete, synced and renamed into place and DIR
+  itself synced; only then does the store drop its copy. If the process dies
+  after delivering, `bgfetch run` fires the success event again and finds the
+  files already in place: no second copy. If delivery fails (exit 3), every
+  byte stays in the store: fix the cause and `bgfetch run` delivers it.
+
+Exit codes:
+  0    success: the fetch succeeded (with --out, its files are in place), or
+       the query answered
+  1    the fetch failed or was aborted, nothing matched, or a matched body
+       ended short (match -o then writes no file)
+  2    fetch() rejected (QuotaExceededError, TypeError...), or a URL argument
+       is not an absolute http(s) URL
+  3    usage, store or I/O error (a failed delivery keeps the download)
+  130, 143, 129
+       interrupted by SIGINT, SIGTERM, SIGHUP: the fetch is left paused;
+       `bgfetch run` continues it";
 
 /// bgfetch: a resumable, crash-safe multi-file downloader that follows the Background Fetch
 /// spec, and the reference embedder of the background-fetch engine.
 #[derive(Parser, Debug)]
-#[command(name = "bgfetch", version, about, long_about = None)]
+#[command(name = "bgfetch", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The store (default: $BGFETCH_STORE, else the platform's data directory).
     #[arg(long, global = true, value_name = "PATH")]
     store: Option<PathBuf>,
-    /// One JSON object per line on stdout.
+    /// One JSON object per line on stdout (events, and a `saved` event per file delivered to
+    /// --out); queries print JSON.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -47,27 +65,31 @@ pub struct Cli {
 enum Command {
     /// Calls BackgroundFetchManager.fetch() with the URLs (GET, in order) and the uploads, then
     /// runs until the fetch settles.
+    #[command(after_help = AFTER_HELP)]
     Fetch {
         /// The background fetch's id.
         id: String,
-        /// URLs to download.
+        /// URLs to download: absolute http(s) URLs (relative ones only with --origin, resolved
+        /// against it).
         urls: Vec<String>,
         /// The title shown while it runs.
         #[arg(long, value_name = "T")]
         title: Option<String>,
-        /// downloadTotal: the download fails as soon as more bytes than this arrive.
+        /// downloadTotal: the download fails as soon as more bytes than this arrive. More than the
+        /// store's disk can hold (its free space less 256 MiB) is a QuotaExceededError.
         #[arg(long = "download-total", value_name = "BYTES")]
         download_total: Option<u64>,
         /// An icon URL (repeatable).
         #[arg(long = "icon", value_name = "URL")]
         icons: Vec<String>,
         /// The origin of the service worker registration (default: the first URL's origin).
+        /// With it, URLs may be relative to the page, as in a web page's fetch().
         #[arg(long, value_name = "ORIGIN")]
         origin: Option<String>,
         /// An upload: METHOD URL FILE (repeatable).
         #[arg(long = "upload", num_args = 3, value_names = ["METHOD", "URL", "FILE"], action = clap::ArgAction::Append)]
         uploads: Vec<String>,
-        /// On success, write each record's body into DIR.
+        /// On success, deliver each record's body into DIR as a file (see "Delivery" below).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Register and exit; `bgfetch run` continues it.
@@ -76,7 +98,7 @@ enum Command {
     },
     /// Resumes every unsettled fetch in the store and runs them until they settle.
     Run,
-    /// Prints the active ids, one per line.
+    /// Prints the active ids, one per line (with --json, one JSON array).
     Ids,
     /// Prints a registration as one JSON object.
     Get {
@@ -103,7 +125,8 @@ enum Command {
         /// Ignore Vary.
         #[arg(long = "ignore-vary")]
         ignore_vary: bool,
-        /// Write to FILE instead of stdout.
+        /// Write to FILE instead of stdout: FILE appears (replacing any file of that name) only
+        /// once the whole body has arrived.
         #[arg(short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -152,18 +175,8 @@ pub fn main() -> i32 {
     code
 }
 
-fn output_mode(json: bool) -> Mode {
-    if json {
-        Mode::Json
-    } else if std::io::stdout().is_terminal() {
-        Mode::Terminal
-    } else {
-        Mode::Plain
-    }
-}
-
 async fn run(cli: Cli) -> i32 {
-    let mode = output_mode(cli.json);
+    let mode = choose_mode(cli.json, std::io::stderr().is_terminal());
     if matches!(cli.command, Command::Demo) {
         return crate::demo::run(cli.store, mode).await;
     }
@@ -174,6 +187,7 @@ async fn run(cli: Cli) -> i32 {
             return exit::ERROR;
         }
     };
+    let json = cli.json;
     match cli.command {
         Command::Fetch {
             id,
@@ -197,12 +211,12 @@ async fn run(cli: Cli) -> i32 {
                 out,
                 detach,
             };
-            fetch(&path, mode, args).await
+            fetch(&path, Arc::new(Reporter::new(mode)), args).await
         }
-        Command::Run => run_all(&path, mode).await,
-        Command::Ids => query(&path, Query::Ids, None).await,
-        Command::Get { id } => query(&path, Query::Get { id }, None).await,
-        Command::Abort { id } => query(&path, Query::Abort { id }, None).await,
+        Command::Run => run_all(&path, Arc::new(Reporter::new(mode))).await,
+        Command::Ids => query(&path, Query::Ids, None, json).await,
+        Command::Get { id } => query(&path, Query::Get { id }, None, json).await,
+        Command::Abort { id } => query(&path, Query::Abort { id }, None, json).await,
         Command::Match {
             id,
             url,
@@ -221,400 +235,10 @@ async fn run(cli: Cli) -> i32 {
                     ignore_vary,
                 },
                 output.as_deref(),
+                json,
             )
             .await
         }
         Command::Demo => unreachable!("handled above"),
-    }
-}
-
-/// Opens the store for a process that runs fetches, or explains why not.
-async fn open_for_running(path: &Path) -> Result<background_fetch_redb::RedbStore, i32> {
-    match open_store(path) {
-        Ok(s) => Ok(s),
-        Err(StoreOpen::Locked) => {
-            let who = match control::ask(&socket_path(path), &Query::Ids).await {
-                Ok(_) => "another bgfetch process is running fetches on it (use `bgfetch ids`, `get`, `abort`, `match`, or wait for it)".to_owned(),
-                Err(AskError::Unresponsive(m)) => format!("it is locked by a process that does not answer ({m})"),
-                Err(AskError::NotRunning) => "it is locked by another process".to_owned(),
-            };
-            eprintln!("error: cannot use the store {}: {who}", path.display());
-            Err(exit::ERROR)
-        }
-        Err(StoreOpen::Failed(m)) => {
-            eprintln!("error: {m}");
-            Err(exit::ERROR)
-        }
-    }
-}
-
-/// Opens the store, starts the engine (restored fetches idle until resumed) and serves the
-/// control socket, for a process that runs fetches.
-async fn start_running(
-    path: &Path,
-    mode: Mode,
-) -> Result<(Arc<App>, Option<control::ServerGuard>), i32> {
-    let store = open_for_running(path).await?;
-    let app = match App::start(store, mode, Role::Cli, false).await {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(exit::ERROR);
-        }
-    };
-    let server = control::serve(app.clone(), &socket_path(path));
-    Ok((app, server))
-}
-
-struct FetchArgs {
-    id: String,
-    urls: Vec<String>,
-    title: Option<String>,
-    download_total: Option<u64>,
-    icons: Vec<String>,
-    origin: Option<String>,
-    uploads: Vec<String>,
-    out: Option<PathBuf>,
-    detach: bool,
-}
-
-/// A file's bytes as a request body stream.
-async fn file_body(path: &Path) -> Result<RequestBody, String> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let stream = futures::stream::unfold(Some(file), |file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = file?;
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(DomError::type_error(e.to_string())), None)),
-        }
-    });
-    Ok(RequestBody::Stream(Box::pin(stream)))
-}
-
-async fn fetch(path: &Path, mode: Mode, a: FetchArgs) -> i32 {
-    // The registration's origin: --origin, else the first URL's.
-    let first = a.urls.first().or_else(|| a.uploads.get(1));
-    let origin = match (&a.origin, first) {
-        (Some(o), _) => match Url::parse(o) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            _ => {
-                eprintln!("error: --origin {o:?} is not an http(s) origin");
-                return exit::ERROR;
-            }
-        },
-        (None, Some(u)) => match Url::parse(u) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            // fetch() itself rejects what cannot be a request URL; the origin does not matter.
-            _ => Url::parse("http://localhost/").expect("static URL"),
-        },
-        (None, None) => Url::parse("http://localhost/").expect("static URL"),
-    };
-    let out = match &a.out {
-        Some(d) => match std::path::absolute(d) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("error: --out {}: {e}", d.display());
-                return exit::ERROR;
-            }
-        },
-        None => None,
-    };
-    let mut upload_bodies = Vec::new();
-    for u in a.uploads.chunks(3) {
-        match file_body(Path::new(&u[2])).await {
-            Ok(b) => upload_bodies.push((u[0].clone(), u[1].clone(), b)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::ERROR;
-            }
-        }
-    }
-    let (app, _server) = match start_running(path, mode).await {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let (manager, registration) = app.manager(&origin);
-    let base = Url::parse(&registration.scope).expect("a scope URL");
-    let mut requests: Vec<RequestInfo> = a
-        .urls
-        .iter()
-        .map(|u| RequestInfo::from(u.as_str()))
-        .collect();
-    for (method, url, body) in upload_bodies {
-        let init = RequestInit {
-            method: Some(method),
-            body: Some(body),
-            ..Default::default()
-        };
-        match construct_request(url.as_str().into(), init, &base) {
-            Ok(r) => requests.push(r.into()),
-            Err(e) => {
-                eprintln!("{e}");
-                app.close().await;
-                return exit::REJECTED;
-            }
-        }
-    }
-    let options = BackgroundFetchOptions {
-        title: a.title.clone(),
-        icons: (!a.icons.is_empty()).then(|| {
-            a.icons
-                .iter()
-                .map(|src| ImageResource {
-                    src: src.clone(),
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        download_total: a.download_total.unwrap_or(0),
-        embedder_data: Some(serde_json::to_string(&FetchData { out }).expect("serialisable")),
-    };
-    let reg = match manager.fetch(&a.id, requests, options).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            app.close().await;
-            return exit::REJECTED;
-        }
-    };
-    let uid = reg.uid();
-    if !a.detach {
-        app.start_delivery(&reg);
-    }
-    if a.detach {
-        app.close().await;
-        app.reporter.note(&format!(
-            "{} is registered; `bgfetch run` continues it",
-            a.id
-        ));
-        return exit::SUCCESS;
-    }
-    tokio::select! {
-        settled = app.wait_settled(uid) => {
-            app.engine.finished(uid).await;
-            app.close().await;
-            outcome(&app, &a.id, &settled)
-        }
-        signal = interrupted() => {
-            app.engine.pause(uid).await;
-            app.close().await;
-            eprintln!("{signal}: {} is paused in the store; `bgfetch run` continues it", a.id);
-            exit::INTERRUPTED
-        }
-    }
-}
-
-fn outcome(app: &App, id: &str, s: &crate::app::Settled) -> i32 {
-    match (s.kind, &s.delivery_error) {
-        (FunctionalEventKind::Success, None) => exit::SUCCESS,
-        (FunctionalEventKind::Success, Some(_)) => exit::ERROR,
-        _ => {
-            if app.reporter.mode() != Mode::Json {
-                eprintln!("{id} failed: {}", s.failure_reason);
-            }
-            exit::FAILED
-        }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return "interrupted";
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted",
-            _ = term.recv() => "terminated",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupted"
-    }
-}
-
-async fn run_all(path: &Path, mode: Mode) -> i32 {
-    let (app, _server) = match start_running(path, mode).await {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let fetches = app.engine.fetches();
-    if fetches.is_empty() {
-        app.reporter
-            .note("nothing to run: the store holds no unsettled fetch");
-        app.close().await;
-        return exit::SUCCESS;
-    }
-    // A fetch left paused by an interrupted `fetch` or `run` continues.
-    for f in &fetches {
-        if f.ui.paused {
-            app.engine.resume(f.uid).await;
-        }
-    }
-    for f in &fetches {
-        if f.active
-            && let Some(reg) = app.registration(&f.id).await
-        {
-            app.start_delivery(&reg);
-        }
-    }
-    app.engine.resume_restored(None);
-    let mut pending: std::collections::HashMap<_, _> =
-        fetches.iter().map(|f| (f.uid, f.id.clone())).collect();
-    let mut code = exit::SUCCESS;
-    while !pending.is_empty() {
-        let next = async {
-            let mut rx = app.settled.lock().await;
-            rx.recv().await
-        };
-        tokio::select! {
-            s = next => {
-                let Some(s) = s else { break };
-                if s.kind == FunctionalEventKind::Click {
-                    continue;
-                }
-                if let Some(id) = pending.remove(&s.uid) {
-                    app.engine.finished(s.uid).await;
-                    let c = outcome(&app, &id, &s);
-                    if c != exit::SUCCESS && code == exit::SUCCESS {
-                        code = c;
-                    }
-                }
-            }
-            signal = interrupted() => {
-                for uid in pending.keys() {
-                    app.engine.pause(*uid).await;
-                }
-                app.close().await;
-                eprintln!("{signal}: {} fetch(es) paused in the store; `bgfetch run` continues them", pending.len());
-                return exit::INTERRUPTED;
-            }
-        }
-    }
-    app.close().await;
-    code
-}
-
-/// `ids`, `get`, `abort`, `match`: forwarded to the process running fetches on the store, or
-/// answered from the store when no process runs.
-async fn query(path: &Path, q: Query, output: Option<&Path>) -> i32 {
-    let sock = socket_path(path);
-    match control::ask(&sock, &q).await {
-        Ok((answer, body)) => return print_answer(answer, body, output).await,
-        Err(AskError::Unresponsive(m)) if !path.exists() => {
-            eprintln!("error: {m}");
-            return exit::ERROR;
-        }
-        Err(_) => {}
-    }
-    if !path.exists() {
-        // Nothing was ever stored here: there is nothing to ask about.
-        return match q {
-            Query::Ids => exit::SUCCESS,
-            Query::Abort { .. } => {
-                println!("false");
-                exit::SUCCESS
-            }
-            _ => {
-                eprintln!(
-                    "no active background fetch (the store {} does not exist)",
-                    path.display()
-                );
-                exit::FAILED
-            }
-        };
-    }
-    let store = match open_store(path) {
-        Ok(s) => s,
-        Err(StoreOpen::Locked) => {
-            eprintln!(
-                "error: the store {} is locked by a process that does not answer on {}",
-                path.display(),
-                sock.display()
-            );
-            return exit::ERROR;
-        }
-        Err(StoreOpen::Failed(m)) => {
-            eprintln!("error: {m}");
-            return exit::ERROR;
-        }
-    };
-    let app = match App::start(store, Mode::Quiet, Role::Cli, false).await {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
-    let abort_uid = match &q {
-        Query::Abort { id } => app.find(id).map(|f| f.uid),
-        _ => None,
-    };
-    let reply = control::answer(&app, q).await;
-    let aborted = matches!(&reply, Reply::Json(v) if v == &serde_json::json!(true));
-    let (answer, body) = control::local(reply).await;
-    let code = print_answer(answer, body, output).await;
-    if aborted && let Some(uid) = abort_uid {
-        // No process runs the fetch: settle it here (it ends with backgroundfetchabort).
-        app.engine.resume_restored(Some(uid));
-        app.wait_settled(uid).await;
-        app.engine.finished(uid).await;
-    }
-    app.close().await;
-    code
-}
-
-async fn print_answer(
-    answer: control::Answer,
-    body: impl tokio::io::AsyncRead + Unpin,
-    output: Option<&Path>,
-) -> i32 {
-    match answer.kind.as_str() {
-        "json" => {
-            match &answer.value {
-                serde_json::Value::Array(ids) => {
-                    for id in ids {
-                        println!("{}", id.as_str().unwrap_or_default());
-                    }
-                }
-                serde_json::Value::Bool(b) => println!("{b}"),
-                v => println!("{v}"),
-            }
-            exit::SUCCESS
-        }
-        "body" => match control::copy_body(body, output).await {
-            Ok(_) => exit::SUCCESS,
-            Err(e) => {
-                eprintln!("error: writing the body: {e}");
-                exit::ERROR
-            }
-        },
-        "notfound" => {
-            eprintln!("{}", answer.value.as_str().unwrap_or("not found"));
-            exit::FAILED
-        }
-        _ => {
-            eprintln!(
-                "error: {}",
-                answer.value.as_str().unwrap_or("unknown error")
-            );
-            exit::FAILED
-        }
     }
 }

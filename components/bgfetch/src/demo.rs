@@ -1,12 +1,12 @@
 //! `bgfetch demo`: the explainer's podcast example, end to end, with no network but loopback.
 
-use crate::app::{App, Role, open_store};
-use crate::cli::exit;
+use crate::app::{App, EventHandler, Handled, StoreOpen, open_store};
+use crate::exit;
 use crate::output::{Mode, Reporter, human};
 use crate::server::{Body, Route, Server, fill_generated};
 use background_fetch::{
-    BackgroundFetchOptions, BackgroundFetchUiOptions, CacheQueryOptions, FunctionalEvent,
-    ImageResource, RequestInfo,
+    BackgroundFetchOptions, BackgroundFetchUiOptions, BoxFuture, CacheQueryOptions,
+    FunctionalEvent, FunctionalEventKind, ImageResource, RequestInfo,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,9 +35,32 @@ fn artwork() -> Vec<u8> {
     (0..ARTWORK_LEN).map(|i| (i * 31 % 251) as u8).collect()
 }
 
+/// The demo's service worker role.
+struct DemoWorker(Arc<Reporter>);
+
+impl EventHandler for DemoWorker {
+    fn handle(
+        self: Arc<Self>,
+        event: FunctionalEvent,
+        _embedder_data: Option<String>,
+    ) -> BoxFuture<'static, Handled> {
+        Box::pin(async move {
+            if event.kind() != FunctionalEventKind::Click {
+                service_worker(&self.0, &event).await;
+            }
+            self.0.functional(event.kind(), event.registration());
+            Handled::Done
+        })
+    }
+
+    fn reports_events(&self) -> bool {
+        true
+    }
+}
+
 /// The demo's service worker: in `backgroundfetchsuccess` it reads every record (as it would
 /// copy them into a cache) and updates the UI.
-pub async fn service_worker(reporter: &Reporter, event: &FunctionalEvent) {
+async fn service_worker(reporter: &Reporter, event: &FunctionalEvent) {
     let reg = event.registration().clone();
     say(
         reporter,
@@ -150,9 +173,9 @@ pub async fn run(store: Option<PathBuf>, mode: Mode) -> i32 {
     let path = match store {
         Some(p) => p,
         None => {
-            tmp = TempDir::new();
+            tmp = tempfile::Builder::new().prefix("bgfetch-demo-").tempdir();
             match &tmp {
-                Ok(t) => t.0.join("store.redb"),
+                Ok(t) => t.path().join("store.redb"),
                 Err(e) => {
                     eprintln!("error: cannot create a temporary store: {e}");
                     return exit::ERROR;
@@ -170,19 +193,21 @@ pub async fn run(store: Option<PathBuf>, mode: Mode) -> i32 {
     ));
     let store = match open_store(&path) {
         Ok(s) => s,
-        Err(crate::app::StoreOpen::Locked) => {
+        Err(StoreOpen::Locked) => {
             eprintln!(
                 "error: the store {} is in use by another process",
                 path.display()
             );
             return exit::ERROR;
         }
-        Err(crate::app::StoreOpen::Failed(m)) => {
+        Err(StoreOpen::Failed(m)) => {
             eprintln!("error: {m}");
             return exit::ERROR;
         }
     };
-    let app = match App::start(store, mode, Role::Demo, false).await {
+    let reporter = Arc::new(Reporter::new(mode));
+    let worker = Arc::new(DemoWorker(reporter.clone()));
+    let app = match App::start(store, reporter, worker, false).await {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!("error: {e}");
@@ -240,21 +265,4 @@ pub async fn run(store: Option<PathBuf>, mode: Mode) -> i32 {
         "\nDone: {requests} requests to the local server, and the episode verified byte for byte."
     ));
     exit::SUCCESS
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> std::io::Result<TempDir> {
-        let p = std::env::temp_dir().join(format!("bgfetch-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&p)?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

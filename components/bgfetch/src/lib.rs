@@ -5,9 +5,10 @@
 //!
 //! It is the example to read to learn the seams: the store is `background-fetch-redb`
 //! ([`app::open_store`]), the network is `background-fetch-hyper`, the UI host draws progress
-//! bars or prints JSON lines ([`output::Reporter`]), and the program itself plays the service
-//! worker ([`app::ProgramWorker`]): it receives the functional events and, with `--out`, writes
-//! each record's body into a directory during `backgroundfetchsuccess`.
+//! bars or prints JSON lines ([`output::Reporter`]), quota is the disk's free space
+//! ([`quota::DiskQuota`]), and the program itself plays the service worker
+//! ([`app::ProgramWorker`]): it receives the functional events and, with `--out`, delivers each
+//! record's body into a directory during `backgroundfetchsuccess` ([`delivery`]).
 //!
 //! ```text
 //! bgfetch [--store PATH] [--json] <command>
@@ -25,16 +26,28 @@
 //! `progress`, `paused`, `resumed`, `backgroundfetchsuccess`, `backgroundfetchfail`,
 //! `backgroundfetchabort`), `id`, `downloaded`, `downloadTotal`, `uploaded`, `uploadTotal`,
 //! `result` and `failureReason`. A settle event's line is printed when the event fires (every
-//! record is durable in the store); with `--out`, the files are in place when the process exits
-//! with status 0.
+//! record is durable in the store); with `--out`, a `saved` event (`id`, `url`, `path`) follows
+//! for each file, and the files are in place and durable when the process exits with status 0
+//! (see [`delivery`] for what happens on a name clash, after a crash and when delivery fails).
 //!
-//! Exit codes: 0 success, 1 the fetch failed or was aborted (or nothing matched), 2 `fetch()`
-//! rejected, 3 usage, store or I/O error, 130 interrupted (the fetch is left paused; `run`
-//! continues it).
+//! Exit codes ([`exit`]): 0 success, 1 the fetch failed or was aborted (or nothing matched, or a
+//! matched body ended short), 2 `fetch()` rejected, 3 usage, store or I/O error, 130 / 143 / 129
+//! interrupted by SIGINT / SIGTERM / SIGHUP (the fetch is left paused; `run` continues it).
+//!
+//! Modules, each depending only on those listed before it: [`exit`], [`names`], [`paths`],
+//! [`output`], [`quota`], [`signals`], [`server`], [`app`], [`delivery`], [`control`],
+//! [`commands`], the demo, and [`cli`].
 
 pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod control;
+pub mod delivery;
 mod demo;
+pub mod exit;
+pub mod names;
 pub mod output;
+pub mod paths;
+pub mod quota;
 pub mod server;
+pub mod signals;

@@ -1,10 +1,11 @@
-//! What `bgfetch` prints: JSON lines (`--json`), progress bars on a terminal, or plain lines when
-//! stdout is not a terminal. This is also the program's [`UiHost`].
+//! What `bgfetch` prints: JSON lines (`--json`), progress bars when stderr is a terminal (the
+//! bars are drawn there), or plain lines otherwise. Errors go to stderr whatever the display.
+//! This is also the program's [`UiHost`].
 
 use background_fetch::{
     BackgroundFetchRegistration, FetchUid, FunctionalEventKind, UiHost, UiSnapshot,
 };
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,12 +17,24 @@ use std::time::{Duration, Instant};
 pub enum Mode {
     /// One JSON object per line on stdout.
     Json,
-    /// Progress bars (stderr) and event lines.
+    /// Progress bars and event lines, on stderr (a terminal).
     Terminal,
-    /// Plain lines on stdout.
+    /// Plain lines on stdout (events, saved files); errors on stderr.
     Plain,
     /// Nothing (queries that print their own answer).
     Quiet,
+}
+
+/// The display for `--json` and for where stderr goes: bars only when stderr, where they are
+/// drawn, is a terminal.
+pub fn choose_mode(json: bool, stderr_is_terminal: bool) -> Mode {
+    if json {
+        Mode::Json
+    } else if stderr_is_terminal {
+        Mode::Terminal
+    } else {
+        Mode::Plain
+    }
 }
 
 /// The fields every JSON event carries.
@@ -74,6 +87,8 @@ impl Fields {
 /// Prints events, and draws the UI.
 pub struct Reporter {
     mode: Mode,
+    /// The terminal's width: the bars fit it.
+    columns: u16,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<FetchUid, ProgressBar>>,
     last: Mutex<HashMap<FetchUid, UiSnapshot>>,
@@ -84,9 +99,19 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter printing in `mode`.
     pub fn new(mode: Mode) -> Reporter {
-        let multi = (mode == Mode::Terminal)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let columns = rustix::termios::tcgetwinsize(std::io::stderr())
+            .ok()
+            .map(|w| w.ws_col)
+            .filter(|c| *c > 0)
+            .unwrap_or(80);
+        Self::with_draw_target(mode, ProgressDrawTarget::stderr(), columns)
+    }
+
+    /// A reporter whose bars (in [`Mode::Terminal`]) are drawn to `target`, `columns` wide.
+    pub fn with_draw_target(mode: Mode, target: ProgressDrawTarget, columns: u16) -> Reporter {
+        let multi = (mode == Mode::Terminal).then(|| MultiProgress::with_draw_target(target));
         Reporter {
+            columns,
             mode,
             multi,
             bars: Mutex::default(),
@@ -112,6 +137,28 @@ impl Reporter {
                 None => eprintln!("{text}"),
             },
             Mode::Plain => self.line(text),
+        }
+    }
+
+    /// An error or warning: always on stderr, whatever the display.
+    pub fn error(&self, text: &str) {
+        match &self.multi {
+            Some(m) => m.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// A record's body is in place at `path` (`--out`): a `saved` event in JSON, a line otherwise.
+    pub fn saved(&self, id: &str, url: &str, path: &std::path::Path) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Json => self.line(
+                &json!({"event": "saved", "id": id, "url": url, "path": path.to_string_lossy()})
+                    .to_string(),
+            ),
+            Mode::Terminal | Mode::Plain => {
+                self.note(&format!("saved {url} to {}", path.display()))
+            }
         }
     }
 
@@ -181,13 +228,8 @@ impl Reporter {
         let mut bars = self.bars.lock().unwrap();
         let bar = bars.entry(ui.uid).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(ui.download_total));
-            let style = if ui.download_total > 0 {
-                ProgressStyle::with_template(
-                    "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-            } else {
-                ProgressStyle::with_template("{msg:30!} {spinner} {bytes} {bytes_per_sec}")
-            };
+            let style =
+                ProgressStyle::with_template(&bar_template(self.columns, ui.download_total > 0));
             bar.set_style(
                 style
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -218,20 +260,33 @@ impl Reporter {
     }
 }
 
-/// Bytes in human units.
+/// A progress bar's template that fits `columns`. The widest the numbers get: `{bytes}` and
+/// `{total_bytes}` 11 characters each (`1023.99 MiB`), `{bytes_per_sec}` 13, `{eta}` 3.
+fn bar_template(columns: u16, known_total: bool) -> String {
+    let c = columns as usize;
+    match (known_total, c) {
+        // 30 + 4 + 23 + 14 + 7 = 78, and a bar of at least 20.
+        (true, 100..) => {
+            "{msg:30!} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}".into()
+        }
+        // msg + 4 + 23 + 14 = msg + 41, and a bar of at least 11.
+        (true, 60..) => format!(
+            "{{msg:{}!}} [{{wide_bar}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}}",
+            (c - 52).min(30)
+        ),
+        (true, _) => "{wide_msg} {bytes}/{total_bytes}".into(),
+        // msg + 2 + 11 + 14.
+        (false, 40..) => format!(
+            "{{msg:{}!}} {{spinner}} {{bytes}} {{bytes_per_sec}}",
+            (c - 28).min(30)
+        ),
+        (false, _) => "{wide_msg} {bytes}".into(),
+    }
+}
+
+/// Bytes in human units (binary prefixes).
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    HumanBytes(n).to_string()
 }
 
 impl UiHost for Reporter {
@@ -306,10 +361,52 @@ impl UiHost for Reporter {
 mod tests {
     use super::*;
 
+    use indicatif::InMemoryTerm;
+
     #[test]
     fn human_units() {
         assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(60 * 1024 * 1024), "60.0 MiB");
+        assert_eq!(human(1536), "1.50 KiB");
+        assert_eq!(human(60 * 1024 * 1024), "60.00 MiB");
+    }
+
+    #[test]
+    fn choosing_the_display_follows_stderr() {
+        assert_eq!(choose_mode(true, true), Mode::Json);
+        assert_eq!(choose_mode(false, true), Mode::Terminal);
+        // stdout a terminal, stderr redirected: plain lines, so nothing is drawn into a file.
+        assert_eq!(choose_mode(false, false), Mode::Plain);
+    }
+
+    /// Issue 17 item 15: the bar was about 100 columns on any terminal (it wrapped on an
+    /// 80-column one).
+    #[test]
+    fn the_progress_bar_fits_the_terminal() {
+        for cols in [30u16, 50, 60, 80, 99, 100, 160] {
+            for total in [0u64, 1023 << 30] {
+                let term = InMemoryTerm::new(4, cols);
+                let bar = ProgressBar::with_draw_target(
+                    Some(total),
+                    ProgressDrawTarget::term_like(Box::new(term.clone())),
+                );
+                // The widest numbers there are: 1023.99 MiB, 1023.99 MiB/s, 59m.
+                let template = bar_template(cols, total > 0)
+                    .replace("{bytes_per_sec}", "1023.99 MiB/s")
+                    .replace("{eta}", "59m")
+                    .replace("{bytes}", "1023.99 MiB")
+                    .replace("{total_bytes}", "1023.99 GiB");
+                bar.set_style(ProgressStyle::with_template(&template).unwrap());
+                bar.set_message("A title that is longer than the room the bar leaves for it");
+                bar.set_position(total / 2);
+                bar.tick();
+                let screen = term.contents();
+                let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+                // InMemoryTerm wraps like a terminal: one line means the bar fits.
+                assert_eq!(lines.len(), 1, "{cols} columns, total {total}: {screen:?}");
+                if cols >= 60 && total > 0 {
+                    assert!(!lines[0].contains("[]"), "a visible bar: {screen:?}");
+                }
+            }
+        }
     }
 }

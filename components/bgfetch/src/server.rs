@@ -78,6 +78,9 @@ pub struct Route {
     /// For the first requests to this path, one entry each: drop the connection after this
     /// many body bytes.
     pub drop_after: Vec<u64>,
+    /// Hold every response at this many body bytes until [`Server::release`] opens the path's
+    /// gate (a test's way to stop a download at a known point without timing).
+    pub hold_after: Option<u64>,
 }
 
 impl Route {
@@ -90,6 +93,7 @@ impl Route {
             ranges: true,
             rate: None,
             drop_after: Vec::new(),
+            hold_after: None,
         }
     }
 
@@ -109,6 +113,12 @@ impl Route {
     /// Limits the rate to `bytes_per_second`.
     pub fn rate(mut self, bytes_per_second: u64) -> Route {
         self.rate = Some(bytes_per_second.max(1));
+        self
+    }
+
+    /// Holds each response after `bytes` body bytes until the path is released.
+    pub fn hold_after(mut self, bytes: u64) -> Route {
+        self.hold_after = Some(bytes);
         self
     }
 
@@ -166,6 +176,25 @@ struct State {
     routes: HashMap<String, Route>,
     log: Vec<Logged>,
     served: HashMap<String, usize>,
+    /// Per path: whether held responses may go on.
+    gates: HashMap<String, tokio::sync::watch::Sender<bool>>,
+    /// Per path: how many responses reached their hold point so far.
+    held: HashMap<String, tokio::sync::watch::Sender<usize>>,
+}
+
+impl State {
+    fn gate(&mut self, path: &str) -> tokio::sync::watch::Receiver<bool> {
+        self.gates
+            .entry(path.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(false).0)
+            .subscribe()
+    }
+
+    fn held(&mut self, path: &str) -> &tokio::sync::watch::Sender<usize> {
+        self.held
+            .entry(path.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+    }
 }
 
 /// A running server. It stops when dropped.
@@ -231,6 +260,19 @@ impl Server {
     /// Every request so far.
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// Lets the responses held at `path` (see [`Route::hold_after`]) go on, and every later one.
+    pub fn release(&self, path: &str) {
+        let mut st = self.state.lock().unwrap();
+        let _ = st.gate(path);
+        st.gates[path].send_replace(true);
+    }
+
+    /// Completes once `n` responses for `path` have reached their hold point.
+    pub async fn wait_held(&self, path: &str, n: usize) {
+        let mut rx = self.state.lock().unwrap().held(path).subscribe();
+        let _ = rx.wait_for(|h| *h >= n).await;
     }
 
     /// Requests for `path`.
@@ -369,6 +411,10 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) -> io::Result<()> 
         return Ok(());
     }
     let drop_after = route.drop_after.get(attempt).copied();
+    let mut hold = route.hold_after.map(|at| {
+        let gate = state.lock().unwrap().gate(&path);
+        (at, gate)
+    });
     let began = Instant::now();
     let mut sent: u64 = 0;
     let mut chunk = Vec::with_capacity(256 * 1024);
@@ -377,7 +423,19 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) -> io::Result<()> 
         .map(|r| (r / 20).clamp(1, 256 * 1024))
         .unwrap_or(256 * 1024);
     while sent < count {
+        if let Some((at, gate)) = &mut hold
+            && sent >= *at
+        {
+            state.lock().unwrap().held(&path).send_modify(|h| *h += 1);
+            let _ = gate.wait_for(|open| *open).await;
+            hold = None;
+        }
         let mut n = step.min(count - sent);
+        if let Some((at, _)) = &hold
+            && sent < *at
+        {
+            n = n.min(*at - sent);
+        }
         if let Some(limit) = drop_after {
             if sent >= limit {
                 return Ok(()); // drop the connection mid-body

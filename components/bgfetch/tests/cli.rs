@@ -1,112 +1,12 @@
 //! End-to-end tests: the built `bgfetch` binary against servers the tests start on 127.0.0.1.
 
-use bgfetch::server::{Body, Route, Server, fill_generated};
+mod common;
+
+use bgfetch::server::{Body, Route};
+use common::{Bed, code, generated, json_events, text};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-struct Bed {
-    dir: tempfile::TempDir,
-    store: PathBuf,
-    server: Server,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn generated(len: u64, seed: u64) -> Vec<u8> {
-    let mut v = Vec::new();
-    fill_generated(seed, 0, &mut v, len as usize);
-    v
-}
-
-impl Bed {
-    fn new(routes: Vec<(&str, Route)>) -> Bed {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt
-            .block_on(Server::start(
-                routes.into_iter().map(|(p, r)| (p.to_owned(), r)),
-            ))
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store.redb");
-        Bed {
-            dir,
-            store,
-            server,
-            _rt: rt,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.server.url(path)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bgfetch"));
-        c.arg("--store").arg(&self.store).args(args);
-        c.env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn out(&self) -> PathBuf {
-        self.dir.path().join("out")
-    }
-
-    /// Waits until `get ID` (forwarded to the running process) reports at least `bytes`.
-    fn wait_downloaded(&self, id: &str, bytes: u64) -> Value {
-        let start = Instant::now();
-        loop {
-            let o = self.run(&["get", id]);
-            if o.status.success()
-                && let Ok(v) = serde_json::from_slice::<Value>(&o.stdout)
-                && v["downloaded"].as_u64().unwrap_or(0) >= bytes
-            {
-                return v;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "never reached {bytes} bytes: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json_events(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn success_with_out_writes_every_file_byte_for_byte() {
@@ -137,7 +37,37 @@ fn success_with_out_writes_every_file_byte_for_byte() {
         b"second b",
         "a colliding name is made unique"
     );
-    let events = json_events(&o);
+    let all = json_events(&o);
+    // Then one `saved` event per file, naming it.
+    let (saved, events): (Vec<Value>, Vec<Value>) =
+        all.into_iter().partition(|e| e["event"] == "saved");
+    let mut paths: Vec<_> = saved
+        .iter()
+        .map(|e| {
+            (
+                e["url"].as_str().unwrap().to_owned(),
+                e["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            (
+                bed.url("/files/a.bin"),
+                out.join("a.bin").to_str().unwrap().to_owned()
+            ),
+            (
+                bed.url("/files/b.txt"),
+                out.join("b.txt").to_str().unwrap().to_owned()
+            ),
+            (
+                bed.url("/other/b.txt"),
+                out.join("b-1.txt").to_str().unwrap().to_owned()
+            ),
+        ]
+    );
     assert_eq!(events.first().unwrap()["event"], "registered");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "backgroundfetchsuccess");
@@ -237,6 +167,11 @@ fn sigkill_mid_download_then_run_completes_with_range() {
     assert!(
         std::fs::read(out.join("big.bin")).unwrap() == body,
         "byte for byte"
+    );
+    assert_eq!(
+        common::files_in(&out),
+        vec!["big.bin"],
+        "no temporary file left by the killed process"
     );
     let log = bed.server.requests_for("/big.bin");
     assert!(log.len() >= 2, "{log:?}");
@@ -452,7 +387,10 @@ fn uploads_are_sent_and_their_answers_stored() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let last = json_events(&o).pop().unwrap();
+    let last = json_events(&o)
+        .into_iter()
+        .rfind(|e| e["event"] == "backgroundfetchsuccess")
+        .unwrap();
     assert_eq!(
         (last["uploadTotal"].as_u64(), last["uploaded"].as_u64()),
         (Some(9), Some(9))
@@ -488,13 +426,19 @@ fn a_store_locked_by_a_process_that_does_not_answer_exits_3() {
     let bed = Bed::new(vec![]);
     // Another "process" holds the store and serves no control socket.
     let held = background_fetch_redb::RedbStore::open(&bed.store, Default::default()).unwrap();
-    for args in [
+    // Each command waits a few seconds for a store that a query might hold for a moment: run
+    // them side by side.
+    let children: Vec<_> = [
         vec!["ids"],
         vec!["get", "x"],
         vec!["run"],
         vec!["fetch", "x", "http://127.0.0.1:1/f"],
-    ] {
-        let o = bed.run(&args);
+    ]
+    .into_iter()
+    .map(|args| (bed.spawn(&args), args))
+    .collect();
+    for (child, args) in children {
+        let o = child.wait_with_output().unwrap();
         assert_eq!(code(&o), 3, "{args:?}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(

@@ -1,7 +1,11 @@
 //! Recording UI and worker hosts, and settable permission and quota hosts.
 
-use crate::events::{FunctionalEvent, FunctionalEventKind};
-use crate::hosts::{DispatchOutcome, PermissionHost, QuotaHost, UiHost, UiSnapshot, WorkerHost};
+use crate::engine::Engine;
+use crate::events::{EventObjects, FunctionalEvent};
+use crate::hosts::{
+    DispatchOutcome, FunctionalEventData, PermissionHost, QuotaHost, UiHost, UiSnapshot, WorkerHost,
+};
+use crate::model::FunctionalEventKind;
 use crate::model::{FetchUid, PermissionState, ServiceWorkerRegistrationId};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -76,13 +80,26 @@ struct WorkerInner {
 }
 
 /// A [`WorkerHost`] playing the service worker: every registration has an active worker unless
-/// told otherwise; events are recorded and handed to an optional handler.
+/// told otherwise; events are recorded and handed to an optional handler. It makes the events'
+/// objects in this process, from the engine it is attached to ([`RecordingWorker::attach`]).
 #[derive(Clone, Default)]
 pub struct RecordingWorker {
     inner: Arc<Mutex<WorkerInner>>,
+    objects: EventObjects,
 }
 
 impl RecordingWorker {
+    /// The engine whose events these are (after it started, and after every restart).
+    pub fn attach(&self, engine: &Engine) {
+        self.objects.attach(engine);
+    }
+
+    /// Forgets the engine (before another starts on the same hosts): events wait for the next
+    /// [`RecordingWorker::attach`].
+    pub fn detach(&self) {
+        self.objects.detach();
+    }
+
     /// Sets whether `registration` has an active worker.
     pub fn set_active(&self, registration: &ServiceWorkerRegistrationId, active: bool) {
         let mut inner = self.inner.lock().unwrap();
@@ -125,16 +142,20 @@ impl WorkerHost for RecordingWorker {
         !self.inner.lock().unwrap().inactive.contains(registration)
     }
 
-    fn dispatch(&self, event: FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> {
-        let handler = {
-            let mut inner = self.inner.lock().unwrap();
-            inner.events.push(event.clone());
-            inner.handler.clone()
-        };
+    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
+        let object = self.objects.object(&event);
         let inner = self.inner.clone();
-        let kind = event.kind();
-        let uid = event.registration().uid();
         async move {
+            let Some(event) = object.await else {
+                return DispatchOutcome::Skipped;
+            };
+            let handler = {
+                let mut i = inner.lock().unwrap();
+                i.events.push(event.clone());
+                i.handler.clone()
+            };
+            let kind = event.kind();
+            let uid = event.registration().uid();
             let outcome = match handler {
                 Some(h) => h(event).await,
                 None => DispatchOutcome::Completed,

@@ -9,10 +9,13 @@
 //! * [`TestBed`]: all of the above wired to an [`Engine`] on a [`MemoryStore`], with one
 //!   service worker registration and one page.
 //! * [`store_contract`]: the [`crate::Store`] contract as tests any store can run.
+//! * [`layering`]: a crate's module graph, for tests that keep its layers and find import
+//!   circles.
 
 mod clock;
 mod executor;
 mod hosts;
+pub mod layering;
 mod network;
 pub mod store_contract;
 
@@ -21,8 +24,11 @@ pub use executor::Executor;
 pub use hosts::{EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota, UiCall};
 pub use network::{Fault, LoggedRequest, Resource, ScriptedNetwork};
 
-use crate::engine::{Engine, EngineConfig, Environment, EnvironmentSettings, Hosts};
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::hosts::Hosts;
 use crate::hosts::{PolicyHost, SimpleCsp};
+use crate::manager::{Environment, EnvironmentSettings};
 use crate::memory_store::MemoryStore;
 use crate::model::ServiceWorkerRegistrationId;
 use crate::store::Store;
@@ -111,6 +117,7 @@ impl TestBed {
         );
         let engine = executor.block_on(&clock, Engine::start(hosts, config.clone()));
         let engine = engine.expect("the engine starts on a memory store");
+        worker.attach(&engine);
         let page = engine.create_environment(EnvironmentSettings::window(
             Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
         ));
@@ -240,6 +247,7 @@ impl TestBed {
         // The crashed process is gone before the new one starts: objects of its pages (and a
         // test's callbacks holding them) can no longer reach the engine or the store.
         drop(self.engine.lock().unwrap().take());
+        self.worker.detach();
         let hosts = Self::hosts(
             &self.executor,
             &self.clock,
@@ -254,6 +262,7 @@ impl TestBed {
             .executor
             .block_on(&self.clock, Engine::start(hosts, self.config.clone()))
             .expect("the engine restarts on a memory store");
+        self.worker.attach(&engine);
         let page = engine.create_environment(EnvironmentSettings::window(
             Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
         ));

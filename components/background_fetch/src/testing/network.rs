@@ -4,8 +4,9 @@
 use super::clock::VirtualClock;
 use crate::fetch::{HeaderList, ResponseHead, ResponseType};
 use crate::hosts::{
-    BlockReason, Clock, NetworkError, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest,
+    Clock, NetworkError, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest,
 };
+use crate::policy::BlockReason;
 use crate::sync::Watch;
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -142,6 +143,8 @@ pub enum Fault {
 pub struct LoggedRequest {
     /// The background fetch the attempt was for.
     pub fetch: crate::model::FetchUid,
+    /// The caller of `fetch()`, as the engine handed it over.
+    pub client: crate::model::ClientSnapshot,
     /// The URL.
     pub url: String,
     /// The method.
@@ -156,8 +159,9 @@ pub struct LoggedRequest {
     pub body: Vec<u8>,
 }
 
-/// An action run once when the engine has received a resource's body up to an offset.
-type Trigger = (u64, Box<dyn FnOnce() + Send>);
+/// An action run once when the engine has received a resource's body up to an offset; it is
+/// given the offset the engine's bytes reach then (the end of the chunk that got there).
+type Trigger = (u64, Box<dyn FnOnce(u64) + Send>);
 
 #[derive(Default)]
 struct Inner {
@@ -252,9 +256,15 @@ impl ScriptedNetwork {
 
     /// Runs `action` once, synchronously, at the moment the engine receives the body chunk of
     /// `url` that reaches `offset` bytes of the resource (counted from the start of the
-    /// resource, so a resumed 206 counts from its range start). With an always-ready network it
-    /// runs inside the engine's own poll: nothing else gets a turn in between.
-    pub fn when_delivered(&self, url: &str, offset: u64, action: impl FnOnce() + Send + 'static) {
+    /// resource, so a resumed 206 counts from its range start), with the offset that chunk
+    /// reaches. With an always-ready network it runs inside the engine's own poll: nothing else
+    /// gets a turn in between.
+    pub fn when_delivered(
+        &self,
+        url: &str,
+        offset: u64,
+        action: impl FnOnce(u64) + Send + 'static,
+    ) {
         let url = url::Url::parse(url)
             .map(|u| u.to_string())
             .unwrap_or_else(|_| url.to_owned());
@@ -298,7 +308,7 @@ impl ScriptedNetwork {
             }
         };
         for (_, action) in due {
-            action();
+            action(reached);
         }
     }
 
@@ -347,6 +357,7 @@ impl ScriptedNetwork {
             let mut inner = self.inner.lock().unwrap();
             inner.log.push(LoggedRequest {
                 fetch: req.fetch,
+                client: req.client.clone(),
                 url: url.clone(),
                 method: req.request.method.clone(),
                 range_start: req.range_start,

@@ -113,7 +113,8 @@ struct Shared {
     /// How many restarts happened.
     epoch: usize,
     /// What `abort()` called from inside a transfer resolved ([`Op::AbortInside`]): the
-    /// fetch, the record, the most bytes it may hold then, and the result.
+    /// fetch, the record, the most bytes it may hold then, and the result (an error's name
+    /// and message), unless the instance belonged to an engine that crashed since.
     aborted_inside: Vec<(usize, usize, u64, Result<bool, String>)>,
 }
 
@@ -716,19 +717,29 @@ impl<'s> Harness<'s> {
                 let r = usize::from(*record) % t.records.len();
                 let spec = &t.records[r];
                 let offset = u64::from(*at) * spec.download_size() / 255 + 1;
-                let bound = offset + spec.chunk_size() - 1;
                 let (url, label) = (spec.url.clone(), t.label());
                 self.note(format_args!(
                     "abort() {label} when {url} reaches byte {offset}"
                 ));
                 let shared = self.shared.clone();
-                self.bed.network.when_delivered(&url, offset, move || {
-                    let result = reg
-                        .abort()
-                        .now_or_never()
-                        .map(|r| r.map_err(|e| e.to_string()));
-                    if let Some(result) = result {
-                        lock(&shared).aborted_inside.push((i, r, bound, result));
+                let epoch = lock(&self.shared).epoch;
+                // The engine stores the chunk that reached the abort (its end is `bound`), and
+                // no more.
+                self.bed.network.when_delivered(&url, offset, move |bound| {
+                    let result = reg.abort().now_or_never();
+                    let mut shared = lock(&shared);
+                    match result {
+                        // The page of a crashed engine: its objects cannot reach the engine
+                        // (checked by Op::Abort on stale instances).
+                        Some(Err(e))
+                            if shared.epoch != epoch && e.name() == "InvalidStateError" => {}
+                        Some(result) => shared.aborted_inside.push((
+                            i,
+                            r,
+                            bound,
+                            result.map_err(|e| e.to_string()),
+                        )),
+                        None => {}
                     }
                 });
             }
@@ -1122,8 +1133,12 @@ impl<'s> Harness<'s> {
                     self.fetches[i].reg = Some(reg);
                 }
                 // Restored settled (its event fires again), or it finished while the new
-                // engine started.
-                Ok(None) if counts.get(&uid).is_some_and(|c| c.0 > 0) => {
+                // engine started or while get() ran (its event waits for the worker host to
+                // know the new engine).
+                Ok(None)
+                    if counts.get(&uid).is_some_and(|c| c.0 > 0)
+                        || self.settle_counts().get(&uid).is_some_and(|c| c.0 > 0) =>
+                {
                     self.note(format_args!("{label} came back settled"));
                 }
                 other => self.fail(format_args!(
@@ -1312,9 +1327,13 @@ impl<'s> Harness<'s> {
                 let (spec, eff) = (&t.records[index], &effects[index]);
                 let mut allowed =
                     oracle::possible_results(spec, eff, t.user_aborted, t.restarted_unsettled);
-                if e.reason == Reason::DownloadTotalExceeded {
-                    // The record that crossed it, and the others cancelled (the event does
-                    // not wait for them).
+                // downloadTotal crossed: the record that crossed it, and the others cancelled
+                // (the event does not wait for them); also when abort() resolved true at the
+                // same time and settle step 8.4 made the reason "aborted".
+                let exceedable = t.download_total > 0 && t.most_bytes() > t.download_total;
+                if e.reason == Reason::DownloadTotalExceeded
+                    || (t.abort_returned_true && exceedable)
+                {
                     for r in [
                         RecordResult::DownloadTotalExceeded,
                         RecordResult::Aborted,

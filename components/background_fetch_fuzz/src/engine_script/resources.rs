@@ -167,15 +167,6 @@ impl RecordSpec {
         }
     }
 
-    /// The most body bytes one network chunk carries.
-    pub(crate) fn chunk_size(&self) -> u64 {
-        match (self.chunk, self.kind()) {
-            (Some(c), _) => c as u64,
-            (None, Kind::Ok { chunk, .. }) => chunk as u64,
-            (None, _) => self.body.len().max(1) as u64,
-        }
-    }
-
     pub(crate) fn kind(&self) -> Kind {
         RESOURCES[self.resource].kind
     }

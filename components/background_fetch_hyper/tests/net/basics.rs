@@ -32,7 +32,7 @@ async fn get_same_origin_is_basic_and_streams_every_byte() {
     let r = &reqs[0];
     assert_eq!(r.target, "/file?x=1", "the fragment is not sent");
     assert_eq!(r.header("accept"), Some("*/*"));
-    assert_eq!(r.header("accept-encoding"), Some("gzip, deflate"));
+    assert_eq!(r.header("accept-encoding"), Some("gzip, deflate, br, zstd"));
     assert_eq!(r.header("range"), None);
     assert_eq!(r.header("origin"), None, "no Origin on a same-origin GET");
     assert!(
@@ -134,14 +134,14 @@ async fn a_store_error_in_the_request_body_is_fatal() {
     req.method = "PUT".into();
     req.body_length = Some(10);
     let mut nr = request(req, &server.origin());
-    nr.body = Some(background_fetch::RequestBodySource {
-        length: 10,
-        stream: futures::stream::iter(vec![
+    nr.body = Some(background_fetch::RequestBodySource::once(
+        10,
+        futures::stream::iter(vec![
             Ok(bytes::Bytes::from_static(b"12345")),
             Err(background_fetch::store::StoreError::gone("disk on fire")),
         ])
         .boxed(),
-    });
+    ));
     let o = run(&host, nr).await;
     assert_eq!(o.kind(), NetworkErrorKind::Fatal, "{:?}", o.error);
     assert!(
@@ -352,4 +352,171 @@ async fn integrity_is_checked_at_the_end_of_the_body_and_requests_with_it_are_no
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.status(), 200);
     assert_eq!(server.requests()[2].header("range"), None);
+}
+
+#[tokio::test]
+async fn a_post_without_a_body_says_content_length_0() {
+    // Some servers answer 411 Length Required otherwise; browsers send it.
+    let server = TestServer::http(|_| Reply::ok("x")).await;
+    let host = host(config(None));
+    for method in ["POST", "PUT"] {
+        let mut req = Request::get(server.url("/x"));
+        req.method = method.into();
+        let o = run(&host, request(req, &server.origin())).await;
+        assert!(o.error.is_none(), "{:?}", o.error);
+    }
+    for r in server.requests() {
+        assert_eq!(r.header("content-length"), Some("0"), "{}", r.method);
+    }
+}
+
+struct Hook;
+impl background_fetch_hyper::Credentials for Hook {
+    fn request_headers(&self, _url: &url::Url) -> Vec<(String, String)> {
+        vec![
+            ("authorization".into(), "Bearer from-the-hook".into()),
+            ("cookie".into(), "a=1".into()),
+        ]
+    }
+    fn response_headers(&self, _url: &url::Url, _headers: &http::HeaderMap) {}
+}
+
+#[tokio::test]
+async fn the_credentials_hook_does_not_add_a_second_authorization() {
+    // Fetch, HTTP-network-or-cache fetch: the user agent adds `Authorization` only when the
+    // request's header list does not contain one.
+    let server = TestServer::http(|_| Reply::ok("x")).await;
+    let mut c = config(None);
+    c.credentials = Some(std::sync::Arc::new(Hook));
+    let host = host(c);
+    let mut req = Request::get(server.url("/x"));
+    req.headers.append("authorization", "Basic from-the-author");
+    let o = run(&host, request(req, &server.origin())).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    let r = &server.requests()[0];
+    let auth: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "authorization")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(auth, ["Basic from-the-author"]);
+    assert_eq!(r.header("cookie"), Some("a=1"));
+}
+
+#[tokio::test]
+async fn a_421_is_retried_on_a_new_connection() {
+    // 421 Misdirected Request (RFC 9110 §15.5.20): the client may retry on another connection,
+    // as browsers do once.
+    let server = TestServer::http(|r| {
+        if r.conn == 0 {
+            Reply::new(421, "")
+        } else {
+            Reply::ok("right server")
+        }
+    })
+    .await;
+    let host = host(config(None));
+    let o = run(&host, get(&server.url("/x"), &server.origin())).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.status(), 200);
+    assert_eq!(o.body, b"right server");
+}
+
+#[tokio::test]
+async fn a_tls_alert_from_the_server_is_temporary() {
+    // A server that aborts the handshake with a fatal internal_error alert (overloaded, being
+    // restarted): nothing says the certificate or the configuration is wrong.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            // TLS record: alert (21), TLS 1.2 (3, 3), length 2, fatal (2) internal_error (80).
+            let _ = s.write_all(&[21, 3, 3, 0, 2, 2, 80]).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    let ca = TestCa::new();
+    let host = host(config(Some(&ca)));
+    let url = url::Url::parse(&format!("https://localhost:{}/x", addr.port())).unwrap();
+    let o = run(&host, get(&url, "https://app.test")).await;
+    assert_eq!(o.kind(), NetworkErrorKind::Temporary, "{:?}", o.error);
+}
+
+#[tokio::test]
+async fn connection_pools_are_partitioned_by_the_caller_s_site() {
+    // A tracker embedded on two sites must not link their background fetches through one
+    // connection (or one TLS session): Chromium partitions by network anonymization key.
+    let res = Resource::new(pattern(1000)).header("access-control-allow-origin", "*");
+    let server = TestServer::http(move |r| res.reply(r)).await;
+    let host = host(config(None));
+    for origin in ["https://one.test", "https://two.test", "https://one.test"] {
+        let o = run(&host, get(&server.url("/f"), origin)).await;
+        assert!(o.error.is_none(), "{:?}", o.error);
+    }
+    let conns: Vec<usize> = server.requests().iter().map(|r| r.conn).collect();
+    assert_eq!(conns, vec![0, 1, 0], "one pool per site");
+}
+
+#[tokio::test]
+async fn an_http2_stream_refused_with_http_1_1_required_is_retried_over_http_1_1() {
+    // RFC 9113 §8.7 / RFC 7540 HTTP_1_1_REQUIRED (0xd): retry the request over HTTP/1.1, as
+    // browsers do.
+    let ca = TestCa::new();
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&[b"h2", b"http/1.1"]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let Ok(mut conn) = h2::server::handshake(tls).await else {
+                        return;
+                    };
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        respond.send_reset(h2::Reason::HTTP_1_1_REQUIRED);
+                    }
+                } else {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(response(200, &[], "over http/1.1"))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                }
+            });
+        }
+    });
+    let host = host(config(Some(&ca)));
+    let url = url::Url::parse(&format!("https://localhost:{}/x", addr.port())).unwrap();
+    let o = run(&host, get(&url, &url.origin().ascii_serialization())).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.body, b"over http/1.1");
+}
+
+#[tokio::test]
+async fn tls_sessions_are_resumed_only_within_the_caller_s_site() {
+    // A TLS session ticket is as good a tracker as a connection: each partition keeps its own.
+    let ca = TestCa::new();
+    let res = Resource::new(pattern(1000)).header("access-control-allow-origin", "*");
+    let server = TestServer::https(&ca, move |r| res.reply(r)).await;
+    let mut c = config(Some(&ca));
+    c.pool_max_idle_per_host = 0; // a new connection (and handshake) for every fetch
+    let host = host(c);
+    for origin in ["https://one.test", "https://one.test", "https://two.test"] {
+        let o = run(&host, get(&server.url("/f"), origin)).await;
+        assert!(o.error.is_none(), "{:?}", o.error);
+    }
+    assert_eq!(
+        *server.resumed.lock().unwrap(),
+        vec![false, true, false],
+        "one.test resumes its own session; two.test does not get it"
+    );
 }

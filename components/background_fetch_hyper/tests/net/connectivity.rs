@@ -8,23 +8,34 @@ use futures::StreamExt;
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
-async fn unavailable_name_resolution_goes_offline_and_the_probe_comes_back() {
-    let server = TestServer::http(|_| Reply::ok("x")).await;
-    let resolver = ScriptedResolver::new(vec![
-        Err(ResolveErrorKind::Unavailable),
-        Ok(vec![server.addr]),
-    ]);
+async fn when_destinations_known_to_work_fail_too_the_host_goes_offline_until_a_probe_succeeds() {
+    let server = TestServer::http(|_| Reply::ok("x").acao("*")).await;
+    let resolver = HostResolver::new();
+    resolver.set("good.localhost", Ok(vec![server.addr]));
     let mut c = config(None);
     c.resolver = Some(resolver.clone());
     c.connectivity.probe_interval = Duration::from_secs(10);
     let host = host(c);
     let mut changes = host.connectivity().changes();
     assert_eq!(changes.next().await, Some(true));
-    let url = server.url_as("a.localhost", "/x");
+    let o = run(
+        &host,
+        get(&server.url_as("good.localhost", "/x"), "https://app.test"),
+    )
+    .await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    // The network goes: no name resolves any more.
+    resolver.set("good.localhost", Err(ResolveErrorKind::Unavailable));
+    resolver.set("other.localhost", Err(ResolveErrorKind::Unavailable));
+    let url = url::Url::parse("http://other.localhost/x").unwrap();
     let o = run(&host, get(&url, "https://app.test")).await;
     assert_eq!(o.kind(), NetworkErrorKind::Temporary);
-    assert!(!host.connectivity().is_online());
-    assert_eq!(changes.next().await, Some(false));
+    assert_eq!(
+        changes.next().await,
+        Some(false),
+        "good.localhost, known to work, failed too"
+    );
+    resolver.set("good.localhost", Ok(vec![server.addr]));
     let start = tokio::time::Instant::now();
     assert_eq!(
         changes.next().await,
@@ -32,7 +43,7 @@ async fn unavailable_name_resolution_goes_offline_and_the_probe_comes_back() {
         "the probe found the network"
     );
     assert!(start.elapsed() >= Duration::from_secs(10));
-    assert_eq!(server.count(), 0, "the probe only opens a TCP connection");
+    assert_eq!(server.count(), 1, "the probe only opens a TCP connection");
 }
 
 #[tokio::test]
@@ -69,11 +80,13 @@ async fn detection_can_be_turned_off() {
 
 #[tokio::test(start_paused = true)]
 async fn a_false_offline_is_rechecked_with_real_requests() {
-    // The only destination's name server keeps failing: the probe never succeeds, but the
-    // signal does not stay offline for ever.
-    let resolver = ScriptedResolver::new(vec![Err(ResolveErrorKind::Unavailable)]);
+    // The probes never succeed (the destinations known to work are down too), but the signal
+    // does not stay offline for ever.
+    let server = TestServer::http(|_| Reply::ok("x").acao("*")).await;
+    let resolver = HostResolver::new();
+    resolver.set("good.localhost", Ok(vec![server.addr]));
     let mut c = config(None);
-    c.resolver = Some(resolver);
+    c.resolver = Some(resolver.clone());
     c.connectivity.probe_interval = Duration::from_secs(5);
     c.connectivity.recheck_after = Some(Duration::from_secs(60));
     let host = host(c);
@@ -81,8 +94,16 @@ async fn a_false_offline_is_rechecked_with_real_requests() {
     assert_eq!(changes.next().await, Some(true));
     let o = run(
         &host,
+        get(&server.url_as("good.localhost", "/x"), "https://app.test"),
+    )
+    .await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    resolver.set("good.localhost", Err(ResolveErrorKind::Unavailable));
+    resolver.set("other.localhost", Err(ResolveErrorKind::Unavailable));
+    let o = run(
+        &host,
         get(
-            &url::Url::parse("http://a.localhost:8080/x").unwrap(),
+            &url::Url::parse("http://other.localhost/x").unwrap(),
             "https://app.test",
         ),
     )
@@ -95,5 +116,37 @@ async fn a_false_offline_is_rechecked_with_real_requests() {
     assert!(
         waited >= Duration::from_secs(60) && waited <= Duration::from_secs(66),
         "{waited:?}"
+    );
+}
+#[tokio::test]
+async fn one_destination_whose_name_server_fails_does_not_take_the_host_offline() {
+    // One domain's name server answers SERVFAIL ("temporary failure in name resolution", the
+    // same words a machine without network gets): only its records fail; every other
+    // destination works, so the host stays online and other downloads go on.
+    let good = TestServer::http(|_| Reply::ok("fine").acao("*")).await;
+    let resolver = HostResolver::new();
+    resolver.set("good.localhost", Ok(vec![good.addr]));
+    resolver.set("servfail.localhost", Err(ResolveErrorKind::Unavailable));
+    let mut c = config(None);
+    c.resolver = Some(resolver.clone());
+    let host = host(c);
+    let ok = run(
+        &host,
+        get(&good.url_as("good.localhost", "/x"), "https://app.test"),
+    )
+    .await;
+    assert!(ok.error.is_none(), "{:?}", ok.error);
+    let bad = run(
+        &host,
+        get(
+            &url::Url::parse("http://servfail.localhost/x").unwrap(),
+            "https://app.test",
+        ),
+    )
+    .await;
+    assert_eq!(bad.kind(), NetworkErrorKind::Temporary);
+    assert!(
+        host.connectivity().is_online(),
+        "a failure of one destination is that destination's"
     );
 }

@@ -361,3 +361,29 @@ async fn the_credentials_hook_is_used_only_when_the_credentials_flag_is_set() {
     );
     assert_eq!(*jar.0.lock().unwrap(), ["seen=1", "seen=1"]);
 }
+
+#[tokio::test]
+async fn a_later_preflight_does_not_make_the_cache_forget_earlier_approvals() {
+    // Fetch keeps one cache entry per method and per header name: approving DELETE later does
+    // not take back the PUT approved before.
+    let server = TestServer::http(|r| {
+        let allow = match r.header("access-control-request-method") {
+            Some(m) => m.to_owned(),
+            None => r.method.clone(),
+        };
+        Reply::ok("ok")
+            .acao("*")
+            .header("access-control-allow-methods", &allow)
+            .header("access-control-max-age", "600")
+    })
+    .await;
+    let host = host(config(None));
+    for method in ["PUT", "DELETE", "PUT"] {
+        let mut req = Request::get(server.url("/x"));
+        req.method = method.into();
+        let o = run(&host, request(req, APP)).await;
+        assert!(o.error.is_none(), "{method}: {:?}", o.error);
+    }
+    let methods: Vec<String> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["OPTIONS", "PUT", "OPTIONS", "DELETE", "PUT"]);
+}

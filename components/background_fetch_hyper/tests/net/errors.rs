@@ -339,10 +339,7 @@ async fn a_stalled_upload_times_out() {
     let stream = futures::stream::iter(vec![Ok(bytes::Bytes::from(vec![1u8; 1000]))])
         .chain(futures::stream::pending())
         .boxed();
-    nr.body = Some(background_fetch::RequestBodySource {
-        length: 2000,
-        stream,
-    });
+    nr.body = Some(background_fetch::RequestBodySource::once(2000, stream));
     let o = run(&host, nr).await;
     assert_eq!(o.kind(), NetworkErrorKind::Temporary, "{:?}", o.error);
     assert!(

@@ -2,11 +2,13 @@
 //! test binary, to keep link time down).
 
 mod basics;
+mod connect;
 mod connectivity;
 mod cors;
 mod decoding;
 mod engine;
 pub mod errors;
+mod limits;
 mod redirects;
 mod resume;
 mod support;

@@ -15,6 +15,7 @@ fn resumed(
     r.validators = Validators {
         etag: etag.map(Into::into),
         last_modified: last_modified.map(Into::into),
+        date: None,
     };
     r
 }
@@ -50,7 +51,9 @@ async fn a_resumed_request_asks_for_the_rest_with_if_range_and_identity() {
 }
 
 #[tokio::test]
-async fn if_range_falls_back_to_last_modified_for_a_weak_etag_and_is_absent_without_validators() {
+async fn if_range_never_carries_a_weak_etag_nor_a_date_beside_an_etag() {
+    // RFC 9110 §13.1.5: a client MUST NOT generate an If-Range with a weak entity tag, nor with
+    // a date unless it has no entity tag for the representation.
     let res = Resource::new(pattern(1000)).etag(Some("W/\"weak\""));
     let server = TestServer::http(move |r| res.reply(r)).await;
     let host = host(config(None));
@@ -64,7 +67,8 @@ async fn if_range_falls_back_to_last_modified_for_a_weak_etag_and_is_absent_with
     let o = run(&host, resumed(&server, "/f", 10, None, None)).await;
     assert_eq!(o.status(), 206);
     let reqs = server.requests();
-    assert_eq!(reqs[0].header("if-range"), Some(LM));
+    assert_eq!(reqs[0].header("if-range"), None);
+    assert_eq!(reqs[0].header("range"), Some("bytes=10-"));
     assert_eq!(reqs[1].header("if-range"), None);
     assert_eq!(reqs[1].header("range"), Some("bytes=10-"));
 }
@@ -190,4 +194,17 @@ async fn resume_over_tls_byte_for_byte() {
     let second = run(&host, r).await;
     assert_eq!(second.status(), 206);
     assert_eq!([first.body, second.body].concat(), data);
+}
+
+#[tokio::test]
+async fn an_author_range_is_never_replaced_by_a_resumption_range() {
+    let res = Resource::new(pattern(1000));
+    let server = TestServer::http(move |r| res.reply(r)).await;
+    let host = host(config(None));
+    let mut r = resumed(&server, "/f", 5, Some("\"v1\""), None);
+    r.request.headers.append("range", "bytes=0-");
+    let o = run(&host, r).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(server.requests()[0].header("range"), Some("bytes=0-"));
+    assert_eq!(o.body, pattern(1000));
 }

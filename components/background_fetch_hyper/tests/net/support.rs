@@ -214,6 +214,8 @@ pub struct TestServer {
     pub scheme: &'static str,
     /// Body bytes written by `Fault::Trickle` replies so far.
     pub written: Arc<AtomicUsize>,
+    /// For each TLS connection, in order: whether its handshake resumed a session.
+    pub resumed: Arc<Mutex<Vec<bool>>>,
     log: Arc<Mutex<Vec<Logged>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -246,6 +248,8 @@ impl TestServer {
         let log2 = log.clone();
         let written = Arc::new(AtomicUsize::new(0));
         let written2 = written.clone();
+        let resumed = Arc::new(Mutex::new(Vec::new()));
+        let resumed2 = resumed.clone();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             let conns = Arc::new(AtomicUsize::new(0));
@@ -261,11 +265,16 @@ impl TestServer {
                 let log = log2.clone();
                 let tls = tls.clone();
                 let written = written2.clone();
+                let resumed = resumed2.clone();
                 tokio::spawn(async move {
                     match tls {
                         None => serve_conn(stream, conn, handler, log, written).await,
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(stream).await {
+                                resumed.lock().unwrap().push(
+                                    s.get_ref().1.handshake_kind()
+                                        == Some(rustls::HandshakeKind::Resumed),
+                                );
                                 serve_conn(s, conn, handler, log, written).await
                             }
                         }
@@ -277,6 +286,88 @@ impl TestServer {
             addr,
             scheme,
             written,
+            resumed,
+            log,
+            task,
+        }
+    }
+
+    /// A plain HTTP server that gives `early` each request as soon as its head is read: a
+    /// reply it returns is sent before the body is read (the body is then read and dropped,
+    /// and the connection closed, as nginx's lingering close does); `None` reads the body and
+    /// echoes it in a 200.
+    pub async fn http_early(
+        early: impl Fn(&Logged) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Self {
+        // A small receive buffer, so that a large body cannot all be in flight by the time the
+        // early reply arrives.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        let early = Arc::new(early);
+        let task = tokio::spawn(async move {
+            let conns = Arc::new(AtomicUsize::new(0));
+            while let Ok((stream, _)) = listener.accept().await {
+                let conn = conns.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_nodelay(true);
+                let (log, early) = (log2.clone(), early.clone());
+                tokio::spawn(async move {
+                    let mut r = BufReader::new(stream);
+                    loop {
+                        let Some((method, target, headers)) = read_head(&mut r).await else {
+                            return;
+                        };
+                        let mut logged = Logged {
+                            index: 0,
+                            conn,
+                            method,
+                            target,
+                            headers,
+                            body: Vec::new(),
+                        };
+                        if let Some(reply) = early(&logged) {
+                            {
+                                let mut log = log.lock().unwrap();
+                                logged.index = log.len();
+                                log.push(logged.clone());
+                            }
+                            let reply = reply.header("connection", "close");
+                            let _ = write_reply(r.get_mut(), &logged, reply, &AtomicUsize::new(0))
+                                .await;
+                            // Never read the body; hold the connection until the client
+                            // gives up on it.
+                            let mut sink = [0u8; 1];
+                            let _ = r.get_mut().readable().await;
+                            let _ = r.get_mut().try_read(&mut sink);
+                            futures::future::pending::<()>().await;
+                            return;
+                        }
+                        let Some(body) = read_body(&mut r, &logged.headers).await else {
+                            return;
+                        };
+                        logged.body = body;
+                        {
+                            let mut log = log.lock().unwrap();
+                            logged.index = log.len();
+                            log.push(logged.clone());
+                        }
+                        let reply = Reply::ok(logged.body.clone());
+                        if !write_reply(r.get_mut(), &logged, reply, &AtomicUsize::new(0)).await {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        TestServer {
+            addr,
+            scheme: "http",
+            written: Arc::new(AtomicUsize::new(0)),
+            resumed: Arc::new(Mutex::new(Vec::new())),
             log,
             task,
         }
@@ -326,6 +417,14 @@ impl TestServer {
 async fn read_request<S: AsyncRead + Unpin>(
     r: &mut BufReader<S>,
 ) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
+    let (method, target, headers) = read_head(r).await?;
+    let body = read_body(r, &headers).await?;
+    Some((method, target, headers, body))
+}
+
+async fn read_head<S: AsyncRead + Unpin>(
+    r: &mut BufReader<S>,
+) -> Option<(String, String, Vec<(String, String)>)> {
     let mut line = String::new();
     if r.read_line(&mut line).await.ok()? == 0 {
         return None;
@@ -346,6 +445,13 @@ async fn read_request<S: AsyncRead + Unpin>(
         let (n, v) = h.split_once(':')?;
         headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
     }
+    Some((method, target, headers))
+}
+
+async fn read_body<S: AsyncRead + Unpin>(
+    r: &mut BufReader<S>,
+    headers: &[(String, String)],
+) -> Option<Vec<u8>> {
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     if let Some(len) = get("content-length") {
@@ -365,7 +471,7 @@ async fn read_request<S: AsyncRead + Unpin>(
             body.extend_from_slice(&chunk[..n]);
         }
     }
-    Some((method, target, headers, body))
+    Some(body)
 }
 
 async fn serve_conn<S: Sock>(
@@ -524,7 +630,25 @@ pub struct Resource {
     pub ranges: bool,
     /// Gzip the whole body for requests that accept it (never for Range requests).
     pub gzip: bool,
+    /// What the gzip representation's `ETag` is, next to the identity one's.
+    pub coded_etag: CodedEtag,
+    /// The `Content-Encoding` of the coded representation (`gzip` unless changed; the body is
+    /// gzip-compressed whatever the label, so an unknown label stands for a coding the host
+    /// does not decode).
+    pub coding: String,
     pub extra: Vec<(String, String)>,
+}
+
+/// How a server labels the coded representation of a resource whose identity representation
+/// has the `ETag` `"x"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodedEtag {
+    /// The same strong `"x"` (wrong by RFC 9110, our old test server's habit).
+    Same,
+    /// nginx (`gzip on`) and Cloudflare: the `ETag` is weakened to `W/"x"`.
+    Nginx,
+    /// Apache `mod_deflate`: a suffix, `"x-gzip"`; an `If-Range` of it never matches.
+    Apache,
 }
 
 impl Resource {
@@ -535,6 +659,8 @@ impl Resource {
             last_modified: Some("Tue, 15 Nov 1994 12:45:26 GMT".into()),
             ranges: true,
             gzip: false,
+            coded_etag: CodedEtag::Same,
+            coding: "gzip".into(),
             extra: Vec::new(),
         }
     }
@@ -558,6 +684,20 @@ impl Resource {
         self.extra.push((n.into(), v.into()));
         self
     }
+    /// Gzip for requests that accept it, with the coded representation's `ETag` as `server`
+    /// gives it.
+    pub fn gzip_like(mut self, server: CodedEtag) -> Self {
+        self.gzip = true;
+        self.coded_etag = server;
+        self
+    }
+    /// Compress (with gzip) for every request not asking for a range, labelled `coding`:
+    /// a coding the host does not decode when the label is unknown.
+    pub fn coded_as(mut self, coding: &str) -> Self {
+        self.gzip = true;
+        self.coding = coding.into();
+        self
+    }
 
     /// The reply to `req`.
     pub fn reply(&self, req: &Logged) -> Reply {
@@ -569,12 +709,24 @@ impl Resource {
             headers.push(("last-modified".into(), l.clone()));
         }
         let full = |mut headers: Vec<(String, String)>| {
-            if self.gzip
-                && req
+            let accepts = self.coding != "gzip"
+                || req
                     .header("accept-encoding")
-                    .is_some_and(|a| a.contains("gzip"))
-            {
-                headers.push(("content-encoding".into(), "gzip".into()));
+                    .is_some_and(|a| a.contains("gzip"));
+            if self.gzip && accepts && req.header("range").is_none() {
+                if let (Some(e), Some(slot)) =
+                    (&self.etag, headers.iter_mut().find(|(n, _)| n == "etag"))
+                {
+                    let inner = e.trim_start_matches("W/");
+                    slot.1 = match self.coded_etag {
+                        CodedEtag::Same => e.clone(),
+                        CodedEtag::Nginx => format!("W/{inner}"),
+                        CodedEtag::Apache => {
+                            format!("{}-gzip\"", inner.trim_end_matches('"'))
+                        }
+                    };
+                }
+                headers.push(("content-encoding".into(), self.coding.clone()));
                 let mut r = Reply::ok(gzip(&self.data));
                 r.headers = headers;
                 return r;
@@ -665,12 +817,26 @@ pub fn request(request: Request, origin: &str) -> NetworkRequest {
     }
 }
 
-/// A request body source over `chunks`.
+/// A request body source over `chunks`, which can be read once.
 pub fn body_source(chunks: Vec<Bytes>) -> RequestBodySource {
     let length = chunks.iter().map(|c| c.len() as u64).sum();
     let stream: BoxStream<'static, Result<Bytes, background_fetch::store::StoreError>> =
         futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
-    RequestBodySource { length, stream }
+    RequestBodySource::once(length, stream)
+}
+
+/// A request body source over `body` in `chunk`-byte pieces that can be opened again at any
+/// offset, as the engine's stored request body can.
+pub fn reopenable_body(body: Bytes, chunk: usize) -> RequestBodySource {
+    let length = body.len() as u64;
+    RequestBodySource::reopenable(length, move |offset| {
+        let rest = body.slice(offset as usize..);
+        let pieces: Vec<Result<Bytes, background_fetch::store::StoreError>> = (0..rest.len())
+            .step_by(chunk)
+            .map(|i| Ok(rest.slice(i..(i + chunk).min(rest.len()))))
+            .collect();
+        futures::stream::iter(pieces).boxed()
+    })
 }
 
 /// What a fetch attempt reported.
@@ -795,4 +961,280 @@ impl H2Server {
     pub fn url(&self, path: &str) -> Url {
         Url::parse(&format!("https://localhost:{}{}", self.addr.port(), path)).unwrap()
     }
+}
+
+/// A resolver answering per name (like a DNS server the test controls); a name it does not
+/// know fails as `NotFound`. Answers can be changed while the host runs.
+#[derive(Default)]
+pub struct HostResolver {
+    answers: Mutex<
+        std::collections::HashMap<
+            String,
+            Result<Vec<SocketAddr>, background_fetch_hyper::ResolveErrorKind>,
+        >,
+    >,
+    /// Names asked, in order.
+    pub asked: Mutex<Vec<String>>,
+}
+
+impl HostResolver {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn set(
+        &self,
+        host: &str,
+        answer: Result<Vec<SocketAddr>, background_fetch_hyper::ResolveErrorKind>,
+    ) {
+        self.answers.lock().unwrap().insert(host.into(), answer);
+    }
+}
+
+impl background_fetch_hyper::Resolve for HostResolver {
+    fn resolve(
+        &self,
+        host: &str,
+        _port: u16,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Vec<SocketAddr>, background_fetch_hyper::ResolveError>,
+    > {
+        self.asked.lock().unwrap().push(host.to_owned());
+        let answer = self
+            .answers
+            .lock()
+            .unwrap()
+            .get(host)
+            .cloned()
+            .unwrap_or(Err(background_fetch_hyper::ResolveErrorKind::NotFound));
+        let host = host.to_owned();
+        Box::pin(async move {
+            answer.map_err(|kind| background_fetch_hyper::ResolveError {
+                kind,
+                message: format!("{host}: scripted failure"),
+            })
+        })
+    }
+}
+
+/// A listening socket that completes no handshake: its accept queue is full (a listen
+/// backlog of 0, filled by one connection never accepted), so Linux drops further SYNs, as a
+/// firewall that blackholes them does. Nothing leaves this machine.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+impl Blackhole {
+    /// On 127.0.0.1, or on ::1 when `v6`.
+    pub fn new(v6: bool) -> Self {
+        use socket2::{Domain, Socket, Type};
+        let (domain, ip): (Domain, std::net::IpAddr) = if v6 {
+            (Domain::IPV6, std::net::Ipv6Addr::LOCALHOST.into())
+        } else {
+            (Domain::IPV4, std::net::Ipv4Addr::LOCALHOST.into())
+        };
+        let listener = Socket::new(domain, Type::STREAM, None).unwrap();
+        if v6 {
+            listener.set_only_v6(true).unwrap();
+        }
+        listener.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        // Fill the accept queue until a connection attempt gets no answer.
+        let mut fillers = Vec::new();
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(s) => fillers.push(s),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+                    break;
+                }
+            }
+            assert!(fillers.len() < 16, "the backlog never filled");
+        }
+        Blackhole {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        }
+    }
+}
+
+/// A TCP relay in front of a server: [`SilentRelay::silence_existing`] makes every
+/// connection relayed so far go silent in both directions without closing (a NAT mapping that
+/// timed out, a network that changed), while new connections are relayed as before.
+pub struct SilentRelay {
+    pub addr: SocketAddr,
+    epoch: Arc<AtomicUsize>,
+    pub conns: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SilentRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SilentRelay {
+    pub async fn start(backend: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let epoch = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (epoch2, conns2) = (epoch.clone(), conns.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                conns2.fetch_add(1, Ordering::SeqCst);
+                let mine = epoch2.load(Ordering::SeqCst);
+                let epoch = epoch2.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let a = tokio::spawn(pipe(cr, sw, mine, epoch.clone()));
+                    let b = tokio::spawn(pipe(sr, cw, mine, epoch));
+                    let _ = tokio::join!(a, b);
+                });
+            }
+        });
+        SilentRelay {
+            addr,
+            epoch,
+            conns,
+            task,
+        }
+    }
+
+    /// Every connection relayed so far goes silent, for good.
+    pub fn silence_existing(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn pipe(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    mine: usize,
+    epoch: Arc<AtomicUsize>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if epoch.load(Ordering::SeqCst) != mine {
+            // Silent: swallow everything, answer nothing, never close.
+            futures::future::pending::<()>().await;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    // Keep the write half open while silent; close it when the peer closed.
+    let _ = w.shutdown().await;
+}
+
+/// An HTTP/1.1 and HTTP/2 server (by ALPN) over TLS on hyper, answering with `handler`.
+pub struct FnServer {
+    pub addr: SocketAddr,
+    pub conns: Arc<AtomicUsize>,
+    pub versions: Arc<Mutex<Vec<http::Version>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FnServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub type FnHandler =
+    Arc<dyn Fn(&http::request::Parts) -> http::Response<http_body_util::Full<Bytes>> + Send + Sync>;
+
+impl FnServer {
+    pub async fn start(
+        ca: &TestCa,
+        handler: impl Fn(&http::request::Parts) -> http::Response<http_body_util::Full<Bytes>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self::start_with(ca, Arc::new(handler), |_| {}).await
+    }
+
+    pub async fn start_with(
+        ca: &TestCa,
+        handler: FnHandler,
+        tune: impl Fn(&mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&[b"h2", b"http/1.1"]));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        let (c2, v2) = (conns.clone(), versions.clone());
+        let tune = Arc::new(tune);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                c2.fetch_add(1, Ordering::SeqCst);
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let handler = handler.clone();
+                let versions = v2.clone();
+                let tune = tune.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            versions.lock().unwrap().push(req.version());
+                            let (parts, _) = req.into_parts();
+                            let resp = handler(&parts);
+                            async move { Ok::<_, std::convert::Infallible>(resp) }
+                        },
+                    );
+                    let mut builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    tune(&mut builder);
+                    let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                });
+            }
+        });
+        FnServer {
+            addr,
+            conns,
+            versions,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        Url::parse(&format!("https://localhost:{}{}", self.addr.port(), path)).unwrap()
+    }
+}
+
+/// A response with `body` and `headers`.
+pub fn response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> http::Response<http_body_util::Full<Bytes>> {
+    let mut b = http::Response::builder().status(status);
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    b.body(http_body_util::Full::new(body.into())).unwrap()
 }

@@ -1,0 +1,59 @@
+//! The in-process transport: messages are handed over directly, without serialising (the
+//! protocol's values are plain data, so nothing is shared either way).
+
+use super::client::{Connection, ServiceSink, WeakConnection};
+use super::protocol::{EnvironmentData, ToScript, ToService};
+use super::server::{ConnectionId, ScriptSink, Service};
+use crate::hosts::Spawn;
+use crate::sync::lock;
+use std::sync::{Arc, Mutex};
+
+/// The service's end of an in-process connection (set once the connection exists).
+struct ToConnection(Mutex<Option<WeakConnection>>);
+
+impl ScriptSink for ToConnection {
+    fn send(&self, message: ToScript) {
+        let weak = lock(&self.0).clone();
+        if let Some(conn) = weak.as_ref().and_then(Connection::upgrade) {
+            conn.receive(message);
+        }
+    }
+}
+
+/// The script's end of an in-process connection.
+struct ToService_ {
+    service: Service,
+    id: ConnectionId,
+}
+
+impl ServiceSink for ToService_ {
+    fn send(&self, message: ToService) {
+        self.service.receive(self.id, message);
+    }
+    fn close(&self) {
+        self.service.disconnect(self.id);
+    }
+}
+
+/// Connects script of `environment`, in this process, to `service`; functional event handlers
+/// run on `spawner`. The connection has said hello. Dropping every handle of the connection
+/// closes it (the service releases its objects).
+pub fn connect(
+    service: &Service,
+    environment: EnvironmentData,
+    spawner: Arc<dyn Spawn>,
+) -> Connection {
+    let to_connection = Arc::new(ToConnection(Mutex::new(None)));
+    let id = service.connect(to_connection.clone());
+    let conn = Connection::new(
+        Arc::new(ToService_ {
+            service: service.clone(),
+            id,
+        }),
+        environment,
+        spawner,
+    );
+    *lock(&to_connection.0) = Some(conn.downgrade());
+    conn.hello();
+    conn
+}

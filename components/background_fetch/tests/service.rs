@@ -1,0 +1,333 @@
+//! The engine as a service: script reaches the engine only through the protocol (here the
+//! in-process transport), a page's connection and the service worker global's.
+
+use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+use background_fetch::service::{Connection, Service, WorkerBridge, client, in_process};
+use background_fetch::testing::{Fault, Resource, TestBed};
+use background_fetch::{
+    BackgroundFetchFailureReason as Reason, BackgroundFetchResult as Outcome,
+    BackgroundFetchUiOptions, DispatchOutcome, FunctionalEventKind as Kind, PolicyContainer,
+    RequestBody, RequestInfo, RequestInit, Spawn,
+};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
+
+const A: &str = "https://example.com/a.bin";
+const B: &str = "https://example.com/b.bin";
+
+fn body(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+        .collect()
+}
+
+/// A test bed whose engine is reached through a service: a page's connection and the service
+/// worker global's, which records what its events saw.
+struct Bed {
+    bed: TestBed,
+    service: Service,
+    page: Connection,
+    worker: Connection,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn page_environment() -> EnvironmentData {
+    EnvironmentData {
+        kind: EnvironmentKindData::Window,
+        base_url: Url::parse("https://example.com/page.html").unwrap(),
+        secure_context: true,
+        policy: PolicyContainer::default(),
+        embedder: None,
+    }
+}
+
+fn bed() -> Bed {
+    let bed = TestBed::new();
+    let bridge = WorkerBridge::new();
+    let service = Service::new(bed.engine(), bridge.clone());
+    let s = service.clone();
+    bed.worker
+        .set_handler(move |e| bridge.dispatch(&s, e.data().expect("an event the engine fired")));
+    let spawner: Arc<dyn Spawn> = Arc::new(bed.executor.clone());
+    let page = in_process::connect(&service, page_environment(), spawner.clone());
+    let worker = in_process::connect(
+        &service,
+        EnvironmentData {
+            kind: EnvironmentKindData::ServiceWorker(bed.registration.clone()),
+            base_url: Url::parse("https://example.com/").unwrap(),
+            secure_context: true,
+            policy: PolicyContainer::default(),
+            embedder: None,
+        },
+        spawner,
+    );
+    assert_eq!(page.welcome(), Some(Ok(1)));
+    assert_eq!(worker.welcome(), Some(Ok(1)));
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    worker.on_functional_event(move |e: client::FunctionalEvent| {
+        let s = s.clone();
+        async move {
+            let reg = e.registration().clone();
+            let mut line = format!(
+                "{} {:?}/{:?} {}",
+                e.event_type(),
+                reg.result(),
+                reg.failure_reason(),
+                reg.downloaded()
+            );
+            if e.kind() != Kind::Click {
+                match reg.match_all(None, Default::default()).await {
+                    Ok(records) => {
+                        for rec in records {
+                            match rec.response_ready().await {
+                                Ok(r) => {
+                                    let n = r.bytes().await.map(|b| b.len());
+                                    line.push_str(&format!(" [{}: {n:?}]", rec.index()));
+                                }
+                                Err(err) => {
+                                    line.push_str(&format!(" [{}: {}]", rec.index(), err.name()))
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => line.push_str(&format!(" matchAll: {}", err.name())),
+                }
+            }
+            if e.kind() == Kind::Success {
+                let r = e
+                    .update_ui(BackgroundFetchUiOptions {
+                        title: Some("Done".into()),
+                        icons: None,
+                    })
+                    .await;
+                let again = e.update_ui(Default::default()).await;
+                line.push_str(&format!(
+                    " updateUI {:?} then {:?}",
+                    r.map_err(|e| e.name()),
+                    again.map_err(|e| e.name())
+                ));
+            }
+            s.lock().unwrap().push(line);
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    Bed {
+        bed,
+        service,
+        page,
+        worker,
+        seen,
+    }
+}
+
+#[test]
+fn a_whole_fetch_through_the_protocol() {
+    let b = bed();
+    b.bed
+        .network
+        .serve(A, Resource::ok(body(100_000, 1)).chunk_size(10_000));
+    b.bed.network.serve(B, Resource::ok(body(5, 2)));
+    b.bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = b.page.background_fetch(&b.bed.registration);
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let reg = b
+        .bed
+        .run(async move { m.fetch("whole", [A, B], Default::default()).await })
+        .unwrap();
+    let p = progress.clone();
+    reg.on_progress(move |r| p.lock().unwrap().push(r.downloaded()));
+    assert_eq!(reg.id(), "whole");
+    assert_eq!(reg.upload_total(), 0);
+    b.bed.network.release(A);
+    b.bed.run_until_idle();
+    assert_eq!(reg.result(), Outcome::Success);
+    assert_eq!(reg.downloaded(), 100_005);
+    assert!(!reg.records_available());
+    assert_eq!(
+        *b.seen.lock().unwrap(),
+        vec![
+            "backgroundfetchsuccess Success/Empty 100005 [0: Ok(100000)] [1: Ok(5)] updateUI Ok(()) then Err(\"InvalidStateError\")"
+        ]
+    );
+    assert!(progress.lock().unwrap().contains(&100_005));
+    let uid = reg.uid();
+    assert_eq!(b.bed.ui.last(uid).unwrap().title, "Done");
+    // get() and getIds() after it settled.
+    let m = b.page.background_fetch(&b.bed.registration);
+    let (got, ids) = b
+        .bed
+        .run(async move { (m.get("whole").await.unwrap(), m.get_ids().await.unwrap()) });
+    assert!(got.is_none());
+    assert!(ids.is_empty());
+    drop(b.service);
+}
+
+#[test]
+fn match_streams_a_body_while_it_downloads() {
+    let b = bed();
+    let data = body(50_000, 3);
+    b.bed.network.serve(
+        A,
+        Resource::ok(data.clone())
+            .chunk_size(10_000)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    let m = b.page.background_fetch(&b.bed.registration);
+    let (reg, rec) = b.bed.run(async move {
+        let reg = m.fetch("stream", A, Default::default()).await.unwrap();
+        let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
+        (reg, rec)
+    });
+    assert_eq!(rec.request().url.as_str(), A);
+    let read = b.bed.run(async move {
+        let response = rec.response_ready().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains("content-length"));
+        let again = rec.response_ready().await.unwrap();
+        let mut body = response.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        // The same promise, so the same Response: its body was read.
+        let used = again.bytes().await.map_err(|e| e.name());
+        (out, used)
+    });
+    assert_eq!(read.0, data, "every byte, streamed while the download ran");
+    assert_eq!(read.1, Err("TypeError"));
+    b.bed.run_until_idle();
+    assert_eq!(reg.result(), Outcome::Success);
+}
+
+#[test]
+fn abort_and_errors_cross_the_protocol() {
+    let b = bed();
+    b.bed.network.serve(A, Resource::ok(body(10, 4)));
+    b.bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = b.page.background_fetch(&b.bed.registration);
+    let (reg, first, second, duplicate) = b.bed.run(async move {
+        let reg = m.fetch("gone", A, Default::default()).await.unwrap();
+        let duplicate = m
+            .fetch("gone", A, Default::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.name());
+        let first = reg.abort().await.unwrap();
+        let second = reg.abort().await.unwrap();
+        (reg, first, second, duplicate)
+    });
+    assert_eq!(duplicate, Err("TypeError"));
+    assert!(first);
+    assert!(!second);
+    b.bed.run_until_idle();
+    assert_eq!(reg.result(), Outcome::Failure);
+    assert_eq!(reg.failure_reason(), Reason::Aborted);
+    assert_eq!(
+        *b.seen.lock().unwrap(),
+        vec!["backgroundfetchabort Failure/Aborted 0 [0: AbortError]"]
+    );
+    // A Request constructor error is thrown in the caller's realm.
+    let m = b.page.background_fetch(&b.bed.registration);
+    let err = b
+        .bed
+        .run(async move { m.fetch("x", "http://[::1", Default::default()).await })
+        .unwrap_err();
+    assert_eq!(err.name(), "TypeError");
+    // No active worker: fetch() step 8.4, as script sees the registration.
+    let m = b.page.background_fetch_with(&b.bed.registration, false);
+    let err = b
+        .bed
+        .run(async move { m.fetch("y", A, Default::default()).await })
+        .unwrap_err();
+    assert_eq!(err.name(), "TypeError");
+}
+
+#[test]
+fn a_streamed_upload_and_its_request_body_cross_the_protocol() {
+    let b = bed();
+    let upload = "https://example.com/upload";
+    b.bed.network.serve(upload, Resource::echo());
+    let stream = futures::stream::iter(vec![
+        Ok(Bytes::from_static(b"Background ")),
+        Ok(Bytes::from_static(b"Fetch")),
+    ])
+    .boxed();
+    let m = b.page.background_fetch(&b.bed.registration);
+    let reg = b
+        .bed
+        .run(async move {
+            let r = RequestInfo::Url(upload.into());
+            let request = background_fetch::construct_request(
+                r,
+                RequestInit {
+                    method: Some("PUT".into()),
+                    body: Some(RequestBody::Stream(stream)),
+                    ..Default::default()
+                },
+                &Url::parse("https://example.com/").unwrap(),
+            )
+            .unwrap();
+            m.fetch("up", request, Default::default()).await
+        })
+        .unwrap();
+    assert_eq!(reg.upload_total(), 16);
+    b.bed.run_until_idle();
+    assert_eq!(reg.result(), Outcome::Success);
+    assert_eq!(
+        b.bed.network.requests_for(upload)[0].body,
+        b"Background Fetch"
+    );
+}
+
+#[test]
+fn a_refused_version_and_a_closed_connection() {
+    let b = bed();
+    // A client of another version is refused with a reason.
+    struct Sink(Service, background_fetch::service::ConnectionId);
+    impl background_fetch::service::client::ServiceSink for Sink {
+        fn send(&self, m: background_fetch::service::protocol::ToService) {
+            self.0.receive(self.1, m);
+        }
+    }
+    let got = Arc::new(Mutex::new(Vec::new()));
+    struct Out(Arc<Mutex<Vec<background_fetch::service::protocol::ToScript>>>);
+    impl background_fetch::service::server::ScriptSink for Out {
+        fn send(&self, m: background_fetch::service::protocol::ToScript) {
+            self.0.lock().unwrap().push(m);
+        }
+    }
+    let id = b.service.connect(Arc::new(Out(got.clone())));
+    use background_fetch::service::client::ServiceSink;
+    Sink(b.service.clone(), id).send(background_fetch::service::protocol::ToService::Hello {
+        version: 99,
+        environment: page_environment(),
+    });
+    match &got.lock().unwrap()[..] {
+        [background_fetch::service::protocol::ToScript::Welcome(Err(e))] => {
+            assert_eq!(e.name(), "InvalidStateError");
+            assert!(e.message.contains("99"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A page whose connection closes: its calls and objects go with it, the engine goes on.
+    b.bed.network.serve(A, Resource::ok(body(10, 5)));
+    let m = b.page.background_fetch(&b.bed.registration);
+    let reg = b
+        .bed
+        .run(async move { m.fetch("orphan", A, Default::default()).await })
+        .unwrap();
+    drop(b.page);
+    b.bed.run_until_idle();
+    assert_eq!(
+        b.bed.worker.events_of(Kind::Success).len(),
+        1,
+        "the fetch finished without its page"
+    );
+    drop(reg);
+    drop(b.worker);
+}

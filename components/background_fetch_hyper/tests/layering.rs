@@ -1,0 +1,13 @@
+//! The crate has no import circle (it had config → connect → connectivity → config).
+
+use background_fetch::testing::layering::assert_no_import_circle;
+use std::path::Path;
+
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    let g = assert_no_import_circle(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(
+        g.contains_key("fetch") && g.contains_key("connect"),
+        "{g:?}"
+    );
+}
