@@ -474,6 +474,48 @@ impl BackgroundFetchRecord {
         self.response_data.len()
     }
 
+    /// Hands the record's response body to `destination`, a path of the host's file system,
+    /// through [`Store::export_response_body`](crate::Store::export_response_body): waits until
+    /// the record's result is final, then, if it is a success, the store links, reflinks, copies
+    /// or streams the body there (see [`ExportMode`](crate::store::ExportMode)); the destination
+    /// appears whole and is durable when this resolves. A record that did not succeed is a
+    /// `TypeError`, and nothing is written. Not web-exposed: for embedders that deliver bodies as
+    /// files (`bgfetch --out`), in place of reading [`Self::response_ready`]'s body and writing
+    /// it again.
+    pub fn export_response_body(
+        &self,
+        destination: std::path::PathBuf,
+        mode: crate::store::ExportMode,
+    ) -> BoxFuture<'static, Result<crate::store::Exported, DomError>> {
+        let engine = self.engine.clone();
+        let fetch = self.fetch.clone();
+        let data = self.response_data.clone();
+        let index = self.index;
+        async move {
+            // The stored body is not dropped while it is exported.
+            let _reading = ReadGuard::new(&fetch, &engine);
+            data.state
+                .wait_until(|s| s.result != RecordResult::Empty)
+                .await;
+            let result = data.result();
+            if result != RecordResult::Success {
+                return Err(DomError::type_error(format!(
+                    "the record has no body to export: its result is {result:?}"
+                )));
+            }
+            let engine = engine
+                .upgrade()
+                .ok_or_else(|| DomError::type_error("the engine has shut down"))?;
+            let store = engine.hosts.store.clone();
+            drop(engine);
+            store
+                .export_response_body(fetch.uid, index, data.generation, destination, mode)
+                .await
+                .map_err(|e| DomError::type_error(format!("exporting the body failed: {e}")))
+        }
+        .boxed()
+    }
+
     /// `responseReady`: resolves with the response once its head is stored (while its body may
     /// still be arriving), or rejects: `AbortError` if the record was aborted, `TypeError` if it
     /// failed otherwise. Every call on the same record object (or a clone of it) gives the same
