@@ -231,6 +231,38 @@ pub fn export_temp_path(destination: &Path) -> PathBuf {
     destination.with_file_name(format!(".{name}.{}-{n}.part", std::process::id()))
 }
 
+/// Makes something new at a temporary name beside `destination` ([`export_temp_path`]) with
+/// `make`, which must create it exclusively: fail with `AlreadyExists` when the name is taken
+/// (`O_EXCL`, `link(2)`). A taken name (a leftover file, or a symlink someone planted in a shared
+/// directory) is skipped, never followed, and the next name tried. Returns what `make` made and
+/// its path.
+pub fn new_export_temp<T>(
+    destination: &Path,
+    mut make: impl FnMut(&Path) -> std::io::Result<T>,
+) -> std::io::Result<(T, PathBuf)> {
+    let mut taken = 0;
+    loop {
+        let temp = export_temp_path(destination);
+        match make(&temp) {
+            Ok(made) => return Ok((made, temp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && taken < 1000 => taken += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates a new, empty temporary file beside `destination` for an export to fill (through
+/// [`new_export_temp`]: never through an existing name).
+pub fn create_export_temp(destination: &Path) -> Result<(std::fs::File, PathBuf), StoreError> {
+    new_export_temp(destination, |temp| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+    })
+    .map_err(|e| io_error("create a temporary file beside", destination, &e))
+}
+
 /// Renames the synced file `temp` to `destination` and syncs the directory, so that the
 /// destination appears whole and stays after a crash. Removes `temp` if the rename fails.
 pub fn publish_export(temp: &Path, destination: &Path) -> Result<(), StoreError> {
@@ -261,8 +293,7 @@ pub async fn stream_response_body_to<S: Store + ?Sized>(
     generation: u32,
     destination: &Path,
 ) -> Result<Exported, StoreError> {
-    let temp = export_temp_path(destination);
-    let mut file = std::fs::File::create(&temp).map_err(|e| io_error("create", &temp, &e))?;
+    let (mut file, temp) = create_export_temp(destination)?;
     let written = async {
         let mut offset = 0u64;
         loop {

@@ -12,7 +12,9 @@
 //! * inline bodies (and bodies on a [`BodyFs`](crate::BodyFs) that is not the host's file
 //!   system) are streamed.
 //!
-//! In every case the bytes go to a temporary name beside the destination, are synced (a link
+//! In every case the bytes go to a new temporary name beside the destination (created
+//! exclusively: a name that exists, a symlink planted there included, is skipped, never
+//! followed), are synced (a link
 //! needs no sync: its bytes were synced before the record completed), renamed into place, and
 //! the directory is synced: the destination appears whole, and is durable when the reply comes.
 //!
@@ -23,8 +25,8 @@ use crate::files::BodyFile;
 use crate::model::Place;
 use crate::schema::body_file_name;
 use background_fetch::store::{
-    ExportMode, Exported, RecordState, StoreError, StoreErrorKind, export_temp_path, io_error,
-    publish_export,
+    ExportMode, Exported, RecordState, StoreError, StoreErrorKind, create_export_temp, io_error,
+    new_export_temp, publish_export,
 };
 use bytes::Bytes;
 use std::fs::File;
@@ -145,10 +147,11 @@ impl ExportJob {
 
     fn run(self) -> Result<Exported, StoreError> {
         let dest = &self.destination;
-        let temp = export_temp_path(dest);
         if let (Source::Path(src), ExportMode::Move) = (&self.source, self.mode) {
-            match std::fs::hard_link(src, &temp) {
-                Ok(()) => {
+            // A link at a new name only (link(2) never replaces): a name someone planted is
+            // skipped.
+            match new_export_temp(dest, |temp| std::fs::hard_link(src, temp)) {
+                Ok(((), temp)) => {
                     let linked_len = std::fs::metadata(&temp).map(|m| m.len());
                     if matches!(linked_len, Ok(n) if n == self.len) {
                         publish_export(&temp, dest)?;
@@ -163,7 +166,7 @@ impl ExportJob {
                 }
             }
         }
-        let mut out = File::create(&temp).map_err(|e| io_error("create", &temp, &e))?;
+        let (mut out, temp) = create_export_temp(dest)?;
         let copied = self.copy_into(&mut out, &temp).and_then(|how| {
             out.sync_all().map_err(|e| io_error("sync", &temp, &e))?;
             Ok(how)
