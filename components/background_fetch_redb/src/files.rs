@@ -15,7 +15,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -110,17 +110,22 @@ impl BodyFile for StdBodyFile {
 impl BodyFs for DirFs {
     fn open(&self, name: &str) -> io::Result<Arc<dyn BodyFile>> {
         let path = self.dir.join(name);
+        // Bodies are the owner's only, whatever the umask: they hold whatever sites sent.
         let open = || {
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o600)
                 .open(&path)
         };
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.dir)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.dir)?;
                 open()?
             }
             other => other?,

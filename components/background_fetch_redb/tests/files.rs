@@ -561,3 +561,30 @@ fn a_creation_in_pieces_that_fails_leaves_nothing() {
     }
     assert!(failed >= 3, "{failed} creations failed");
 }
+
+/// Bodies may carry anything a site sends (tokens, personal files): the body directory and
+/// every body file are the owner's only, whatever the umask (the test process's is usually 022,
+/// which would give 0755 and 0644).
+#[test]
+fn body_files_and_their_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = open(&path);
+    block_on(async {
+        create(&store, 1, "k", 1).await;
+        download(&store, 1, 0, &pattern(3, 200_000), 50_000).await;
+        complete(&store, 1, 0).await;
+    });
+    drop(store);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&body_dir(&path)), 0o700, "the body directory");
+    let names = body_files(&path);
+    assert_eq!(names.len(), 1);
+    assert_eq!(
+        mode(&body_dir(&path).join(&names[0])),
+        0o600,
+        "{}",
+        names[0]
+    );
+}
