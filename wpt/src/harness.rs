@@ -157,6 +157,7 @@ impl Test {
             policy: PolicyContainer {
                 csp: setup.csp.iter().map(|s| (*s).to_owned()).collect(),
                 referrer_policy: String::new(),
+                csp_report_only: Vec::new(),
             },
             embedder: None,
         });

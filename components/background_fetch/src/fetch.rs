@@ -660,6 +660,39 @@ impl ResponseHead {
     }
 }
 
+/// The body of a response whose body was already read: reading it again rejects with a
+/// `TypeError` (a disturbed body).
+pub(crate) fn used_body() -> futures::stream::BoxStream<'static, Result<bytes::Bytes, DomError>> {
+    use futures::StreamExt;
+    futures::stream::once(futures::future::ready(Err(DomError::type_error(
+        "the response body was already read",
+    ))))
+    .boxed()
+}
+
+/// Reads a whole body (`arrayBuffer()`).
+pub(crate) async fn read_all(
+    mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, DomError>>,
+) -> Result<Vec<u8>, DomError> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Encoding's "UTF-8 decode" (`text()`): a leading byte order mark is removed and invalid
+/// sequences become U+FFFD.
+///
+/// <https://encoding.spec.whatwg.org/#utf-8-decode>
+pub(crate) fn utf8_decode(bytes: &[u8]) -> String {
+    encoding_rs::UTF_8
+        .decode_with_bom_removal(bytes)
+        .0
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

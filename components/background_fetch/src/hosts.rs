@@ -483,25 +483,40 @@ impl PolicyHost for NoPolicy {
 pub struct SimpleCsp;
 impl PolicyHost for SimpleCsp {
     fn check(&self, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason> {
+        // Report-only policies never block: what they would block is only reported (here, in
+        // the log).
+        for policy in &client.policy.csp_report_only {
+            if let Err(reason) = Self::allows(policy, client, request) {
+                tracing::info!(%policy, url = %request.url, %reason, "report-only CSP violation");
+            }
+        }
         for policy in &client.policy.csp {
-            for directive in policy.split(';') {
-                let mut parts = directive.split_ascii_whitespace();
-                let Some(name) = parts.next() else { continue };
-                let name = name.to_ascii_lowercase();
-                if name != "connect-src" && name != "default-src" {
-                    continue;
-                }
-                let sources: Vec<&str> = parts.collect();
-                let origin = request.url.origin().ascii_serialization();
-                let allowed = sources.iter().any(|s| match *s {
-                    "'none'" => false,
-                    "'self'" => origin == client.origin,
-                    "*" => matches!(request.url.scheme(), "http" | "https"),
-                    other => other.trim_end_matches('/') == origin,
-                });
-                if !allowed {
-                    return Err(BlockReason::Csp);
-                }
+            Self::allows(policy, client, request)?;
+        }
+        Ok(())
+    }
+}
+
+impl SimpleCsp {
+    /// Whether one serialised policy allows `request` from `client`.
+    fn allows(policy: &str, client: &ClientSnapshot, request: &Request) -> Result<(), BlockReason> {
+        for directive in policy.split(';') {
+            let mut parts = directive.split_ascii_whitespace();
+            let Some(name) = parts.next() else { continue };
+            let name = name.to_ascii_lowercase();
+            if name != "connect-src" && name != "default-src" {
+                continue;
+            }
+            let sources: Vec<&str> = parts.collect();
+            let origin = request.url.origin().ascii_serialization();
+            let allowed = sources.iter().any(|s| match *s {
+                "'none'" => false,
+                "'self'" => origin == client.origin,
+                "*" => matches!(request.url.scheme(), "http" | "https"),
+                other => other.trim_end_matches('/') == origin,
+            });
+            if !allowed {
+                return Err(BlockReason::Csp);
             }
         }
         Ok(())
@@ -526,6 +541,18 @@ mod tests {
         assert_eq!(SimpleCsp.check(&client, &other), Err(BlockReason::Csp));
         client.policy.csp = vec!["default-src https://b.test".into()];
         assert_eq!(SimpleCsp.check(&client, &other), Ok(()));
+    }
+
+    /// A report-only policy (its disposition "report") never blocks; an enforced one beside it
+    /// still does.
+    #[test]
+    fn report_only_policies_never_block() {
+        let mut client = ClientSnapshot::for_url(Url::parse("https://a.test/page").unwrap());
+        let other = Request::get(Url::parse("https://b.test/x").unwrap());
+        client.policy.csp_report_only = vec!["connect-src 'none'".into()];
+        assert_eq!(SimpleCsp.check(&client, &other), Ok(()));
+        client.policy.csp = vec!["connect-src 'self'".into()];
+        assert_eq!(SimpleCsp.check(&client, &other), Err(BlockReason::Csp));
     }
 }
 

@@ -205,8 +205,8 @@ pub use registration::{
     BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener, Response,
 };
 pub use store::{
-    FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
-    StoredRecord,
+    ExportMode, Exported, FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch,
+    StoredFlags, StoredRecord,
 };
 
 /// Re-exported so embedders name the same future and stream types as the traits.

@@ -9,13 +9,14 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
 };
 use crate::store::{
-    FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
-    StoredRecord,
+    ExportMode, Exported, FetchMeta, RecordState, Store, StoreError, StoreErrorKind, StoredFetch,
+    StoredFlags, StoredRecord, stream_response_body_to,
 };
 use crate::sync::Watch;
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, ready};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Bytes kept as the chunks they arrived in, so appends never copy.
@@ -489,6 +490,34 @@ impl Store for MemoryStore {
             inner.fetches.remove(&uid);
             Ok(())
         })
+    }
+
+    /// Streams the body (the in-memory store has no file to link).
+    fn export_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        destination: PathBuf,
+        _mode: ExportMode,
+    ) -> BoxFuture<'_, Result<Exported, StoreError>> {
+        async move {
+            {
+                let mut inner = self.lock();
+                let r = inner.record(uid, record)?;
+                if r.generation != generation {
+                    return Err(StoreError::gone("response data was replaced"));
+                }
+                if !matches!(r.state, RecordState::Completed(_)) {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Corrupt,
+                        format!("record {record} of fetch {uid} is not completed"),
+                    ));
+                }
+            }
+            stream_response_body_to(self, uid, record, generation, &destination).await
+        }
+        .boxed()
     }
 }
 

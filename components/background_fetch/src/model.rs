@@ -319,11 +319,15 @@ pub enum PermissionState {
 /// request's client, so the caller's policies must be snapshotted then (outline §9.6).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyContainer {
-    /// The caller's Content Security Policies, serialised (for example `connect-src 'none'`).
-    /// The [`crate::PolicyHost`] interprets them.
+    /// The caller's enforced Content Security Policies, serialised (for example
+    /// `connect-src 'none'`). The [`crate::PolicyHost`] interprets them.
     pub csp: Vec<String>,
     /// The referrer policy, serialised (empty = default).
     pub referrer_policy: String,
+    /// The caller's report-only policies (`Content-Security-Policy-Report-Only`): a
+    /// [`crate::PolicyHost`] reports what they would block and never blocks for them.
+    #[serde(default)]
+    pub csp_report_only: Vec<String>,
 }
 
 /// What the engine remembers of the environment that called `fetch()`: enough to run Fetch's

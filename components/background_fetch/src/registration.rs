@@ -474,6 +474,48 @@ impl BackgroundFetchRecord {
         self.response_data.len()
     }
 
+    /// Hands the record's response body to `destination`, a path of the host's file system,
+    /// through [`Store::export_response_body`](crate::Store::export_response_body): waits until
+    /// the record's result is final, then, if it is a success, the store links, reflinks, copies
+    /// or streams the body there (see [`ExportMode`](crate::store::ExportMode)); the destination
+    /// appears whole and is durable when this resolves. A record that did not succeed is a
+    /// `TypeError`, and nothing is written. Not web-exposed: for embedders that deliver bodies as
+    /// files (`bgfetch --out`), in place of reading [`Self::response_ready`]'s body and writing
+    /// it again.
+    pub fn export_response_body(
+        &self,
+        destination: std::path::PathBuf,
+        mode: crate::store::ExportMode,
+    ) -> BoxFuture<'static, Result<crate::store::Exported, DomError>> {
+        let engine = self.engine.clone();
+        let fetch = self.fetch.clone();
+        let data = self.response_data.clone();
+        let index = self.index;
+        async move {
+            // The stored body is not dropped while it is exported.
+            let _reading = ReadGuard::new(&fetch, &engine);
+            data.state
+                .wait_until(|s| s.result != RecordResult::Empty)
+                .await;
+            let result = data.result();
+            if result != RecordResult::Success {
+                return Err(DomError::type_error(format!(
+                    "the record has no body to export: its result is {result:?}"
+                )));
+            }
+            let engine = engine
+                .upgrade()
+                .ok_or_else(|| DomError::type_error("the engine has shut down"))?;
+            let store = engine.hosts.store.clone();
+            drop(engine);
+            store
+                .export_response_body(fetch.uid, index, data.generation, destination, mode)
+                .await
+                .map_err(|e| DomError::type_error(format!("exporting the body failed: {e}")))
+        }
+        .boxed()
+    }
+
     /// `responseReady`: resolves with the response once its head is stored (while its body may
     /// still be arriving), or rejects: `AbortError` if the record was aborted, `TypeError` if it
     /// failed otherwise. Every call on the same record object (or a clone of it) gives the same
@@ -739,32 +781,20 @@ impl Response {
     /// The body stream (`body`). A body that was already taken gives a stream that errors with
     /// a `TypeError` (reading a disturbed body rejects).
     pub fn into_body(self) -> BoxStream<'static, Result<Bytes, DomError>> {
-        lock(&self.body).take().unwrap_or_else(|| {
-            futures::stream::once(futures::future::ready(Err(DomError::type_error(
-                "the response body was already read",
-            ))))
-            .boxed()
-        })
+        lock(&self.body)
+            .take()
+            .unwrap_or_else(crate::fetch::used_body)
     }
     /// Reads the whole body (`arrayBuffer()`). Only for bodies that fit in memory; stream
     /// large ones with [`Response::into_body`].
     pub async fn bytes(self) -> Result<Vec<u8>, DomError> {
-        let mut body = self.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
+        crate::fetch::read_all(self.into_body()).await
     }
     /// Reads the whole body as text (`text()`): Encoding's "UTF-8 decode", which removes a
     /// leading byte order mark and replaces invalid sequences with U+FFFD.
     ///
     /// <https://encoding.spec.whatwg.org/#utf-8-decode>
     pub async fn text(self) -> Result<String, DomError> {
-        let bytes = self.bytes().await?;
-        Ok(encoding_rs::UTF_8
-            .decode_with_bom_removal(&bytes)
-            .0
-            .into_owned())
+        Ok(crate::fetch::utf8_decode(&self.bytes().await?))
     }
 }

@@ -24,6 +24,11 @@
 //!   [`StoreErrorKind::Corrupt`].
 //! * **Uids are never reused.** The store remembers the highest uid it was ever given
 //!   ([`Store::uid_floor`]), even after that fetch is deleted.
+//! * **Export.** [`Store::export_response_body`] hands a completed record's body to a path of
+//!   the host's file system: the destination appears only whole (never a partial file under its
+//!   name) and is durable (data and directory entry synced) when it returns. A store that keeps
+//!   bodies in files may link or reflink them instead of copying ([`ExportMode`], [`Exported`]);
+//!   the default implementation streams the body through [`Store::read_response_body`].
 //! * **Errors lose nothing.** A failed write leaves everything written before it intact and the
 //!   store consistent; [`StoreErrorKind::QuotaExceeded`] and [`StoreErrorKind::Io`] fail only the
 //!   fetch being written.
@@ -43,6 +48,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// What kind of store failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -170,6 +177,148 @@ pub struct StoredFetch {
     pub records: Vec<StoredRecord>,
 }
 
+/// What [`Store::export_response_body`] may do with the store's own copy of the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExportMode {
+    /// The store keeps reading the body (`match()` may still be called): the destination gets
+    /// bytes of its own (a reflink or a copy), so changing it later never changes the store.
+    Copy,
+    /// The caller will not read this record's body from the store again (it is about to delete
+    /// the fetch, for example): the store may give the destination its own file (a hard link on
+    /// the same file system), so nothing is copied. Writing to the destination in place later
+    /// may then change what the store holds until the fetch is deleted.
+    Move,
+}
+
+/// How [`Store::export_response_body`] delivered a body (for logs and benchmarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Exported {
+    /// The destination is a hard link to the store's file: no byte was copied.
+    Linked,
+    /// The destination shares the store's extents (a reflink, `FICLONE`): no byte was copied.
+    Reflinked,
+    /// The kernel copied the bytes file to file (`copy_file_range`), without passing them
+    /// through the process.
+    Copied,
+    /// The bytes were read from the store and written to the destination.
+    Streamed,
+}
+
+/// Maps an I/O error at `path` to a [`StoreError`]: a full disk (or disk quota) is
+/// [`StoreErrorKind::QuotaExceeded`], anything else [`StoreErrorKind::Io`].
+pub fn io_error(what: &str, path: &Path, e: &std::io::Error) -> StoreError {
+    let full = matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28) | Some(122));
+    let kind = if full {
+        StoreErrorKind::QuotaExceeded
+    } else {
+        StoreErrorKind::Io
+    };
+    StoreError::new(kind, format!("{what} {}: {e}", path.display()))
+}
+
+/// A temporary name beside `destination` (same directory, so a rename moves it into place).
+pub fn export_temp_path(destination: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    destination.with_file_name(format!(".{name}.{}-{n}.part", std::process::id()))
+}
+
+/// Makes something new at a temporary name beside `destination` ([`export_temp_path`]) with
+/// `make`, which must create it exclusively: fail with `AlreadyExists` when the name is taken
+/// (`O_EXCL`, `link(2)`). A taken name (a leftover file, or a symlink someone planted in a shared
+/// directory) is skipped, never followed, and the next name tried. Returns what `make` made and
+/// its path.
+pub fn new_export_temp<T>(
+    destination: &Path,
+    mut make: impl FnMut(&Path) -> std::io::Result<T>,
+) -> std::io::Result<(T, PathBuf)> {
+    let mut taken = 0;
+    loop {
+        let temp = export_temp_path(destination);
+        match make(&temp) {
+            Ok(made) => return Ok((made, temp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && taken < 1000 => taken += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates a new, empty temporary file beside `destination` for an export to fill (through
+/// [`new_export_temp`]: never through an existing name).
+pub fn create_export_temp(destination: &Path) -> Result<(std::fs::File, PathBuf), StoreError> {
+    new_export_temp(destination, |temp| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+    })
+    .map_err(|e| io_error("create a temporary file beside", destination, &e))
+}
+
+/// Renames the synced file `temp` to `destination` and syncs the directory, so that the
+/// destination appears whole and stays after a crash. Removes `temp` if the rename fails.
+pub fn publish_export(temp: &Path, destination: &Path) -> Result<(), StoreError> {
+    if let Err(e) = std::fs::rename(temp, destination) {
+        let _ = std::fs::remove_file(temp);
+        return Err(io_error("rename to", destination, &e));
+    }
+    let dir = match destination.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("sync the directory", &dir, &e))
+}
+
+/// Streams record `record`'s body of `generation` into `destination` through
+/// [`Store::read_response_body`]: written to a temporary file beside it, synced, renamed into
+/// place, and the directory synced. The default [`Store::export_response_body`].
+///
+/// AD-HOC: the engine does no I/O of its own, except here: a store without files of its own
+/// (the in-memory store) still has to write the destination somewhere. It uses `std::fs` from
+/// the future, blocking the thread that polls it, which suits ephemeral profiles and tests.
+pub async fn stream_response_body_to<S: Store + ?Sized>(
+    store: &S,
+    uid: FetchUid,
+    record: usize,
+    generation: u32,
+    destination: &Path,
+) -> Result<Exported, StoreError> {
+    let (mut file, temp) = create_export_temp(destination)?;
+    let written = async {
+        let mut offset = 0u64;
+        loop {
+            let bytes = store
+                .read_response_body(uid, record, generation, offset, 1 << 20)
+                .await?;
+            if bytes.is_empty() {
+                break;
+            }
+            file.write_all(&bytes)
+                .map_err(|e| io_error("write", &temp, &e))?;
+            offset += bytes.len() as u64;
+        }
+        file.sync_all().map_err(|e| io_error("sync", &temp, &e))
+    }
+    .await;
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    publish_export(&temp, destination)?;
+    Ok(Exported::Streamed)
+}
+
 /// The storage seam. See the module documentation for the contract.
 pub trait Store: Send + Sync {
     /// Every committed background fetch, for recovery at start-up. Uncommitted ones are
@@ -284,4 +433,27 @@ pub trait Store: Send + Sync {
     /// Deletes the fetch and all its bytes (committed or not). Deleting a fetch that does not
     /// exist succeeds.
     fn delete_fetch(&self, uid: FetchUid) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Hands record `record`'s body of `generation` (a completed record) to `destination`, a
+    /// path of the host's file system, replacing any file there. The destination appears only
+    /// whole, and is durable (data and directory entry) when this returns; on failure nothing
+    /// is left under its name. `mode` says whether the store may give away its own file. The
+    /// record must be completed ([`StoreErrorKind::Corrupt`] otherwise); a generation that is
+    /// not the current one is [`StoreErrorKind::Gone`].
+    ///
+    /// The default streams the body through [`Store::read_response_body`]
+    /// ([`stream_response_body_to`]) and cannot tell whether the record is completed.
+    fn export_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        destination: PathBuf,
+        mode: ExportMode,
+    ) -> BoxFuture<'_, Result<Exported, StoreError>> {
+        let _ = mode;
+        Box::pin(async move {
+            stream_response_body_to(self, uid, record, generation, &destination).await
+        })
+    }
 }

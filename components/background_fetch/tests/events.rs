@@ -931,3 +931,55 @@ fn record_results_are_set_by_complete_a_record() {
     });
     assert_eq!(result, R::Aborted);
 }
+
+/// `BackgroundFetchRecord::export_response_body` (for embedders that deliver files, from their
+/// functional event's handler) waits for the record's result, then hands a successful body to a
+/// path (the in-memory store streams it); a record that failed is a `TypeError` and writes
+/// nothing.
+#[test]
+fn a_successful_records_body_is_exported_to_a_path() {
+    use background_fetch::store::{ExportMode, Exported};
+    let dir = std::env::temp_dir().join(format!("bgfetch-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(&b"exported bytes"[..]));
+    bed.network
+        .serve(SLOW, Resource::status(404, &b"missing"[..]));
+    type Outcomes = Vec<Result<Exported, background_fetch::DomError>>;
+    let seen: Arc<Mutex<Option<Outcomes>>> = Arc::default();
+    let (d, s) = (dir.clone(), seen.clone());
+    bed.worker.set_handler(move |event| {
+        let (d, s) = (d.clone(), s.clone());
+        async move {
+            let records = event
+                .registration()
+                .match_all(None, CacheQueryOptions::default())
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            for (r, name) in records.iter().zip(["a.txt", "missing"]) {
+                out.push(r.export_response_body(d.join(name), ExportMode::Move).await);
+            }
+            *s.lock().unwrap() = Some(out);
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    let m = bed.manager();
+    bed.run(async move {
+        m.fetch("export", vec![A, SLOW], Default::default())
+            .await
+            .unwrap()
+    });
+    bed.run_until_idle();
+    let mut outcomes = seen.lock().unwrap().take().expect("the event ran");
+    let err = outcomes
+        .pop()
+        .unwrap()
+        .expect_err("a failed record has no body");
+    assert!(err.to_string().contains("BadStatus"), "{err}");
+    assert_eq!(outcomes.pop().unwrap().unwrap(), Exported::Streamed);
+    assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"exported bytes");
+    assert!(!dir.join("missing").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

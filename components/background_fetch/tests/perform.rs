@@ -530,6 +530,7 @@ fn csp_captured_at_fetch_time_blocks_the_record() {
             policy: background_fetch::PolicyContainer {
                 csp: vec!["connect-src 'none'".into()],
                 referrer_policy: String::new(),
+                csp_report_only: Vec::new(),
             },
             ..background_fetch::EnvironmentSettings::window(
                 Url::parse("https://example.com/csp.html").unwrap(),

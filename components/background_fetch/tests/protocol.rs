@@ -211,6 +211,7 @@ fn to_service() -> impl Strategy<Value = ToService> {
                     policy: PolicyContainer {
                         csp: vec!["connect-src 'self'".into()],
                         referrer_policy: String::new(),
+                        csp_report_only: vec!["default-src 'none'".into()],
                     },
                     embedder: Some(vec![1, 2, 3]),
                 },

@@ -4,8 +4,8 @@
 //!
 //! # What runs
 //!
-//! The store runs on `MemDisk` (`store_ops/disk.rs`), an in-memory redb backend that models a
-//! real disk: writes land in a volatile image, `sync_data` makes them durable, and a **crash**
+//! The store runs on `MemDisk` (`store_ops/disk.rs`), an in-memory redb backend and body file
+//! system that models a real disk: writes land in a volatile image, `sync_data` makes them durable, and a **crash**
 //! keeps the durable image plus a subset of the writes since the last sync that the input
 //! chooses (none, all, or each with some probability, applied in order). Every backend made
 //! before a crash fails all further I/O and the old factory refuses to open, so the old store
@@ -17,10 +17,12 @@
 //! session (a session ends at a reopen or crash; a fault that has not fired may stay armed while
 //! the next store opens).
 //!
-//! The store's settings come from small sets: redb's cache (16 MiB or 1 MiB), quick-repair on or
-//! off, `group_commit_bytes` (4 KiB, 64 KiB or 2 MiB; the store clamps it to at least one chunk,
-//! so non-durable group commits come after about 1 MiB of appends, which `Download` and
-//! `Len::Big` appends reach), and `max_total_bytes` (none, which also enables the append fast
+//! The store's settings come from small sets: redb's cache (16 MiB or 1 MiB, which also chooses
+//! `inline_body_max`: 64 KiB or 4 KiB, so that `Len::Medium` bodies live in body files in half
+//! the inputs and `Len::Big` ones in all), quick-repair on or off, `group_commit_bytes` (4 KiB,
+//! 64 KiB or 2 MiB; the store clamps it to at least 64 KiB, so spills of buffered bytes to body
+//! files come after 64 KiB or 2 MiB of appends, which `Download` and `Len::Big` appends reach),
+//! and `max_total_bytes` (none, which also enables the append fast
 //! path, or 64 KiB, 1.5 MiB or 3 MiB). The group commit interval is an hour and idle compaction
 //! is off, so nothing depends on the clock: an input always does the same thing.
 //!
@@ -142,7 +144,7 @@ pub struct ConfigChoice {
     pub limit: Limit,
 }
 
-/// `group_commit_bytes` (the store uses at least one chunk, just under 1 MiB).
+/// `group_commit_bytes` (the store uses at least 64 KiB).
 #[derive(Arbitrary, Debug, Clone, Copy)]
 #[allow(missing_docs)]
 pub enum GroupCommit {

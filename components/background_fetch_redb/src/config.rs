@@ -12,12 +12,22 @@ pub struct RedbStoreConfig {
     /// browser component can afford. Larger caches speed up reading bodies back.
     pub cache_size: usize,
     /// Group commit by size: once this many appended body bytes are buffered (over every
-    /// record), they are committed (whole chunks, non-durably) before the store takes the next
-    /// operation. This bounds the buffered bytes (to this plus one append per record being
-    /// written) and slows a writer down to the disk (backpressure). The store uses at most a
-    /// quarter of [`Self::cache_size`] (and at least one chunk): a transaction larger than
-    /// redb's write buffer is written twice.
+    /// record), the buffered bytes of bodies in files are written to their files (not synced)
+    /// before the store takes the next operation, and inline bytes are committed if they alone
+    /// reach it. This bounds the buffered bytes (to this plus what the append fast path queues,
+    /// as much again) and slows a writer down to the disk (backpressure). At least 64 KiB.
     pub group_commit_bytes: usize,
+    /// Bodies up to this many bytes stay inline in redb (their bytes share the transactions of
+    /// the rows, so a thousand small records cost a few syncs); a body that grows past it moves
+    /// to its own file beside the database (written once, at the speed of a plain file).
+    pub inline_body_max: usize,
+    /// Group commit of durable operations: when one arrives while other records are being
+    /// downloaded, the store waits up to this long for more (their completions) before it
+    /// commits, so that they share the commit (its fsyncs and its writes of redb's pages).
+    /// Zero (the default) commits at once: operations that arrive during a commit share the
+    /// next one anyway. Measured with 10,000 records of 4 KiB, 16 at a time: 2 ms took 4.1 s
+    /// instead of 1.6–1.8 s (it wrote 15 % less); 0.3 ms 1.9 s.
+    pub group_commit_wait: Duration,
     /// Group commit by time: buffered bytes are committed durably at most this long after they
     /// were appended. This bounds what a crash can lose of an active record's body (which is then
     /// fetched again with a Range request).
@@ -44,7 +54,9 @@ impl Default for RedbStoreConfig {
     fn default() -> Self {
         RedbStoreConfig {
             cache_size: 16 * 1024 * 1024,
-            group_commit_bytes: 4 * 1024 * 1024,
+            group_commit_bytes: 2 * 1024 * 1024,
+            inline_body_max: 64 * 1024,
+            group_commit_wait: Duration::ZERO,
             group_commit_interval: Duration::from_millis(500),
             quick_repair: true,
             compact_when_idle: Some(Duration::from_secs(30)),
@@ -60,6 +72,8 @@ impl fmt::Debug for RedbStoreConfig {
         f.debug_struct("RedbStoreConfig")
             .field("cache_size", &self.cache_size)
             .field("group_commit_bytes", &self.group_commit_bytes)
+            .field("inline_body_max", &self.inline_body_max)
+            .field("group_commit_wait", &self.group_commit_wait)
             .field("group_commit_interval", &self.group_commit_interval)
             .field("quick_repair", &self.quick_repair)
             .field("compact_when_idle", &self.compact_when_idle)

@@ -24,124 +24,185 @@
 //! ## Threading
 //!
 //! redb's API blocks (file I/O, fsync). The store runs it on **one dedicated storage thread**
-//! that owns the [`redb::Database`]; every [`Store`] method sends a message to it and returns a
-//! future that a `futures::channel::oneshot` completes. The futures need no particular runtime
-//! (tokio, `futures::executor`, the engine's deterministic test executor), and nothing blocks an
-//! async worker thread. Only [`RedbStore::open`] (recovery) and dropping the last handle (a
-//! final flush, then the thread is joined) block the caller; use [`RedbStore::open_async`] and
-//! [`RedbStore::close`] to avoid that.
+//! that owns the [`redb::Database`] and the body files; every [`Store`] method sends a message to
+//! it and returns a future that a `futures::channel::oneshot` completes. The futures need no
+//! particular runtime (tokio, `futures::executor`, the engine's deterministic test executor), and
+//! nothing blocks an async worker thread. Only [`RedbStore::open`] (recovery) and dropping the
+//! last handle (a final commit, then the thread is joined) block the caller; use
+//! [`RedbStore::open_async`] and [`RedbStore::close`] to avoid that. An export
+//! ([`Store::export_response_body`]) copies on a thread of its own.
+//!
+//! The storage thread takes operations in **batches** (everything waiting in the channel):
+//! operations that must be durable when they reply change the in-memory model and wait, and one
+//! commit at the end of the batch makes all of them durable, so records that complete together
+//! (the engine downloads several records of a fetch in parallel) share one fsync: operations
+//! that arrive while a commit runs are the next batch. [`RedbStoreConfig::group_commit_wait`]
+//! can make a batch wait for more (off by default: it cost more time than it saved).
 //!
 //! One exception makes the engine and the disk work in parallel: a response body append that the
 //! storage thread has validated in advance (the record's generation and next offset, published
 //! after every operation) is queued under a mutex on the caller's thread and resolves at once,
-//! while the queue holds less than one group commit; the storage thread takes the queue before
-//! every operation, so every operation sees every append that resolved before it. Other appends
-//! (and every append when a quota is configured) take the channel and get the exact error, or
-//! wait: that is the backpressure.
+//! while the queue holds less than [`RedbStoreConfig::group_commit_bytes`]; the storage thread
+//! takes the queue before every operation, so every operation sees every append that resolved
+//! before it. Other appends (and every append when a quota is configured) take the channel and
+//! get the exact error, or wait: that is the backpressure.
 //!
-//! ## Schema (version 1)
+//! ## Where bytes live (schema version 2)
+//!
+//! * **Large bodies** (request and response bodies longer than
+//!   [`RedbStoreConfig::inline_body_max`], 64 KiB by default) live in **append-only body files**
+//!   in a directory beside the database, [`body_dir`]`(path)` = `<path>.bodies`: one file per
+//!   response body generation (`<uid>-<record>-<generation>.response`, hexadecimal) and per
+//!   request body (`<uid>-<record>.request`). Their bytes are written once, as a plain file's
+//!   are, and the database keeps only their durable length.
+//! * **Small bodies** stay **inline** in redb, as chunks of [`CHUNK_SIZE`] bytes, and share the
+//!   transactions of the rows: a thousand small records cost a few commits. A body that grows
+//!   past the limit moves to its file at its next commit.
+//! * Everything else is in redb:
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `bgfetch_schema` | `"version"`, `"commit_seq"` | `u64` |
-//! | `fetches` | uid | `FetchMeta` (JSON): registration, id, requests, downloadTotal, ... |
+//! | `bgfetch_schema` | `"version"`, `"commit_seq"`, `"uid_floor"` | `u64` |
+//! | `fetches` | uid | `FetchMeta` (JSON): registration, id, downloadTotal, ... (its requests are rows of `requests`) |
+//! | `requests` | (uid, record) | the record's `Request` (JSON) |
 //! | `fetch_state` | uid | committed flag, paused / awaiting-permission / aborted flags, settled result (JSON) |
 //! | `fetch_ui` | uid | title and icons set by `updateUI()` (JSON) |
 //! | `fetch_index` | (storage key, registration scope, id, uid) | `()` |
-//! | `records` | (uid, record) | state (pending / active / completed + result), generation, durable body length, request body length (24 bytes) |
+//! | `records` | (uid, record) | state (pending / active / completed + result), generation, durable body length, request body length, where each body is (24 bytes) |
 //! | `response_heads` | (uid, record) | `ResponseHead` (JSON) |
-//! | `request_chunks` | (uid, record, chunk) | request body bytes |
-//! | `body_chunks` | (uid, record, chunk) | response body bytes |
+//! | `request_chunks` | (uid, record, chunk) | inline request body bytes |
+//! | `body_chunks` | (uid, record, chunk) | inline response body bytes |
 //!
-//! Bodies are cut into chunks of [`CHUNK_SIZE`] bytes (1 MiB − 4 KiB): redb stores a large value
-//! in a buddy-allocated run of pages, so a chunk of exactly 2^k bytes plus its header would take
-//! 2^(k+1) bytes and double the file (measured in the research, §A.1.7). A store written by a
-//! newer schema, or a file that is not a store, is refused with an [`OpenError`] naming the file.
+//! Inline chunks are just under 1 MiB: redb stores a large value in a buddy-allocated run of
+//! pages, so a chunk of exactly 2^k bytes plus its header would take 2^(k+1) bytes (research
+//! §A.1.7). A store written by a newer schema, or a file that is not a store, is refused with an
+//! [`OpenError`] naming the file, and left untouched.
+//!
+//! **Migration.** A store of schema version 1 (every body inline) is migrated in place when it
+//! opens: its chunk layout is exactly a version 2 inline body and its metadata rows (which hold
+//! their requests) are read as such, so the migration writes the new version number (which
+//! version 1 code refuses to open) and creates the `requests` table; its large bodies move to
+//! files as they grow, or when they are exported.
+//!
+//! **Memory.** The storage thread keeps a small model of every record (state, lengths, buffered
+//! bytes), not the requests or response heads, which it reads from the database for `load()`.
 //!
 //! ## Durability contract
 //!
-//! * Appended body bytes are buffered in memory (readable at once by `read_response_body`) and
-//!   written by **group commits**: when [`RedbStoreConfig::group_commit_bytes`] are buffered
-//!   (whole chunks, non-durably; the store takes no other operation until they are written, which
-//!   slows a writer down to the disk), and durably at most
-//!   [`RedbStoreConfig::group_commit_interval`] after they arrived.
-//! * `commit_fetch`, `complete_record`, `settle`, `set_flags`, `mark_request_sent`, `set_ui` and `delete_fetch`
-//!   resolve only after a durable commit (`Durability::Immediate`) of everything written before
-//!   them. **A record counts as completed only after its bytes and its completed state are
-//!   committed together**, in one transaction; the engine calls `complete_record` before it
-//!   publishes a record's success, and `settle` before it fires the success event, so the event
-//!   never fires for bytes that a crash could take back.
-//! * Every commit is one redb transaction: after a crash the file holds exactly some prefix of the
-//!   commits, never a record state without its bytes.
+//! * Appended body bytes are buffered in memory (readable at once by `read_response_body`).
+//!   When [`RedbStoreConfig::group_commit_bytes`] are buffered, the bytes of bodies in files are
+//!   written to their files (not synced: a *spill*, which bounds memory); at most
+//!   [`RedbStoreConfig::group_commit_interval`] after they arrived, everything is committed.
+//! * A **commit** writes and syncs (`fdatasync`) every changed body file first, syncs the body
+//!   directory if files were created, and only then commits one redb transaction
+//!   (`Durability::Immediate`) with the rows that count those bytes: **a row never counts a byte
+//!   that is not durable** (deno's cache does the same for its bodies).
+//! * `commit_fetch`, `complete_record`, `settle`, `set_flags`, `mark_request_sent`, `set_ui` and
+//!   `delete_fetch` resolve only after a commit of everything written before them. **A record
+//!   counts as completed only once its bytes and its completed state are durable**; the engine
+//!   calls `complete_record` before it publishes a record's success, and `settle` before it fires
+//!   the success event, so the event never fires for bytes that a crash could take back.
 //!
 //! ## Recovery rules (on open)
 //!
-//! * Every committed fetch comes back from `load()`, with its title and icons, paused flag,
-//!   settled result and records.
+//! * Every committed fetch comes back from `load()`, with its title and icons, flags, settled
+//!   result and records.
 //! * Fetches whose creation never committed (`create_fetch` without `commit_fetch`) are
 //!   discarded: they were being created when the process died.
-//! * An active record reports its durable body length; chunks past it are trimmed. The engine
-//!   resumes it with a Range request from there (validated as a partial response).
+//! * An active record reports its durable body length; inline chunks past it are trimmed and its
+//!   body file is cut to it. The engine resumes it with a Range request from there (validated as
+//!   a partial response).
+//! * Body files no row names (an older generation's, a deleted fetch's, one whose first commit
+//!   did not land) are removed; files with names the store never makes are left alone.
 //! * Nothing else is deleted on its own: fetches of service worker registrations that no longer
 //!   exist are purged when the host says so ([`RedbStore::purge_registration`],
-//!   [`RedbStore::retain_registrations`]).
+//!   [`RedbStore::retain_registrations`]). Deleting a fetch removes its files once the delete is
+//!   durable.
+//!
+//! ## Export
+//!
+//! [`Store::export_response_body`] hands a completed record's body to a path: with
+//! [`ExportMode::Move`] (the caller reads the body from the store no more, for example it deletes
+//! the fetch next) a **hard link** to the body file on the same file system, so nothing is
+//! copied; else a reflink (`FICLONE`) or `copy_file_range`; small inline bodies are written out.
+//! The destination appears whole under its name (a temporary name beside it, synced, renamed,
+//! directory synced), durable when the future resolves.
 //!
 //! ## Errors
 //!
 //! A write that the disk refuses (disk full: `QuotaExceeded`; other I/O errors: `Io`) fails the
-//! fetch being written: redb refuses further writes on a handle that saw an I/O error, so the
-//! store reopens the file, commits the other fetches' changes each on its own, and returns the
-//! failing fetch to its last committed state. Its records that lost bytes are *poisoned*: their
-//! next append (and a `complete_record` with `success`, and the `commit_fetch` of a fetch being
-//! created) fails with the error, so the engine fails the fetch with `quota-exceeded` or
-//! `fetch-error`, and nothing is ever reported complete (or created) that is not durable.
-//! Nothing committed durably before is lost, and a transient error with nothing else at stake is
-//! simply retried. A write that would take a storage key past [`RedbStoreConfig::quota`] (or the
+//! fetch being written; other fetches commit. A body file write or sync that fails is retried
+//! once; if it fails again, or the redb transaction fails, the fetch returns to its last
+//! committed state (redb refuses further writes on a handle that saw an I/O error, so the store
+//! reopens the database first). Its records that lost bytes are *poisoned*: their next append
+//! (and a `complete_record` with `success`, and the `commit_fetch` of a fetch being created)
+//! fails with the error, so the engine fails the fetch with `quota-exceeded` or `fetch-error`,
+//! and nothing is ever reported complete (or created) that is not durable. Nothing committed
+//! before is lost. A write that would take a storage key past [`RedbStoreConfig::quota`] (or the
 //! store past [`RedbStoreConfig::max_total_bytes`]) fails with `QuotaExceeded` before anything is
-//! written. `usage()` counts the bytes actually stored.
+//! written. `usage()` counts the body bytes held.
 //!
-//! Group commits by size are not durable (`Durability::None`: durable ones halved the
-//! throughput in the benchmark). If an I/O error makes the store reopen the file, what they wrote
-//! since the last durable commit (at most [`RedbStoreConfig::group_commit_interval`] of writes) is
-//! gone with the old handle; the records it belonged to are poisoned as above, even in fetches
-//! other than the one whose write failed. With the Store trait as it is, the store cannot ask the
-//! engine to resume those records from their durable length instead.
+//! ## File size
 //!
-//! ## File size and write amplification
-//!
-//! redb is copy-on-write, so its file grows past the bytes it holds (the 1 GiB benchmark left a
-//! 1.5 GiB file). Pages freed by deleted fetches are reused by later writes, and once the store
-//! has been idle for [`RedbStoreConfig::compact_when_idle`] after deletions, with at least
-//! [`RedbStoreConfig::compact_min_free_bytes`] free, it compacts the file
-//! ([`RedbStore::compact`] does it on demand). A durable commit of a record whose last chunk is
-//! partial rewrites that chunk: a slow download (less than a chunk per commit interval) is
-//! written several times over; a longer interval trades that for a longer Range resume.
+//! A large body takes its own length on disk (plus the file system's block rounding). redb is
+//! copy-on-write, so the database grows past the rows it holds; pages freed by deleted fetches
+//! are reused, and once the store has been idle for [`RedbStoreConfig::compact_when_idle`] after
+//! deletions, with at least [`RedbStoreConfig::compact_min_free_bytes`] free, it compacts the
+//! database ([`RedbStore::compact`] does it on demand).
 //!
 //! ## Configuration
 //!
-//! [`RedbStoreConfig`]: redb's cache size (16 MiB by default, not redb's 1 GiB), the group
-//! commit threshold (4 MiB, at most a quarter of the cache) and interval (500 ms),
-//! quick-repair, idle compaction, and optional quotas.
+//! [`RedbStoreConfig`]: redb's cache size (16 MiB at most, allocated as pages are used: with
+//! bodies in files it holds rows), the inline limit (64 KiB), the group commit threshold (2 MiB)
+//! and interval (500 ms), quick-repair, idle compaction, and optional quotas.
+//!
+//! ## The crate, module by module
+//!
+//! Opening a store reads top to bottom: `open` (the database file, the schema and its
+//! migration), then `recovery`. The storage thread's state is `actor`; `op_loop` takes the
+//! operations, `ops` applies them to the in-memory `model`, `quota` checks the store's limits,
+//! `commit` writes (body files, then `rows` in one transaction), `revert` handles a write that
+//! failed, and `export`, `compact` and `integrity` do the rest (`reports`: what they return).
+//! `files` is the body file seam ([`BodyFs`]), `backend` the database's ([`BackendFactory`]),
+//! `schema` the on-disk formats. Modules use only modules listed before them in `lib.rs`: no
+//! import circle.
 
 #![warn(missing_docs)]
 
-mod actor;
+// Leaves: settings, errors, the on-disk formats and where bytes go.
 pub mod backend;
 mod config;
 mod error;
+pub mod files;
 mod ingress;
-mod integrity;
+mod reports;
 mod schema;
+// The in-memory model and its rows in the database.
+mod model;
+mod rows;
+// The storage thread: its state, then what it does, in the order a store's life runs.
+mod actor;
+mod commit;
+mod compact;
+mod export;
+mod integrity;
+mod op_loop;
+mod open;
+mod ops;
+mod quota;
+mod recovery;
+mod revert;
 
 pub use backend::{BackendFactory, file_backend_factory};
 pub use config::RedbStoreConfig;
 pub use error::OpenError;
-pub use integrity::IntegrityReport;
-pub use schema::{CHUNK_SIZE, SCHEMA_VERSION};
+pub use files::{BodyFile, BodyFs, DirFs, body_dir};
+pub use reports::{CompactReport, IntegrityReport, StoreStats};
+pub use schema::{CHUNK_SIZE, OLDEST_MIGRATED_VERSION, SCHEMA_VERSION};
 
 use actor::{Actor, Op, PurgeFilter, Reply};
 use background_fetch::store::{
-    FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
+    ExportMode, Exported, FetchMeta, Store, StoreError, StoreErrorKind, StoredFetch, StoredFlags,
 };
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchResult, FetchUid, ImageResource, RecordResult,
@@ -154,32 +215,6 @@ use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-
-/// Sizes of the store's file, for monitoring and tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Length of the file.
-    pub file_bytes: u64,
-    /// Bytes of the file in allocated pages.
-    pub allocated_bytes: u64,
-    /// Bytes of keys and values stored.
-    pub stored_bytes: u64,
-    /// Bytes of the file that are free or fragmented (what compaction can give back).
-    pub free_bytes: u64,
-    /// Fetches held (committed or not).
-    pub fetches: usize,
-    /// Appended bytes not written to the file yet.
-    pub buffered_bytes: u64,
-}
-
-/// What a compaction did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompactReport {
-    /// File length before.
-    pub bytes_before: u64,
-    /// File length after.
-    pub bytes_after: u64,
-}
 
 /// The storage thread, its channel and the append fast path.
 type Spawned = (JoinHandle<()>, mpsc::Sender<Op>, Arc<ingress::Ingress>);
@@ -239,6 +274,24 @@ impl RedbStore {
         Self::open_with_backend(path, factory, config)
     }
 
+    /// Opens a store whose database bytes live where `factory` says and whose body files live
+    /// in `files` (for example a fault-injecting disk in tests). `path` names the store in
+    /// errors and logs. Blocks until recovery is done.
+    pub fn open_with_backends(
+        path: impl Into<PathBuf>,
+        factory: BackendFactory,
+        files: Arc<dyn BodyFs>,
+        config: RedbStoreConfig,
+    ) -> Result<RedbStore, OpenError> {
+        let path = path.into();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let spawned = Self::spawn(path.clone(), factory, files, config, move |r| {
+            let _ = opened_tx.send(r);
+        });
+        let opened = opened_rx.recv().unwrap_or_else(|_| Err(panicked(&path)));
+        Self::finish_open(path, spawned, opened)
+    }
+
     /// Opens the store at `path` on its storage thread; the future completes once recovery is
     /// done.
     pub fn open_async(
@@ -247,8 +300,9 @@ impl RedbStore {
     ) -> impl Future<Output = Result<RedbStore, OpenError>> + Send + 'static {
         let path = path.as_ref().to_owned();
         let factory = file_backend_factory(&path);
+        let files: Arc<dyn BodyFs> = Arc::new(DirFs::new(body_dir(&path)));
         let (opened_tx, opened_rx) = oneshot::channel();
-        let spawned = Self::spawn(path.clone(), factory, config, move |r| {
+        let spawned = Self::spawn(path.clone(), factory, files, config, move |r| {
             let _ = opened_tx.send(r);
         });
         async move {
@@ -257,27 +311,25 @@ impl RedbStore {
         }
     }
 
-    /// Opens a store whose bytes live where `factory` says (for example a fault-injecting
-    /// backend in tests, or an encrypting one). `path` names the store in errors and logs.
-    /// Blocks until recovery is done.
+    /// Opens a store whose database bytes live where `factory` says (for example a
+    /// fault-injecting backend in tests, or an encrypting one), with its body files in
+    /// [`body_dir`]`(path)`. `path` names the store in errors and logs. Blocks until recovery is
+    /// done.
     pub fn open_with_backend(
         path: impl Into<PathBuf>,
         factory: BackendFactory,
         config: RedbStoreConfig,
     ) -> Result<RedbStore, OpenError> {
         let path = path.into();
-        let (opened_tx, opened_rx) = mpsc::channel();
-        let spawned = Self::spawn(path.clone(), factory, config, move |r| {
-            let _ = opened_tx.send(r);
-        });
-        let opened = opened_rx.recv().unwrap_or_else(|_| Err(panicked(&path)));
-        Self::finish_open(path, spawned, opened)
+        let files: Arc<dyn BodyFs> = Arc::new(DirFs::new(body_dir(&path)));
+        Self::open_with_backends(path, factory, files, config)
     }
 
     /// Starts the storage thread, which opens the store and reports through `opened`.
     fn spawn(
         path: PathBuf,
         factory: BackendFactory,
+        files: Arc<dyn BodyFs>,
         config: RedbStoreConfig,
         opened: impl FnOnce(Result<(), OpenError>) + Send + 'static,
     ) -> std::io::Result<Spawned> {
@@ -286,16 +338,13 @@ impl RedbStore {
         let fast = config.quota.is_none() && config.max_total_bytes.is_none();
         let ingress = Arc::new(ingress::Ingress::new(
             fast,
-            config
-                .group_commit_bytes
-                .min(config.cache_size / 4)
-                .max(CHUNK_SIZE) as u64,
+            config.group_commit_bytes.max(64 * 1024) as u64,
         ));
         let actor_ingress = ingress.clone();
         let thread = std::thread::Builder::new()
             .name("bgfetch-redb".into())
             .spawn(
-                move || match Actor::open(path, factory, config, actor_ingress) {
+                move || match Actor::open(path, factory, files, config, actor_ingress) {
                     Ok(actor) => {
                         opened(Ok(()));
                         actor.run(rx);
@@ -538,5 +587,17 @@ impl Store for RedbStore {
 
     fn delete_fetch(&self, uid: FetchUid) -> BoxFuture<'_, Result<(), StoreError>> {
         self.call(move |reply| Op::Delete(uid, reply))
+    }
+
+    /// Links, reflinks or copies the body file (see the crate documentation, "Export").
+    fn export_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        destination: PathBuf,
+        mode: ExportMode,
+    ) -> BoxFuture<'_, Result<Exported, StoreError>> {
+        self.call(move |reply| Op::Export(uid, record, generation, destination, mode, reply))
     }
 }

@@ -1,7 +1,19 @@
-//! The on-disk schema (version 1): table definitions and value encodings.
+//! The on-disk schema (version 2): table definitions, value encodings and body file names.
 //!
 //! Every table is keyed by the fetch's [`FetchUid`](background_fetch::FetchUid) (a `u64`) first,
 //! so everything about one fetch is a contiguous key range in each table.
+//!
+//! # Versions
+//!
+//! * **1**: every body in redb, as chunks of [`CHUNK_SIZE`] bytes in [`BODY_CHUNKS`] and
+//!   [`REQUEST_CHUNKS`]; record rows of format 1.
+//! * **2** (this build): each request is a row of [`REQUESTS`] (a fetch's metadata row holds no
+//!   requests); a body is either *inline* (chunks in the same tables, exactly as in
+//!   version 1) or in a *body file* beside the database ([`body_file_name`]); record rows of
+//!   format 2 say which, in bits 1 and 2 of byte 3. A format 1 row reads as a format 2 row with
+//!   both bodies inline, which is what it means: a version 1 store is migrated in place by
+//!   writing the new version number (`crate::open`), and its bodies stay inline until they
+//!   grow (an active record's body moves to a file at its next commit past the inline limit).
 
 use background_fetch::store::{RecordState, StoredFlags};
 use background_fetch::{
@@ -11,7 +23,10 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// The oldest schema version this build migrates (in place, when it opens the store).
+pub const OLDEST_MIGRATED_VERSION: u64 = 1;
 
 /// Size of one body chunk: just under 1 MiB, so a chunk plus its key and page header fits a
 /// 1 MiB buddy allocation (an exact power of two doubles the file: research §A.1.7).
@@ -27,8 +42,13 @@ pub const COMMIT_SEQ_KEY: &str = "commit_seq";
 /// Key of the schema table holding one more than the highest fetch uid ever created.
 pub const UID_FLOOR_KEY: &str = "uid_floor";
 
-/// uid → [`FetchMeta`](background_fetch::store::FetchMeta) as JSON (as created).
+/// uid → [`FetchMeta`](background_fetch::store::FetchMeta) as JSON (as created). In version 2
+/// its `requests` are empty and each request is a row of [`REQUESTS`] (so that a fetch of many
+/// records is never one huge value, and the model need not keep the requests); a version 1 row
+/// holds them.
 pub const FETCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("fetches");
+/// (uid, record) → the record's [`Request`](background_fetch::Request) as JSON (version 2).
+pub const REQUESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("requests");
 /// uid → [`FetchStateRow`] as JSON (committed, paused, settled).
 pub const FETCH_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("fetch_state");
 /// uid → [`UiRow`] as JSON: the title and icons set by `updateUI()` (absent until then).
@@ -104,10 +124,10 @@ pub struct UiRow {
 ///
 /// | bytes | field |
 /// |---|---|
-/// | 0 | format (1) |
+/// | 0 | format (2; 1 in stores of schema version 1) |
 /// | 1 | state: 0 pending, 1 active, 2 completed |
 /// | 2 | result code ([`result_code`]) when completed |
-/// | 3 | flags: bit 0 set once the request may have been sent (`mark_request_sent`); other bits 0 |
+/// | 3 | flags: bit 0 set once the request may have been sent (`mark_request_sent`); bit 1: the response body is in its body file (else inline chunks); bit 2: the request body is in its body file; other bits 0 (format 1: only bit 0) |
 /// | 4..8 | response data generation (`u32`) |
 /// | 8..16 | durable response body length (`u64`) |
 /// | 16..24 | durable request body length (`u64`) |
@@ -123,6 +143,10 @@ pub struct RecordRow {
     pub request_len: u64,
     /// `mark_request_sent` ran: the request may have reached the network.
     pub request_sent: bool,
+    /// The response body is in its body file (else inline chunks).
+    pub body_in_file: bool,
+    /// The request body is in its body file (else inline chunks).
+    pub request_in_file: bool,
 }
 
 /// Encoded length of a [`RecordRow`].
@@ -132,7 +156,7 @@ impl RecordRow {
     /// The fixed encoding.
     pub fn encode(&self) -> [u8; RECORD_ROW_LEN] {
         let mut out = [0u8; RECORD_ROW_LEN];
-        out[0] = 1;
+        out[0] = 2;
         let (state, result) = match self.state {
             RecordState::Pending => (0, 0),
             RecordState::Active => (1, 0),
@@ -140,7 +164,9 @@ impl RecordRow {
         };
         out[1] = state;
         out[2] = result;
-        out[3] = u8::from(self.request_sent);
+        out[3] = u8::from(self.request_sent)
+            | u8::from(self.body_in_file) << 1
+            | u8::from(self.request_in_file) << 2;
         out[4..8].copy_from_slice(&self.generation.to_le_bytes());
         out[8..16].copy_from_slice(&self.body_len.to_le_bytes());
         out[16..24].copy_from_slice(&self.request_len.to_le_bytes());
@@ -149,7 +175,12 @@ impl RecordRow {
 
     /// Decodes; `None` if the bytes are not a valid row.
     pub fn decode(b: &[u8]) -> Option<RecordRow> {
-        if b.len() != RECORD_ROW_LEN || b[0] != 1 || b[3] > 1 {
+        let flags_allowed = match b.first() {
+            Some(1) => 0b1,
+            Some(2) => 0b111,
+            _ => return None,
+        };
+        if b.len() != RECORD_ROW_LEN || b[3] & !flags_allowed != 0 {
             return None;
         }
         let state = match b[1] {
@@ -160,7 +191,9 @@ impl RecordRow {
         };
         Some(RecordRow {
             state,
-            request_sent: b[3] == 1,
+            request_sent: b[3] & 1 != 0,
+            body_in_file: b[3] & 2 != 0,
+            request_in_file: b[3] & 4 != 0,
             generation: u32::from_le_bytes(b[4..8].try_into().ok()?),
             body_len: u64::from_le_bytes(b[8..16].try_into().ok()?),
             request_len: u64::from_le_bytes(b[16..24].try_into().ok()?),
@@ -197,6 +230,34 @@ pub fn result_from_code(c: u8) -> Option<RecordResult> {
     })
 }
 
+/// The name of a body file in the body directory: a response body is per generation (a new
+/// generation starts a new file, and the old one is removed once the new row is durable), a
+/// request body per record.
+pub fn body_file_name(uid: u64, record: u32, generation: Option<u32>) -> String {
+    match generation {
+        Some(g) => format!("{uid:016x}-{record:08x}-{g:08x}.response"),
+        None => format!("{uid:016x}-{record:08x}.request"),
+    }
+}
+
+/// The (uid, record, generation) a body file name stands for; `None` for a name the store
+/// never makes (such files are left alone).
+pub fn parse_body_file_name(name: &str) -> Option<(u64, u32, Option<u32>)> {
+    let hex64 = |s: &str| (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok())?;
+    let hex32 = |s: &str| (s.len() == 8).then(|| u32::from_str_radix(s, 16).ok())?;
+    if let Some(stem) = name.strip_suffix(".response") {
+        let mut parts = stem.split('-');
+        let (u, r, g) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        return Some((hex64(u)?, hex32(r)?, Some(hex32(g)?)));
+    }
+    let stem = name.strip_suffix(".request")?;
+    let (u, r) = stem.split_once('-')?;
+    Some((hex64(u)?, hex32(r)?, None))
+}
+
 /// Number of chunks holding `len` bytes.
 pub fn chunk_count(len: u64) -> u32 {
     len.div_ceil(CHUNK_SIZE as u64) as u32
@@ -216,14 +277,19 @@ mod tests {
             RecordState::Completed(RecordResult::Empty),
         ] {
             for request_sent in [false, true] {
-                let row = RecordRow {
-                    state,
-                    generation: 7,
-                    body_len: (1 << 40) + 3,
-                    request_len: 11,
-                    request_sent,
-                };
-                assert_eq!(RecordRow::decode(&row.encode()), Some(row));
+                for (body_in_file, request_in_file) in [(false, false), (true, false), (true, true)]
+                {
+                    let row = RecordRow {
+                        state,
+                        generation: 7,
+                        body_len: (1 << 40) + 3,
+                        request_len: 11,
+                        request_sent,
+                        body_in_file,
+                        request_in_file,
+                    };
+                    assert_eq!(RecordRow::decode(&row.encode()), Some(row));
+                }
             }
         }
         assert_eq!(RecordRow::decode(&[0u8; RECORD_ROW_LEN]), None);
@@ -257,15 +323,25 @@ mod tests {
             body_len: 0,
             request_len: 0,
             request_sent: false,
+            body_in_file: false,
+            request_in_file: false,
         }
         .encode();
         assert_eq!(bytes[3], 0);
-        bytes[3] = 2;
+        bytes[3] = 8;
         assert_eq!(
             RecordRow::decode(&bytes),
             None,
             "unknown flag bits are refused"
         );
+        // A format 1 row (schema version 1): its bodies are inline, and the file bits did not
+        // exist.
+        bytes[0] = 1;
+        bytes[3] = 1;
+        let v1 = RecordRow::decode(&bytes).expect("a format 1 row");
+        assert!(v1.request_sent && !v1.body_in_file && !v1.request_in_file);
+        bytes[3] = 2;
+        assert_eq!(RecordRow::decode(&bytes), None, "format 1 had no file bits");
     }
 
     #[test]
@@ -274,6 +350,28 @@ mod tests {
             assert_eq!(result_code(result_from_code(c).unwrap()), c);
         }
         assert_eq!(result_from_code(8), None);
+    }
+
+    #[test]
+    fn body_file_names_round_trip() {
+        for (u, r, g) in [
+            (0, 0, None),
+            (u64::MAX, u32::MAX, Some(u32::MAX)),
+            (7, 3, Some(2)),
+        ] {
+            assert_eq!(
+                parse_body_file_name(&body_file_name(u, r, g)),
+                Some((u, r, g))
+            );
+        }
+        for bad in [
+            "",
+            "x.response",
+            "1-2-3.response",
+            "0000000000000001-00000002.txt",
+        ] {
+            assert_eq!(parse_body_file_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

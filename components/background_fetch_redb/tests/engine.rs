@@ -14,7 +14,7 @@ use background_fetch::{
 };
 use background_fetch_redb::{RedbStore, RedbStoreConfig};
 use bytes::Bytes;
-use common::faulty::{Fault, FaultControl, factory};
+use common::faulty::{Fault, FaultControl, open_faulty_store};
 use common::hosts::{BlockingHttp, Pool, RealClock};
 use common::http::{Files, Gate, Options, Server, etag_of};
 use common::{assert_consistent, block_on, pattern};
@@ -207,9 +207,7 @@ fn a_full_disk_fails_the_fetch_with_quota_exceeded_and_the_store_reopens_consist
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let ctl = FaultControl::new();
-    let store = Arc::new(
-        RedbStore::open_with_backend(&path, factory(&path, ctl.clone()), store_config()).unwrap(),
-    );
+    let store = Arc::new(open_faulty_store(&path, &ctl, store_config()));
     let bed = start(store.clone(), &server);
     let _registration = bed.fetch("big", &["/a.bin"]);
     let file = block_on(store.stats()).unwrap().file_bytes;

@@ -9,13 +9,13 @@ use background_fetch::testing::store_contract::head;
 use background_fetch::{FetchUid, RecordResult};
 use background_fetch_redb::{RedbStore, RedbStoreConfig};
 use bytes::Bytes;
-use common::faulty::{Fault, FaultControl, factory};
+use common::faulty::{Fault, FaultControl, open_faulty_store};
 use common::*;
 use std::path::Path;
 use std::sync::Arc;
 
 fn open_faulty(path: &Path, ctl: &Arc<FaultControl>, config: RedbStoreConfig) -> RedbStore {
-    RedbStore::open_with_backend(path, factory(path, ctl.clone()), config).expect("open")
+    open_faulty_store(path, ctl, config)
 }
 
 #[test]
@@ -128,41 +128,39 @@ fn a_transient_io_error_is_retried_and_loses_nothing() {
     });
 }
 
-/// Group commits by size are not durable: an I/O error makes the store reopen the file, and what
-/// they wrote since the last durable commit is gone. The record is then failed (never reported
-/// complete) and returns to its durable state.
+/// A spill writes a large body's buffered bytes to its file without syncing them; a sync that
+/// keeps failing afterwards fails the record (never reported complete), poisons its later
+/// appends, and leaves it at its durable length.
 #[test]
-fn an_io_error_after_a_non_durable_group_commit_fails_the_record_it_cost() {
+fn a_failing_sync_after_a_spill_fails_the_record_it_cost() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let ctl = FaultControl::new();
     let store = open_faulty(&path, &ctl, config());
-    let body = pattern(4, 1_500_000);
+    let body = pattern(4, 3_000_000);
     block_on(async {
         create(&store, 1, "a", 1).await;
         download(&store, 1, 0, &body, 100_000).await;
+        let stats = store.stats().await.unwrap();
         assert!(
-            store.stats().await.unwrap().buffered_bytes < 1_500_000,
-            "a group commit wrote a chunk"
+            stats.buffered_bytes < 3_000_000,
+            "a spill wrote to the file"
         );
-        ctl.set(Fault::IoErrorAfter { ok: 2, fail: 1 });
+        assert_eq!(stats.body_files, 1);
+        ctl.set(Fault::IoErrorAfter {
+            ok: 0,
+            fail: u64::MAX,
+        });
         let e = store
             .complete_record(FetchUid(1), 0, 0, RecordResult::Success)
             .await
             .expect_err("the record lost bytes");
         assert_eq!(e.kind, StoreErrorKind::Io);
-        let first = e.clone();
-        let r = store
-            .append_response_body(FetchUid(1), 0, 0, 1_500_000, Bytes::from_static(b"x"))
-            .await;
-        if r.is_ok() {
-            panic!(
-                "not poisoned after {first:?}: {:?} {:?}",
-                store.stats().await,
-                store.load().await.map(|f| f[0].records[0].clone())
-            );
-        }
-        let e = r.unwrap_err();
+        ctl.set(Fault::None);
+        let e = store
+            .append_response_body(FetchUid(1), 0, 0, 3_000_000, Bytes::from_static(b"x"))
+            .await
+            .expect_err("poisoned");
         assert_eq!(e.kind, StoreErrorKind::Io);
         assert_consistent(&store).await;
     });
@@ -488,9 +486,10 @@ async fn scenario(store: &RedbStore) -> Seen {
     seen
 }
 
-/// An I/O error at the n-th write, for n over the whole scenario (sampled), lasting or
-/// transient: whatever failed, the store reopens consistent and every record whose completion
-/// was reported is there byte for byte.
+/// An I/O error at the n-th write (of the database or of a body file, counted together), for n
+/// over the whole scenario (sampled at 28 points), lasting or transient: whatever failed, the
+/// store reopens consistent and every record whose completion was reported is there byte for
+/// byte. Some of the points fall inside body files (the test says how many).
 #[test]
 fn failures_at_every_point() {
     let config = RedbStoreConfig {
@@ -509,8 +508,9 @@ fn failures_at_every_point() {
         ctl.writes() - before
     };
     assert!(total > 10, "{total} writes");
-    let points = 14u64;
+    let points = 28u64;
     let mut failed_ops = 0;
+    let mut in_files = 0;
     for i in 0..points {
         let at = i * total / points;
         for fail in [1, u64::MAX] {
@@ -523,6 +523,7 @@ fn failures_at_every_point() {
             if seen.completed.len() < 4 {
                 failed_ops += 1;
             }
+            in_files += ctl.file_failures();
             ctl.set(Fault::None);
             drop(store);
             let store = open(&path);
@@ -566,4 +567,8 @@ fn failures_at_every_point() {
         }
     }
     assert!(failed_ops > 0, "some faults made operations fail");
+    assert!(in_files > 0, "some faults hit body files");
+    eprintln!(
+        "{points} write points × 2: {failed_ops} runs with failed operations, {in_files} failures inside body files"
+    );
 }

@@ -1,5 +1,5 @@
-//! The redb store's own behaviour: chunking, buffered reads, recovery, refusal of foreign and
-//! newer files, purges, quotas, file growth.
+//! The redb store's own behaviour: inline chunks, buffered reads, recovery, refusal of foreign
+//! and newer files, purges, quotas, file growth. Body files: `tests/files.rs`.
 
 mod common;
 
@@ -13,11 +13,11 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::sync::Arc;
 
 #[test]
-fn bodies_span_chunks_and_read_back_while_buffered_and_after_reopen() {
+fn inline_bodies_span_chunks_and_read_back_while_buffered_and_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let body = pattern(1, 2 * CHUNK_SIZE + 12_345);
-    let store = open(&path);
+    let store = open_inline(&path);
     block_on(async {
         create(&store, 1, "k", 2).await;
         // Odd-sized pieces, so pieces straddle chunk boundaries.
@@ -34,7 +34,7 @@ fn bodies_span_chunks_and_read_back_while_buffered_and_after_reopen() {
         assert_consistent(&store).await;
     });
     drop(store);
-    let store = open(&path);
+    let store = open_inline(&path);
     block_on(async {
         let all = store.load().await.unwrap();
         assert_eq!(all.len(), 1);
@@ -86,7 +86,7 @@ fn a_read_of_any_max_returns_what_there_is() {
 fn partial_chunks_are_extended_by_later_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let store = open(&path);
+    let store = open_inline(&path);
     let body = pattern(2, CHUNK_SIZE + 50_000);
     block_on(async {
         create(&store, 7, "k", 1).await;
@@ -204,7 +204,7 @@ fn recovery_trims_chunks_past_the_durable_length() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let body = pattern(6, CHUNK_SIZE + 1000);
-    let store = open(&path);
+    let store = open_inline(&path);
     block_on(async {
         create(&store, 3, "k", 1).await;
         download(&store, 3, 0, &body, 1 << 20).await;
@@ -226,7 +226,7 @@ fn recovery_trims_chunks_past_the_durable_length() {
         }
         txn.commit().unwrap();
     }
-    let store = open(&path);
+    let store = open_inline(&path);
     block_on(async {
         let all = store.load().await.unwrap();
         assert_eq!(all[0].records[0].body_length, body.len() as u64);
@@ -425,7 +425,7 @@ fn quota_exceeded_fails_the_write_and_keeps_the_store_consistent() {
 fn a_new_generation_discards_the_old_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let store = open(&path);
+    let store = open_inline(&path);
     block_on(async {
         create(&store, 1, "k", 1).await;
         download(&store, 1, 0, &pattern(8, 2 * CHUNK_SIZE), 1 << 20).await;
@@ -475,7 +475,7 @@ fn updated_title_and_icons_survive_a_reopen() {
 fn the_file_does_not_grow_without_bound() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let store = open(&path);
+    let store = open_inline(&path);
     let body = pattern(10, 4 * CHUNK_SIZE);
     let mut sizes = Vec::new();
     block_on(async {
@@ -509,7 +509,7 @@ fn the_file_does_not_grow_without_bound() {
 fn chunks_just_under_a_power_of_two_keep_the_file_close_to_the_payload() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let store = open(&path);
+    let store = open_inline(&path);
     let body = pattern(11, 24 << 20);
     block_on(async {
         create(&store, 1, "k", 1).await;
@@ -545,7 +545,7 @@ fn an_idle_store_compacts_after_deletions() {
     let config = RedbStoreConfig {
         compact_when_idle: Some(std::time::Duration::from_millis(50)),
         compact_min_free_bytes: 1 << 20,
-        ..common::config()
+        ..common::inline_config()
     };
     let store = RedbStore::open(&path, config).unwrap();
     let body = pattern(12, 6 * CHUNK_SIZE);

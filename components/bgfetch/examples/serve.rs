@@ -1,4 +1,4 @@
-//! Serves the benchmark routes on 127.0.0.1 until killed: `/gen1` (1 GiB), `/gen4` (4 GiB) and
+//! Serves the benchmark routes on 127.0.0.1 until killed: `/gen1` (1 GiB), `/gen4` (4 GiB), `/gen8` (8 GiB) and
 //! `/small/0` … `/small/999` (16 KiB each), generated, with Range support.
 //!
 //! `cargo run --release -p bgfetch --example serve -- [PORT]` (default 8089)

@@ -2,24 +2,24 @@
 //!
 //! What a person can rely on:
 //!
-//! * While a fetch downloads, its records are written to temporary files in `DIR` named
-//!   `.bgfetch-TOKEN-XXXXXX.part` (created with `O_EXCL`, never through a symlink, one per
-//!   record, readable only by the owner). Nothing appears under a final name before
-//!   `backgroundfetchsuccess`.
+//! * Nothing is written to `DIR` while a fetch downloads: the bodies are in the store. At
+//!   `backgroundfetchsuccess` the store hands each body to a temporary file in `DIR` named
+//!   `.bgfetch-TOKEN-XXXXXX.part` (reserved with `O_EXCL`, never through a symlink, one per
+//!   record) through its export: a **hard link** to the store's own body file when `DIR` is on
+//!   the store's file system (no byte copied or written again), else a reflink or a kernel copy
+//!   (`copy_file_range`); small bodies, kept inside the database, are written out. Either way the
+//!   temporary file is whole and synced when the export returns, and readable only by the owner.
 //! * On success each body gets the last segment of its URL as its name (shortened to fit the
 //!   file system's 255 bytes); a name that is taken, by another record or by a file already in
 //!   `DIR` (even one created while the fetch ran), gets `-1`, `-2`, ... before its extension.
 //!   An existing file is never replaced: the rename into place refuses to overwrite.
 //! * Every file is synced, renamed into place, and then `DIR` itself is synced; only then does
-//!   the event end, the store drop its copy, and the program exit 0.
+//!   the event end, the store drop its copy (its name for a linked file), and the program exit 0.
 //! * Delivery is idempotent: which record went to which file (with the file's identity) is
 //!   journalled in the store's data directory before the renames, so a success event fired again
 //!   after a crash finds the files already in place instead of writing copies.
 //! * If delivery fails (disk full, `DIR` removed...), the event stays unfinished: the fetch and
 //!   every byte stay in the store, and `bgfetch run` delivers it once the cause is fixed.
-//!
-//! The store's own export (a later change) will replace how a temporary file is filled; the
-//! steps after it stay as they are.
 
 use crate::app::{EventHandler, Handled};
 pub use crate::data::FetchData;
@@ -27,8 +27,8 @@ use crate::names::{self, TEMPORARY_SUFFIX};
 use crate::output::Reporter;
 use crate::paths;
 use background_fetch::{
-    BackgroundFetchRecord, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, FetchUid,
-    FunctionalEvent, FunctionalEventKind,
+    BackgroundFetchRecord, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, ExportMode,
+    FetchUid, FunctionalEvent, FunctionalEventKind,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -36,9 +36,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tempfile::NamedTempFile;
-use tokio::io::AsyncWriteExt;
+use std::sync::Arc;
+use tempfile::TempPath;
 
 /// Checks `--out` before a fetch is registered: makes it (and its parents) if it is missing, and
 /// makes sure it is a directory this user can create files in. Returns it absolute.
@@ -58,61 +57,66 @@ pub fn prepare_out_dir(dir: &Path) -> Result<PathBuf, String> {
     Ok(abs)
 }
 
-/// Removes the temporary files that fetch `token` left in `dir` (after a crash, an abort with no
-/// process running, or a failure).
-pub fn remove_temporary_files(dir: &Path, token: &str) {
+/// Whether `name` is one of fetch `token`'s temporary files: bgfetch's own
+/// (`.bgfetch-TOKEN-XXXXXX.part`) or the one the store's export fills beside it before renaming
+/// it over bgfetch's (`..bgfetch-TOKEN-XXXXXX.part.PID-N.part`).
+fn is_temporary(name: &str, token: &str) -> bool {
     let prefix = names::temporary_prefix(token);
+    let ours = name.starts_with(&prefix)
+        || name
+            .strip_prefix('.')
+            .is_some_and(|n| n.starts_with(&prefix));
+    ours && name.ends_with(TEMPORARY_SUFFIX)
+}
+
+/// Removes the temporary files that fetch `token` left in `dir` (after a crash while delivering,
+/// or a failed delivery).
+pub fn remove_temporary_files(dir: &Path, token: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(TEMPORARY_SUFFIX) {
+        if is_temporary(&e.file_name().to_string_lossy(), token) {
             let _ = std::fs::remove_file(e.path());
         }
     }
 }
 
-fn temporary_file(dir: &Path, token: &str) -> std::io::Result<NamedTempFile> {
-    tempfile::Builder::new()
+/// Hands `record`'s body to a new temporary file in `dir` through the store's export
+/// ([`ExportMode::Move`]: the fetch is deleted once its files are delivered, so the store may
+/// give away its own file). The name is reserved first (created empty with `O_EXCL`); the
+/// export replaces it whole, synced, and syncs `dir`.
+async fn export_record(
+    record: &BackgroundFetchRecord,
+    dir: &Path,
+    token: &str,
+) -> Result<TempPath, String> {
+    let url = &record.request().url;
+    let reserved = tempfile::Builder::new()
         .prefix(&names::temporary_prefix(token))
         .suffix(TEMPORARY_SUFFIX)
         .rand_bytes(6)
         .tempfile_in(dir)
-}
-
-/// Streams `record`'s body into a new temporary file in `dir`.
-async fn write_record(
-    record: &BackgroundFetchRecord,
-    dir: &Path,
-    token: &str,
-) -> Result<NamedTempFile, String> {
-    let url = &record.request().url;
-    let response = record
-        .response_ready()
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .into_temp_path();
+    record
+        .export_response_body(reserved.to_path_buf(), ExportMode::Move)
         .await
         .map_err(|e| format!("{url}: {e}"))?;
-    let tmp = temporary_file(dir, token).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (file, path) = tmp.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let mut body = response.into_body();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("{url}: {e}"))?;
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(NamedTempFile::from_parts(file.into_std().await, path))
+    make_private(&reserved).map_err(|e| format!("{}: {e}", reserved.display()))?;
+    Ok(reserved)
 }
 
-/// A record being written to a temporary file while it downloads.
-struct Prefetch {
-    /// Completes with the temporary file once it holds the record's whole body.
-    task: tokio::task::JoinHandle<Option<NamedTempFile>>,
+/// Delivered files are the owner's only, whatever the umask (a body the store wrote out gets
+/// the umask's mode; a linked one already has the store's 0600). Through a descriptor opened
+/// without following a symlink.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
 }
 
 /// One line of a delivery journal: record `index` is (to be) at `name` in the directory, as the
@@ -216,8 +220,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn identity(file: &NamedTempFile) -> std::io::Result<(u64, u64)> {
-    let meta = file.as_file().metadata()?;
+fn identity(file: &Path) -> std::io::Result<(u64, u64)> {
+    let meta = std::fs::symlink_metadata(file)?;
     Ok((meta.dev(), meta.ino()))
 }
 
@@ -225,7 +229,6 @@ fn identity(file: &NamedTempFile) -> std::io::Result<(u64, u64)> {
 pub struct OutDelivery {
     reporter: Arc<Reporter>,
     store: PathBuf,
-    prefetches: Mutex<HashMap<FetchUid, Vec<Prefetch>>>,
 }
 
 impl OutDelivery {
@@ -234,50 +237,16 @@ impl OutDelivery {
         Arc::new(OutDelivery {
             reporter,
             store: store.to_owned(),
-            prefetches: Mutex::default(),
         })
     }
 
-    /// For a fetch with `--out` (per its `embedder_data`): starts writing each record to a
-    /// temporary file in the directory while it downloads, so that the success event only has
-    /// to sync and rename them. Temporary files an earlier process left for it are removed.
+    /// For a fetch with `--out` (per its `embedder_data`), as its process starts: removes the
+    /// temporary files an earlier process left for it (one killed while delivering).
     pub fn start(&self, reg: &BackgroundFetchRegistration, embedder_data: Option<&str>) {
         let data = FetchData::parse(embedder_data);
-        let Some(dir) = data.out.clone() else { return };
-        let token = data.token(reg.uid());
-        remove_temporary_files(&dir, &token);
-        // Holding the map's lock while the records are listed keeps the entry in place before
-        // any event can take it.
-        let mut map = self.prefetches.lock().unwrap();
-        let Some(records) =
-            futures::FutureExt::now_or_never(reg.match_all(None, CacheQueryOptions::default()))
-                .and_then(Result::ok)
-        else {
-            return;
-        };
-        let slots = Arc::new(tokio::sync::Semaphore::new(16));
-        let list = records
-            .into_iter()
-            .map(|record| {
-                let (dir, token, slots) = (dir.clone(), token.clone(), slots.clone());
-                let task = tokio::spawn(async move {
-                    let _slot = slots.acquire_owned().await.ok()?;
-                    // A failed write (the record failed or restarted) is written again from the
-                    // store at the success event.
-                    write_record(&record, &dir, &token).await.ok()
-                });
-                Prefetch { task }
-            })
-            .collect();
-        map.insert(reg.uid(), list);
-    }
-
-    fn take(&self, uid: FetchUid) -> Vec<Prefetch> {
-        self.prefetches
-            .lock()
-            .unwrap()
-            .remove(&uid)
-            .unwrap_or_default()
+        if let Some(dir) = &data.out {
+            remove_temporary_files(dir, &data.token(reg.uid()));
+        }
     }
 
     /// Writes every record's body into `dir` (see the module docs for the steps).
@@ -288,7 +257,6 @@ impl OutDelivery {
         token: &str,
         names: &[Option<String>],
     ) -> Result<(), String> {
-        let prefetched = self.take(reg.uid());
         // A directory removed since the fetch started is made again.
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let records = reg
@@ -299,36 +267,20 @@ impl OutDelivery {
         let mut taken: HashSet<String> = HashSet::new();
         let mut done: Vec<(String, PathBuf)> = Vec::new();
         let mut to_write = Vec::new();
-        let mut prefetched: Vec<Option<Prefetch>> = prefetched.into_iter().map(Some).collect();
-        prefetched.resize_with(records.len(), || None);
-        for (index, (record, pre)) in records.into_iter().zip(prefetched).enumerate() {
+        for (index, record) in records.into_iter().enumerate() {
             if let Some(name) = journal.delivered(dir, index) {
                 // Delivered before a crash: the success event fired again.
                 taken.insert(name.to_owned());
                 done.push((record.request().url.to_string(), dir.join(name)));
-                if let Some(p) = pre {
-                    p.task.abort();
-                }
             } else {
-                to_write.push((index, record, pre));
+                to_write.push((index, record));
             }
         }
-        // 1. Every body complete in a temporary file, synced.
+        // 1. Every body whole in a temporary file, synced (the store's export; 16 at a time, so
+        // that the syncs of small bodies overlap).
         let mut writes = futures::stream::iter(to_write)
-            .map(|(index, record, pre)| async move {
-                let prefetched = match pre {
-                    Some(p) => p.task.await.ok().flatten(),
-                    None => None,
-                };
-                let tmp = match prefetched {
-                    Some(t) => t,
-                    None => write_record(&record, dir, token).await?,
-                };
-                let tmp =
-                    tokio::task::spawn_blocking(move || tmp.as_file().sync_all().map(|()| tmp))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+            .map(|(index, record)| async move {
+                let tmp = export_record(&record, dir, token).await?;
                 Ok::<_, String>((index, record, tmp))
             })
             .buffer_unordered(16);
@@ -355,7 +307,7 @@ impl OutDelivery {
             };
             let name = name_for(&base, &taken, 0);
             taken.insert(name.clone());
-            let (dev, ino) = identity(&tmp).map_err(|e| e.to_string())?;
+            let (dev, ino) = identity(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
             entries.push(Entry {
                 index,
                 name: name.clone(),
@@ -377,11 +329,12 @@ impl OutDelivery {
                         break;
                     }
                     Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                        tmp = e.file;
+                        tmp = e.path;
                         taken.insert(name.clone());
                         name = name_for(&base, &taken, 1);
                         taken.insert(name.clone());
-                        let (dev, ino) = identity(&tmp).map_err(|e| e.to_string())?;
+                        let (dev, ino) =
+                            identity(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
                         journal
                             .record(&[Entry {
                                 index,
@@ -436,14 +389,51 @@ impl EventHandler for OutDelivery {
                 }
                 FunctionalEventKind::Click => Handled::Done,
                 _ => {
-                    for p in this.take(reg.uid()) {
-                        p.task.abort();
-                        let _ = p.task.await;
-                    }
                     remove_temporary_files(dir, &token);
                     Handled::Done
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process killed while the store exported a body leaves the export's own temporary file
+    /// (`..bgfetch-TOKEN-XXXXXX.part.PID-N.part`) beside bgfetch's: both are the fetch's, and
+    /// removed; another fetch's and the user's files stay.
+    #[test]
+    fn temporary_files_of_a_fetch_include_the_exports_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".bgfetch-0123-abcdef.part",
+            "..bgfetch-0123-abcdef.part.4242-7.part",
+            ".bgfetch-9999-abcdef.part",
+            "..bgfetch-9999-abcdef.part.4242-8.part",
+            "bgfetch-0123-abcdef.part",
+            "notes.part",
+            ".bgfetch-0123-abcdef.txt",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        remove_temporary_files(dir.path(), "0123");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "..bgfetch-9999-abcdef.part.4242-8.part",
+                ".bgfetch-0123-abcdef.txt",
+                ".bgfetch-9999-abcdef.part",
+                "bgfetch-0123-abcdef.part",
+                "notes.part",
+            ]
+        );
     }
 }

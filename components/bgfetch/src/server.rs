@@ -147,6 +147,13 @@ pub fn benchmark_routes() -> Vec<(String, Route)> {
                 seed: 4,
             }),
         ),
+        (
+            "/gen8".into(),
+            Route::ok(Body::Generated {
+                len: 8 << 30,
+                seed: 8,
+            }),
+        ),
     ];
     for i in 0..1000 {
         routes.push((

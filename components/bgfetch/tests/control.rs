@@ -301,11 +301,15 @@ fn a_match_on_a_queued_record_says_it_waits_then_answers() {
     assert_eq!(code(&Bed::finish(runner, Duration::from_secs(60))), 0);
 }
 
-/// Issue 11 and item 15: the store, the directory bgfetch makes for it, the control socket and
-/// the delivered files are the owner's only, whatever the umask (here 002).
+/// Issue 11 and item 15: the store, the directory bgfetch makes for it, the store's body files,
+/// the control socket and the delivered files (a small body written out of the database, a
+/// large one linked from the store's file) are the owner's only, whatever the umask (here 002).
 #[test]
 fn what_bgfetch_creates_is_private_whatever_the_umask() {
-    let bed = Bed::new(vec![("/a.bin", held(vec![1u8; 1000], 10))]);
+    let bed = Bed::new(vec![
+        ("/a.bin", held(vec![1u8; 1000], 10)),
+        ("/b.bin", held(vec![2u8; 300_000], 200_000)),
+    ]);
     let data = bed.dir.path().join("data");
     let store = data.join("store.redb");
     let out = bed.out();
@@ -318,6 +322,7 @@ fn what_bgfetch_creates_is_private_whatever_the_umask() {
             "fetch",
             "f",
             &bed.url("/a.bin"),
+            &bed.url("/b.bin"),
             "--out",
             out.to_str().unwrap(),
         ])
@@ -326,9 +331,19 @@ fn what_bgfetch_creates_is_private_whatever_the_umask() {
         .spawn()
         .unwrap();
     bed.wait_held("/a.bin", 1);
+    bed.wait_held("/b.bin", 1);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
     assert_eq!(mode(&store), 0o600, "the store");
     assert_eq!(mode(&data), 0o700, "its directory");
+    let bodies = background_fetch_redb::body_dir(&store);
+    wait_for("the large body's file", || {
+        std::fs::read_dir(&bodies).is_ok_and(|d| d.count() > 0)
+    });
+    assert_eq!(mode(&bodies), 0o700, "the store's body directory");
+    for f in std::fs::read_dir(&bodies).unwrap() {
+        let f = f.unwrap().path();
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
     let new = bgfetch::paths::socket_path(&store).unwrap();
     let sock = if new.exists() {
         new
@@ -344,9 +359,12 @@ fn what_bgfetch_creates_is_private_whatever_the_umask() {
         "the socket's directory"
     );
     bed.release("/a.bin");
+    bed.release("/b.bin");
     let o = Bed::finish(runner, Duration::from_secs(60));
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(mode(&out.join("a.bin")), 0o600, "a delivered file");
+    assert_eq!(mode(&out.join("b.bin")), 0o600, "a delivered file");
+    assert!(std::fs::read(out.join("b.bin")).unwrap() == vec![2u8; 300_000]);
 }
 
 /// Item 15: a listener run by another user where a client looks for the socket is not trusted

@@ -326,7 +326,9 @@ fn a_very_long_url_segment_still_gets_a_file() {
     assert_eq!(contents, vec![b"first".to_vec(), b"second".to_vec()]);
 }
 
-/// Item 15: temporary files are removed after an abort with no process running.
+/// Item 15: an abort with no process running leaves nothing in `--out`. Issue 12: nothing is
+/// written there while the fetch downloads (the bodies are in the store until the success
+/// event hands them over), so a killed download leaves no temporary file to clean up.
 #[test]
 fn an_abort_with_no_process_running_leaves_no_temporary_files() {
     let bed = Bed::new(vec![("/a.bin", held(generated(300_000, 7), 100_000))]);
@@ -339,13 +341,68 @@ fn an_abort_with_no_process_running_leaves_no_temporary_files() {
         out.to_str().unwrap(),
     ]);
     bed.wait_held("/a.bin", 1);
-    wait_for("a temporary file", || {
-        files_in(&out).iter().any(|f| f.ends_with(".part"))
-    });
+    bed.wait_downloaded("f", 100_000);
+    assert_eq!(
+        files_in(&out),
+        Vec::<String>::new(),
+        "nothing in --out while downloading"
+    );
     runner.kill().unwrap();
     runner.wait().unwrap();
     let o = bed.run(&["abort", "f"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "true");
     assert_eq!(files_in(&out), Vec::<String>::new());
+}
+
+/// Issue 12: a large body is not copied into `--out`: the delivered file is the store's own
+/// body file, hard-linked (same inode) when both are on one file system, as here; the store
+/// only drops its name for it. A small body (kept inside the database) is written out.
+#[test]
+fn a_large_body_is_delivered_by_linking_the_stores_file() {
+    use std::os::unix::fs::MetadataExt;
+    let big = generated(3_000_000, 21);
+    let small = generated(2_000, 22);
+    let bed = Bed::new(vec![
+        ("/big.bin", held(big.clone(), 1_000_000)),
+        ("/small.bin", Route::bytes(small.clone())),
+    ]);
+    let out = bed.out();
+    let child = bed.spawn(&[
+        "--json",
+        "fetch",
+        "f",
+        &bed.url("/big.bin"),
+        &bed.url("/small.bin"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    bed.wait_held("/big.bin", 1);
+    let bodies = background_fetch_redb::body_dir(&bed.store);
+    let mut inode = None;
+    wait_for("the large body's file", || {
+        inode = std::fs::read_dir(&bodies).ok().and_then(|d| {
+            d.flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(".response"))
+                .map(|e| e.metadata().unwrap().ino())
+        });
+        inode.is_some()
+    });
+    bed.release("/big.bin");
+    let o = Bed::finish(child, Duration::from_secs(120));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let delivered = out.join("big.bin");
+    assert!(std::fs::read(&delivered).unwrap() == big, "byte for byte");
+    assert_eq!(
+        std::fs::metadata(&delivered).unwrap().ino(),
+        inode.unwrap(),
+        "the store's file itself, linked"
+    );
+    assert_eq!(
+        std::fs::metadata(&delivered).unwrap().nlink(),
+        1,
+        "the store's name is gone"
+    );
+    assert!(std::fs::read(out.join("small.bin")).unwrap() == small);
+    assert_eq!(files_in(&out), vec!["big.bin", "small.bin"]);
 }

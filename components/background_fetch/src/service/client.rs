@@ -728,28 +728,16 @@ impl Response {
     pub fn into_body(self) -> BoxStream<'static, Result<Bytes, DomError>> {
         match lock(&self.body).take() {
             Some(body) => body.stream(),
-            None => futures::stream::once(futures::future::ready(Err(DomError::type_error(
-                "the response body was already read",
-            ))))
-            .boxed(),
+            None => crate::fetch::used_body(),
         }
     }
     /// Reads the whole body (`arrayBuffer()`).
     pub async fn bytes(self) -> Result<Vec<u8>, DomError> {
-        let mut body = self.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
+        crate::fetch::read_all(self.into_body()).await
     }
     /// Reads the whole body as text (`text()`: Encoding's UTF-8 decode).
     pub async fn text(self) -> Result<String, DomError> {
-        let bytes = self.bytes().await?;
-        Ok(encoding_rs::UTF_8
-            .decode_with_bom_removal(&bytes)
-            .0
-            .into_owned())
+        Ok(crate::fetch::utf8_decode(&self.bytes().await?))
     }
 }
 

@@ -20,7 +20,9 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, FetchUid, ImageResource,
     RecordResult, ServiceWorkerRegistrationId,
 };
-use crate::store::{FetchMeta, RecordState, Store, StoreErrorKind, StoredFetch, StoredFlags};
+use crate::store::{
+    ExportMode, FetchMeta, RecordState, Store, StoreErrorKind, StoredFetch, StoredFlags,
+};
 use bytes::Bytes;
 use std::sync::Arc;
 use url::Url;
@@ -476,6 +478,147 @@ pub async fn uids_are_never_reused(open: Open<'_>) {
     );
 }
 
+/// A directory for a check's files, removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> ScratchDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "bgfetch-contract-{what}-{}-{nanos}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        ScratchDir(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Test bytes: `len` bytes that differ per `seed`.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32 % 31) as u8
+                ^ seed
+        })
+        .collect()
+}
+
+/// `export_response_body` hands a completed record's body to a path, whole and replacing what
+/// was there, in both modes, for a small and a large body (a store may keep them differently),
+/// also after a reopen; the store's copy still reads back after a `Copy`; an active record, an
+/// old generation and an unknown record are refused and leave nothing at the destination.
+pub async fn export_response_body(open: Open<'_>) {
+    let scratch = ScratchDir::new("export");
+    let store = open();
+    let uid = FetchUid(801);
+    store
+        .create_fetch(meta(801, "contract-h", 3))
+        .await
+        .expect("create");
+    store
+        .commit_fetch(uid, StoredFlags::default())
+        .await
+        .expect("commit");
+    let bodies = [pattern(1, 100), pattern(2, 300_000), pattern(3, 5000)];
+    for (i, body) in bodies.iter().enumerate() {
+        store
+            .begin_response(uid, i, 0, head(200))
+            .await
+            .expect("begin");
+        let mut off = 0;
+        for piece in body.chunks(40_000) {
+            store
+                .append_response_body(uid, i, 0, off, Bytes::copy_from_slice(piece))
+                .await
+                .expect("append");
+            off += piece.len() as u64;
+        }
+    }
+    for i in 0..2 {
+        store
+            .complete_record(uid, i, 0, RecordResult::Success)
+            .await
+            .expect("complete");
+    }
+    // Record 2 is still active: refused, nothing left at the destination.
+    let active = scratch.0.join("active.bin");
+    let e = store
+        .export_response_body(uid, 2, 0, active.clone(), ExportMode::Copy)
+        .await
+        .expect_err("an active record is not exported");
+    assert_eq!(e.kind, StoreErrorKind::Corrupt, "{e:?}");
+    assert!(!active.exists());
+    let e = store
+        .export_response_body(uid, 0, 1, scratch.0.join("x"), ExportMode::Copy)
+        .await
+        .expect_err("not the current generation");
+    assert_eq!(e.kind, StoreErrorKind::Gone, "{e:?}");
+    let e = store
+        .export_response_body(uid, 9, 0, scratch.0.join("x"), ExportMode::Copy)
+        .await
+        .expect_err("no such record");
+    assert_eq!(e.kind, StoreErrorKind::Gone, "{e:?}");
+    assert!(!scratch.0.join("x").exists());
+    for (i, body) in bodies.iter().enumerate().take(2) {
+        let dest = scratch.0.join(format!("copy-{i}.bin"));
+        std::fs::write(&dest, b"an older file").expect("an existing destination");
+        store
+            .export_response_body(uid, i, 0, dest.clone(), ExportMode::Copy)
+            .await
+            .expect("export a copy");
+        assert!(
+            std::fs::read(&dest).expect("exported") == *body,
+            "record {i}"
+        );
+        // The store's copy is unchanged by writes to the destination.
+        std::fs::write(&dest, b"changed").expect("overwrite the copy");
+        assert!(read_all(&*store, uid, i, 0).await == *body);
+    }
+    drop(store);
+    let store = open();
+    for (i, body) in bodies.iter().enumerate().take(2) {
+        let dest = scratch.0.join(format!("move-{i}.bin"));
+        store
+            .export_response_body(uid, i, 0, dest.clone(), ExportMode::Move)
+            .await
+            .expect("export after a reopen");
+        assert!(
+            std::fs::read(&dest).expect("exported") == *body,
+            "record {i}"
+        );
+    }
+    store.delete_fetch(uid).await.expect("delete");
+    // The destination outlives the fetch.
+    for (i, body) in bodies.iter().enumerate().take(2) {
+        let dest = scratch.0.join(format!("move-{i}.bin"));
+        assert!(std::fs::read(&dest).expect("kept") == *body, "record {i}");
+    }
+    // Only the destinations are in the directory: no temporary file is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(&scratch.0)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["copy-0.bin", "copy-1.bin", "move-0.bin", "move-1.bin"]
+    );
+}
+
 /// Generates one `#[test]` per store contract check for the store `open` opens (an expression
 /// of type `impl Fn() -> Arc<dyn Store> + Sync`, evaluated once per test).
 #[macro_export]
@@ -488,6 +631,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@one $open, contract_usage_per_storage_key, usage_per_storage_key);
         $crate::store_contract_tests!(@one $open, contract_unknown_fetch_is_gone, unknown_fetch_is_gone);
         $crate::store_contract_tests!(@one $open, contract_uids_are_never_reused, uids_are_never_reused);
+        $crate::store_contract_tests!(@one $open, contract_export_response_body, export_response_body);
     };
     (@one $open:expr, $name:ident, $check:ident) => {
         #[test]

@@ -18,8 +18,16 @@
 //!
 //! Every backend the factory makes shares one [`Disk`], so the store can reopen the file after an
 //! I/O error and see what it wrote.
+//!
+//! The same disk holds the store's **body files** ([`Disk::body_fs`]): each file has its own
+//! volatile and durable image and log of writes since its last `sync_data`, as the database
+//! file does; its name exists durably once the directory is synced after it was created (and a
+//! removed name comes back in a crash until the directory is synced). A crash keeps, per file
+//! whose name survives, its durable image plus the chosen subset of its logged writes. Writes
+//! and syncs of body files (and directory syncs) count against the same EIO faults as the
+//! database's; bad blocks and a full disk apply to a body file's offsets as to the database's.
 
-use background_fetch_redb::BackendFactory;
+use background_fetch_redb::{BackendFactory, BodyFile, BodyFs};
 use redb::{BackendError, StorageBackend};
 use std::io;
 use std::ops::Bound;
@@ -66,11 +74,26 @@ fn apply(image: &mut Vec<u8>, entry: &Logged) {
     }
 }
 
+/// A body file.
+#[derive(Debug, Default)]
+struct MemFile {
+    volatile: Vec<u8>,
+    durable: Vec<u8>,
+    log: Vec<Logged>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     volatile: Vec<u8>,
     durable: Vec<u8>,
     log: Vec<Logged>,
+    /// Body files by name, as a reader sees them.
+    files: std::collections::BTreeMap<String, MemFile>,
+    /// The names a crash keeps (as of the last directory sync), with their file's durable image
+    /// (kept up to date by file syncs).
+    durable_names: std::collections::BTreeSet<String>,
+    /// Durable images of files whose names are durable but were removed since.
+    removed: std::collections::BTreeMap<String, MemFile>,
     epoch: u64,
     fault: Option<Fault>,
     /// Failures injected so far (crash-dead handles not included).
@@ -113,9 +136,14 @@ impl State {
     }
 
     fn check_len(&mut self, end: u64) -> io::Result<()> {
+        let current = self.volatile.len() as u64;
+        self.check_len_of(end, current)
+    }
+
+    fn check_len_of(&mut self, end: u64, current: u64) -> io::Result<()> {
         if let Some(Fault::DiskFull { cap }) = self.fault
             && end > cap
-            && end > self.volatile.len() as u64
+            && end > current
         {
             self.injected += 1;
             return Err(io::Error::from_raw_os_error(ENOSPC));
@@ -173,13 +201,15 @@ impl Disk {
     }
 
     /// The machine crashes: the durable image plus the logged writes `keep` chooses (by index)
-    /// survive; every backend and factory made before is dead. Returns (kept, logged).
+    /// survive, in the database and in every body file whose name survives; every backend and
+    /// factory made before is dead. Returns (kept, logged).
     pub(crate) fn crash(&self, keep: impl Fn(usize) -> bool) -> (usize, usize) {
         let mut st = self.lock();
         st.epoch += 1;
         let log = std::mem::take(&mut st.log);
         let mut image = std::mem::take(&mut st.durable);
         let mut kept = 0;
+        let mut logged = log.len();
         for (i, entry) in log.iter().enumerate() {
             if keep(i) {
                 apply(&mut image, entry);
@@ -188,7 +218,43 @@ impl Disk {
         }
         st.volatile = image.clone();
         st.durable = image;
-        (kept, log.len())
+        // Body files: the names the directory holds durably, with their durable images plus
+        // chosen writes (indices go on after the database's).
+        let mut files = std::mem::take(&mut st.files);
+        files.append(&mut std::mem::take(&mut st.removed));
+        let names = st.durable_names.clone();
+        let mut next = logged;
+        for name in names {
+            let Some(f) = files.remove(&name) else {
+                continue;
+            };
+            let mut image = f.durable.clone();
+            for entry in &f.log {
+                if keep(next) {
+                    apply(&mut image, entry);
+                    kept += 1;
+                }
+                next += 1;
+            }
+            logged += f.log.len();
+            st.files.insert(
+                name,
+                MemFile {
+                    volatile: image.clone(),
+                    durable: image,
+                    log: Vec::new(),
+                },
+            );
+        }
+        (kept, logged)
+    }
+
+    /// The body files of the current epoch (dead after a crash, as the process is).
+    pub(crate) fn body_fs(self: &Arc<Disk>) -> Arc<dyn BodyFs> {
+        Arc::new(MemFs {
+            disk: self.clone(),
+            epoch: self.lock().epoch,
+        })
     }
 }
 
@@ -298,5 +364,154 @@ impl StorageBackend for MemBackend {
     }
     fn query_lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
         Ok(false)
+    }
+}
+
+/// The body files of one epoch.
+#[derive(Debug)]
+struct MemFs {
+    disk: Arc<Disk>,
+    epoch: u64,
+}
+
+impl MemFs {
+    fn state(&self) -> io::Result<MutexGuard<'_, State>> {
+        let st = self.disk.lock();
+        if st.epoch != self.epoch {
+            return Err(dead());
+        }
+        Ok(st)
+    }
+
+    fn handle(&self, name: &str) -> Arc<dyn BodyFile> {
+        Arc::new(MemBodyFile {
+            disk: self.disk.clone(),
+            epoch: self.epoch,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl BodyFs for MemFs {
+    fn open(&self, name: &str) -> io::Result<Arc<dyn BodyFile>> {
+        let mut st = self.state()?;
+        if !st.files.contains_key(name) {
+            st.files.insert(name.to_owned(), MemFile::default());
+        }
+        Ok(self.handle(name))
+    }
+
+    fn open_existing(&self, name: &str) -> io::Result<Option<Arc<dyn BodyFile>>> {
+        let st = self.state()?;
+        Ok(st.files.contains_key(name).then(|| self.handle(name)))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let mut st = self.state()?;
+        if let Some(f) = st.files.remove(name)
+            && st.durable_names.contains(name)
+        {
+            // Until the directory is synced, a crash brings the name back with its durable
+            // bytes.
+            st.removed.insert(name.to_owned(), f);
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.state()?.files.keys().cloned().collect())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        let mut st = self.state()?;
+        st.count(true)?;
+        st.durable_names = st.files.keys().cloned().collect();
+        st.removed.clear();
+        Ok(())
+    }
+
+    fn path(&self, _name: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// A handle on a body file, valid until the next crash (and while the file exists).
+#[derive(Debug)]
+struct MemBodyFile {
+    disk: Arc<Disk>,
+    epoch: u64,
+    name: String,
+}
+
+impl MemBodyFile {
+    fn with<T>(&self, f: impl FnOnce(&mut State, &str) -> io::Result<T>) -> io::Result<T> {
+        let mut st = self.disk.lock();
+        if st.epoch != self.epoch {
+            return Err(dead());
+        }
+        if !st.files.contains_key(&self.name) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("body file {} was removed", self.name),
+            ));
+        }
+        f(&mut st, &self.name)
+    }
+}
+
+impl BodyFile for MemBodyFile {
+    fn len(&self) -> io::Result<u64> {
+        self.with(|st, name| Ok(st.files[name].volatile.len() as u64))
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.with(|st, name| {
+            let v = &st.files[name].volatile;
+            let start = (offset as usize).min(v.len());
+            let n = buf.len().min(v.len() - start);
+            buf[..n].copy_from_slice(&v[start..start + n]);
+            Ok(n)
+        })
+    }
+
+    fn write_all_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.with(|st, name| {
+            st.count(false)?;
+            let end = offset + data.len() as u64;
+            st.check_blocks(end)?;
+            let current = st.files[name].volatile.len() as u64;
+            st.check_len_of(end, current)?;
+            let entry = Logged::Write {
+                offset,
+                data: data.to_vec(),
+            };
+            let f = st.files.get_mut(name).expect("exists");
+            apply(&mut f.volatile, &entry);
+            f.log.push(entry);
+            Ok(())
+        })
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.with(|st, name| {
+            let current = st.files[name].volatile.len() as u64;
+            st.check_len_of(len, current)?;
+            let f = st.files.get_mut(name).expect("exists");
+            f.volatile.resize(len as usize, 0);
+            f.log.push(Logged::SetLen(len));
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.with(|st, name| {
+            st.count(true)?;
+            let f = st.files.get_mut(name).expect("exists");
+            let log = std::mem::take(&mut f.log);
+            for entry in &log {
+                apply(&mut f.durable, entry);
+            }
+            Ok(())
+        })
     }
 }

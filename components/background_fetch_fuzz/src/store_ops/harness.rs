@@ -316,6 +316,11 @@ impl<'a> Harness<'a> {
                 GroupCommit::Kib64 => 64 << 10,
                 GroupCommit::Mib2 => 2 << 20,
             },
+            // Tied to the cache choice, so that inputs written before body files existed
+            // decode the same: bodies past 4 KiB (small cache) or 64 KiB live in files.
+            inline_body_max: if c.small_cache { 4 << 10 } else { 64 << 10 },
+            // Operations are sequential: nothing would come to share a commit.
+            group_commit_wait: Duration::ZERO,
             group_commit_interval: Duration::from_secs(3600),
             quick_repair: c.quick_repair,
             compact_when_idle: None,
@@ -374,7 +379,12 @@ impl<'a> Harness<'a> {
     }
 
     fn open(&self) -> Result<RedbStore, background_fetch_redb::OpenError> {
-        RedbStore::open_with_backend(PATH, self.disk.factory(), self.config.clone())
+        RedbStore::open_with_backends(
+            PATH,
+            self.disk.factory(),
+            self.disk.body_fs(),
+            self.config.clone(),
+        )
     }
 
     fn store(&self) -> &RedbStore {

@@ -1,7 +1,7 @@
 //! A redb storage backend that fails writes on command: a disk that is full past a given file
 //! length (ENOSPC), or I/O errors (EIO) after a number of successful writes.
 
-use background_fetch_redb::BackendFactory;
+use background_fetch_redb::{BackendFactory, BodyFile, BodyFs, DirFs, body_dir};
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 use std::fs::OpenOptions;
@@ -26,7 +26,9 @@ pub enum Fault {
 pub struct FaultControl {
     fault: Mutex<Fault>,
     writes: Mutex<u64>,
+    syncs: Mutex<u64>,
     failures: Mutex<u64>,
+    file_failures: Mutex<u64>,
 }
 
 impl FaultControl {
@@ -34,6 +36,8 @@ impl FaultControl {
         Arc::new(FaultControl {
             fault: Mutex::new(Fault::None),
             writes: Mutex::new(0),
+            syncs: Mutex::new(0),
+            file_failures: Mutex::new(0),
             failures: Mutex::new(0),
         })
     }
@@ -45,6 +49,24 @@ impl FaultControl {
     /// Writes so far.
     pub fn writes(&self) -> u64 {
         *self.writes.lock().unwrap()
+    }
+
+    /// Syncs so far (of the database, body files and the body directory).
+    pub fn syncs(&self) -> u64 {
+        *self.syncs.lock().unwrap()
+    }
+
+    /// Failures injected so far into body files (writes, syncs, growth).
+    pub fn file_failures(&self) -> u64 {
+        *self.file_failures.lock().unwrap()
+    }
+
+    /// Counts a failure of a body file operation.
+    fn on_file<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if r.is_err() {
+            *self.file_failures.lock().unwrap() += 1;
+        }
+        r
     }
 
     /// Failures injected so far.
@@ -85,6 +107,7 @@ impl FaultControl {
     }
 
     fn check_sync(&self) -> io::Result<()> {
+        *self.syncs.lock().unwrap() += 1;
         match *self.fault.lock().unwrap() {
             Fault::IoErrorAfter { ok: 0, fail } if fail > 0 => {
                 *self.failures.lock().unwrap() += 1;
@@ -169,4 +192,94 @@ pub fn factory(path: &Path, ctl: Arc<FaultControl>) -> BackendFactory {
             ctl: ctl.clone(),
         }) as Box<dyn StorageBackend>)
     })
+}
+
+/// Body files in a real directory whose writes, syncs and growth go through the same
+/// [`FaultControl`] as the database's: a write or sync of a body file counts as one write point
+/// (so `IoErrorAfter` can fail it), and a body file cannot grow past the `DiskFullAt` length.
+#[derive(Debug)]
+pub struct FaultyFs {
+    inner: DirFs,
+    ctl: Arc<FaultControl>,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn BodyFile>,
+    ctl: Arc<FaultControl>,
+}
+
+impl BodyFile for FaultyFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_all_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.ctl
+            .on_file(self.ctl.check_write(offset, data.len() as u64))?;
+        self.inner.write_all_at(offset, data)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.ctl.on_file(self.ctl.check_len(len))?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.ctl.on_file(self.ctl.check_sync())?;
+        self.inner.sync_data()
+    }
+}
+
+impl BodyFs for FaultyFs {
+    fn open(&self, name: &str) -> io::Result<Arc<dyn BodyFile>> {
+        Ok(Arc::new(FaultyFile {
+            inner: self.inner.open(name)?,
+            ctl: self.ctl.clone(),
+        }))
+    }
+    fn open_existing(&self, name: &str) -> io::Result<Option<Arc<dyn BodyFile>>> {
+        Ok(self.inner.open_existing(name)?.map(|inner| {
+            Arc::new(FaultyFile {
+                inner,
+                ctl: self.ctl.clone(),
+            }) as Arc<dyn BodyFile>
+        }))
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.ctl.check_sync()?;
+        self.inner.sync_dir()
+    }
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        self.inner.path(name)
+    }
+}
+
+/// Body files for the store at `path` (in its usual directory) that fail on command.
+pub fn faulty_fs(path: &Path, ctl: Arc<FaultControl>) -> Arc<dyn BodyFs> {
+    Arc::new(FaultyFs {
+        inner: DirFs::new(body_dir(path)),
+        ctl,
+    })
+}
+
+/// Opens the store at `path` with its database and its body files failing on command.
+pub fn open_faulty_store(
+    path: &Path,
+    ctl: &Arc<FaultControl>,
+    config: background_fetch_redb::RedbStoreConfig,
+) -> background_fetch_redb::RedbStore {
+    background_fetch_redb::RedbStore::open_with_backends(
+        path,
+        factory(path, ctl.clone()),
+        faulty_fs(path, ctl.clone()),
+        config,
+    )
+    .expect("open")
 }

@@ -43,6 +43,19 @@ pub fn open(path: &Path) -> RedbStore {
     RedbStore::open(path, config()).expect("open the store")
 }
 
+/// [`config`] with every body inline in redb (as every body was in schema version 1), for the
+/// tests of inline chunks.
+pub fn inline_config() -> RedbStoreConfig {
+    RedbStoreConfig {
+        inline_body_max: usize::MAX,
+        ..config()
+    }
+}
+
+pub fn open_inline(path: &Path) -> RedbStore {
+    RedbStore::open(path, inline_config()).expect("open the store")
+}
+
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
