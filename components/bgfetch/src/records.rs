@@ -10,13 +10,14 @@
 
 use crate::output::Reporter;
 use background_fetch::{
-    BackgroundFetchFailureReason, BackgroundFetchResult, BoxFuture, FetchMeta, FetchUid,
-    ImageResource, NetworkError, NetworkErrorCause, RecordResult, RecordState, ResponseHead, Store,
-    StoreError, StoredFetch, StoredFlags,
+    BackgroundFetchFailureReason, BackgroundFetchResult, BoxFuture, ExportMode, Exported,
+    FetchMeta, FetchUid, ImageResource, NetworkError, NetworkErrorCause, RecordResult, RecordState,
+    ResponseHead, Store, StoreError, StoredFetch, StoredFlags,
 };
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// What is known about one record.
@@ -308,6 +309,20 @@ impl Store for ObservedStore {
             self.log.forget(uid);
             Ok(())
         })
+    }
+
+    // Methods with a default are delegated too: the default of a wrapper is not the inner
+    // store's own (redb hands a body over by hard link; the default copies it).
+    fn export_response_body(
+        &self,
+        uid: FetchUid,
+        record: usize,
+        generation: u32,
+        destination: PathBuf,
+        mode: ExportMode,
+    ) -> BoxFuture<'_, Result<Exported, StoreError>> {
+        self.inner
+            .export_response_body(uid, record, generation, destination, mode)
     }
 }
 
