@@ -28,7 +28,7 @@ use crate::output::Reporter;
 use crate::paths;
 use background_fetch::{
     BackgroundFetchRecord, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, ExportMode,
-    FetchUid, FunctionalEvent, FunctionalEventKind,
+    FunctionalEvent, FunctionalEventKind,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
