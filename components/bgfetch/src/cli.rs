@@ -20,10 +20,13 @@ Delivery with --out DIR:
   DIR is made if it is missing and checked before the fetch is registered (a
   regular file or an unwritable directory is an error, exit 3, and nothing is
   fetched).
-  While the fetch downloads, each record is written to a temporary file in DIR
-  named .bgfetch-TOKEN-XXXXXX.part (created new, never through a symlink,
-  readable only by you). No file appears under its own name before the fetch
-  succeeds; after a failure or an abort the temporary files are removed.
+  While the fetch downloads, nothing is written to DIR: the bodies are in the
+  store. At success the store hands each body to a temporary file in DIR named
+  .bgfetch-TOKEN-XXXXXX.part (created new, never through a symlink, readable
+  only by you): on the store's file system a large body's file is hard-linked,
+  not copied; elsewhere it is reflinked or copied by the kernel. No file
+  appears under its own name before the fetch succeeds; temporary files a
+  killed process left are removed by the next `bgfetch run` or `abort`.
   On success each body is named after the last segment of its URL, shortened
   to fit 255 bytes. A name already taken, by another record or by any file in
   DIR (even one created while the fetch ran), gets -1, -2, ... before its

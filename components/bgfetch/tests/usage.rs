@@ -226,6 +226,7 @@ fn help_and_readme_describe_out_delivery() {
         for needle in [
             "before the fetch",
             "temporary file",
+            "hard-linked",
             "-1, -2",
             "never replaced",
             "Exit 0",
