@@ -252,13 +252,16 @@ pub fn new_export_temp<T>(
 }
 
 /// Creates a new, empty temporary file beside `destination` for an export to fill (through
-/// [`new_export_temp`]: never through an existing name).
+/// [`new_export_temp`]: never through an existing name), readable and writable by its owner
+/// only (0600 on Unix, whatever the umask: a body holds whatever a site sent, and a mode
+/// changed after the bytes are in leaves a moment where others can read them).
 pub fn create_export_temp(destination: &Path) -> Result<(std::fs::File, PathBuf), StoreError> {
     new_export_temp(destination, |temp| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(temp)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(temp)
     })
     .map_err(|e| io_error("create a temporary file beside", destination, &e))
 }
@@ -435,7 +438,8 @@ pub trait Store: Send + Sync {
     fn delete_fetch(&self, uid: FetchUid) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Hands record `record`'s body of `generation` (a completed record) to `destination`, a
-    /// path of the host's file system, replacing any file there. The destination appears only
+    /// path of the host's file system, replacing any file there. The destination is its
+    /// owner's only (0600 on Unix) from the moment it exists, appears only
     /// whole, and is durable (data and directory entry) when this returns; on failure nothing
     /// is left under its name. `mode` says whether the store may give away its own file. The
     /// record must be completed ([`StoreErrorKind::Corrupt`] otherwise); a generation that is

@@ -517,7 +517,25 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// `export_response_body` hands a completed record's body to a path, whole and replacing what
+/// An exported body is its owner's only from the moment it exists (a body holds whatever a site
+/// sent; under a umask of 022 a file made with the default mode is readable by everyone).
+fn assert_owner_only(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .expect("exported")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// `export_response_body` hands a completed record's body to a path, readable by its owner
+/// only, whole and replacing what
 /// was there, in both modes, for a small and a large body (a store may keep them differently),
 /// also after a reopen; the store's copy still reads back after a `Copy`; an active record, an
 /// old generation and an unknown record are refused and leave nothing at the destination.
@@ -584,6 +602,7 @@ pub async fn export_response_body(open: Open<'_>) {
             std::fs::read(&dest).expect("exported") == *body,
             "record {i}"
         );
+        assert_owner_only(&dest);
         // The store's copy is unchanged by writes to the destination.
         std::fs::write(&dest, b"changed").expect("overwrite the copy");
         assert!(read_all(&*store, uid, i, 0).await == *body);
@@ -596,6 +615,7 @@ pub async fn export_response_body(open: Open<'_>) {
             .export_response_body(uid, i, 0, dest.clone(), ExportMode::Move)
             .await
             .expect("export after a reopen");
+        assert_owner_only(&dest);
         assert!(
             std::fs::read(&dest).expect("exported") == *body,
             "record {i}"
