@@ -6,9 +6,11 @@
 //! Spec revision: WICG/background-fetch `index.bs` at commit a1f0bc2 (2021-11-25).
 
 use crate::config::EngineConfig;
-use crate::hosts::{Hosts, UiSnapshot};
+use crate::hosts::{Hosts, StorageFailure, StoredChange, UiSnapshot};
 use crate::model::{EventToken, FetchUid, ServiceWorkerRegistrationId};
+use crate::operation::OperationError;
 use crate::state::{ActiveEvent, BgFetch, Flags, Progress};
+use crate::store::StoreError;
 use crate::sync::{Semaphore, Watch, lock};
 use futures::FutureExt;
 use std::any::Any;
@@ -192,17 +194,21 @@ impl EngineInner {
         self.hosts.ui.update(&self.ui_snapshot(bg));
     }
 
-    pub(crate) async fn set_paused(&self, uid: FetchUid, paused: bool) -> bool {
+    pub(crate) async fn set_paused(
+        &self,
+        uid: FetchUid,
+        paused: bool,
+    ) -> Result<(), OperationError> {
         let Some(bg) = self.fetch_by_uid(uid) else {
-            return false;
+            return Err(OperationError::UnknownFetch);
         };
         if bg.is_settled() || bg.flags().abort_all {
-            return false;
+            return Err(OperationError::Settled);
         }
         // The display algorithm: "If all records' requests' methods are `GET`, the user
         // agent may provide a way to toggle bgFetch's paused flag."
         if paused && !bg.all_get {
-            return false;
+            return Err(OperationError::NotOffered);
         }
         let (changed, flags) = bg.flags.update(|f| {
             let changed = f.paused != paused;
@@ -213,24 +219,39 @@ impl EngineInner {
             (changed, *f)
         });
         if !changed {
-            return false;
+            return Err(if paused {
+                OperationError::AlreadyPaused
+            } else {
+                OperationError::NotPaused
+            });
         }
-        self.store_flags(&bg, flags).await;
+        let stored = self.store_flags(&bg, flags).await;
         self.update_ui(&bg);
-        true
+        stored.map_err(OperationError::NotDurable)
     }
 
     /// Makes `flags` (the paused flag, awaiting permission, the abort all flag) durable, so a
-    /// restart restores the fetch as they say.
-    pub(crate) async fn store_flags(&self, bg: &BgFetch, flags: Flags) {
+    /// restart restores the fetch as they say. A refusal is reported to the UI host (the
+    /// change holds in this process only) and returned.
+    pub(crate) async fn store_flags(&self, bg: &BgFetch, flags: Flags) -> Result<(), StoreError> {
         if flags.silent {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.hosts.store.set_flags(bg.uid, flags.stored()).await {
-            // FIXME: the change holds in this process but a crash would forget it; it should
-            //        reach the caller (issue 13: store failures that change what script sees).
+        let stored = self.hosts.store.set_flags(bg.uid, flags.stored()).await;
+        if let Err(e) = &stored {
             tracing::warn!(uid = %bg.uid, error = %e, "could not store the fetch's flags");
+            self.storage_failed(bg.uid, StoredChange::Flags, e);
         }
+        stored
+    }
+
+    /// The store refused `change` of fetch `uid`: the UI hears of it.
+    pub(crate) fn storage_failed(&self, uid: FetchUid, change: StoredChange, error: &StoreError) {
+        self.hosts.ui.storage_failed(&StorageFailure {
+            uid,
+            change,
+            error: error.clone(),
+        });
     }
 
     // ----- update background fetch instances -----

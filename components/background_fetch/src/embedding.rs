@@ -91,7 +91,11 @@
 //!   in [`crate::EnvironmentSettings::embedder`] (Servo: its serialised request client and
 //!   policy container), handed back in every [`crate::NetworkRequest::client`].
 //! * **UI and the user** ([`crate::UiHost`]). Snapshots out; pause, resume, abort, click and
-//!   the permission answer in, through [`crate::Engine`]. Servo needs an embedder delegate for
+//!   the permission answer in, through [`crate::Engine`], each answering `Ok(())` or an
+//!   [`crate::OperationError`] that says why nothing changed, or that the change holds only
+//!   until a restart (the store refused it). A change the store refuses (a pause, an abort,
+//!   `updateUI()`'s title, the result) also reaches [`crate::UiHost::storage_failed`], so the
+//!   user hears of it whoever made it. Servo needs an embedder delegate for
 //!   a background-fetch UI (its notification API is one-way) and a permission prompt outside a
 //!   web view.
 //! * **Policy** ([`crate::PolicyHost`]): CSP on the first URL by the engine, on every redirect

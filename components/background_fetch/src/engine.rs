@@ -11,6 +11,7 @@ use crate::core::{EngineInner, EngineState, InstanceSink};
 use crate::hosts::{Hosts, UiSnapshot};
 use crate::manager::{EnvInner, Environment, EnvironmentKind, EnvironmentSettings};
 use crate::model::{FetchUid, FunctionalEventKind, PolicyContainer, ServiceWorkerRegistrationId};
+use crate::operation::OperationError;
 use crate::state::{BgFetch, Flags};
 use crate::store::StoreError;
 use crate::sync::{Semaphore, Watch, lock};
@@ -241,24 +242,24 @@ impl Engine {
     }
 
     /// The user paused the fetch from the UI. Only offered when every record is `GET` (the
-    /// display algorithm); returns false (and does nothing) otherwise or once settled.
-    pub async fn pause(&self, uid: FetchUid) -> bool {
+    /// display algorithm): [`OperationError::NotOffered`] (and nothing done) otherwise.
+    pub async fn pause(&self, uid: FetchUid) -> Result<(), OperationError> {
         self.inner.set_paused(uid, true).await
     }
 
-    /// The user resumed the fetch from the UI. Returns false if it was not paused.
-    pub async fn resume(&self, uid: FetchUid) -> bool {
+    /// The user resumed the fetch from the UI ([`OperationError::NotPaused`] if it was not).
+    pub async fn resume(&self, uid: FetchUid) -> Result<(), OperationError> {
         self.inner.set_paused(uid, false).await
     }
 
-    /// The user aborted the fetch from the UI: sets its abort all flag. Returns false if the
-    /// fetch is unknown or already settled.
-    pub async fn user_abort(&self, uid: FetchUid) -> bool {
+    /// The user aborted the fetch from the UI: sets its abort all flag.
+    /// [`OperationError::Settled`] once it has settled (or was aborted already).
+    pub async fn user_abort(&self, uid: FetchUid) -> Result<(), OperationError> {
         let Some(bg) = self.inner.fetch_by_uid(uid) else {
-            return false;
+            return Err(OperationError::UnknownFetch);
         };
-        if bg.is_settled() {
-            return false;
+        if bg.is_settled() || bg.flags().abort_all {
+            return Err(OperationError::Settled);
         }
         // AD-HOC: the abort is durable before it is acknowledged, so that a crash cannot bring
         //         the fetch back to download (and succeed) after the user aborted it.
@@ -266,25 +267,25 @@ impl Engine {
             abort_all: true,
             ..bg.flags()
         };
-        self.inner.store_flags(&bg, flags).await;
+        let stored = self.inner.store_flags(&bg, flags).await;
         bg.flags.update(|f| f.abort_all = true);
-        true
+        stored.map_err(OperationError::NotDurable)
     }
 
     /// The user activated the fetch's UI: fires `backgroundfetchclick`. Completes when the
-    /// event is no longer active. Returns false if the fetch is unknown.
+    /// event is no longer active.
     ///
     /// <https://wicg.github.io/background-fetch/#fire-a-background-fetch-click-event>
-    pub async fn click(&self, uid: FetchUid) -> bool {
+    pub async fn click(&self, uid: FetchUid) -> Result<(), OperationError> {
         let Some(bg) = self.inner.fetch_by_uid(uid) else {
-            return false;
+            return Err(OperationError::UnknownFetch);
         };
         // Fire a functional event named "backgroundfetchclick" using BackgroundFetchEvent on
         // bgFetch's service worker registration with the following properties:
         //   registration: The result of getting a BackgroundFetchRegistration instance for
         //   bgFetch in the event object's relevant Realm.
         crate::functional::fire(&self.inner, &bg, FunctionalEventKind::Click).await;
-        true
+        Ok(())
     }
 
     /// The remote end steps of the "background fetch click" WebDriver extension command
@@ -336,7 +337,8 @@ impl Engine {
         let engine = self.clone();
         self.inner.hosts.spawner.spawn(
             async move {
-                engine.click(bg.uid).await;
+                // The fetch was found above; forgotten since, it has nothing to click.
+                let _ = engine.click(bg.uid).await;
             }
             .boxed(),
         );
@@ -346,13 +348,21 @@ impl Engine {
 
     /// The user answered the permission prompt of a fetch that started paused because the
     /// permission was `"prompt"`: accepting unsets the paused flag; refusing sets the abort
-    /// all flag. Returns false if the fetch was not waiting for an answer.
-    pub async fn permission_decision(&self, uid: FetchUid, accept: bool) -> bool {
+    /// all flag. [`OperationError::NotAwaitingPermission`] if the fetch was not waiting for
+    /// an answer.
+    pub async fn permission_decision(
+        &self,
+        uid: FetchUid,
+        accept: bool,
+    ) -> Result<(), OperationError> {
         let Some(bg) = self.inner.fetch_by_uid(uid) else {
-            return false;
+            return Err(OperationError::UnknownFetch);
         };
-        if !bg.flags().awaiting_permission || bg.is_settled() {
-            return false;
+        if bg.is_settled() {
+            return Err(OperationError::Settled);
+        }
+        if !bg.flags().awaiting_permission {
+            return Err(OperationError::NotAwaitingPermission);
         }
         let answer = |f: &mut Flags| {
             f.awaiting_permission = false;
@@ -366,10 +376,10 @@ impl Engine {
         // start a fetch the user did not accept.
         let mut flags = bg.flags();
         answer(&mut flags);
-        self.inner.store_flags(&bg, flags).await;
+        let stored = self.inner.store_flags(&bg, flags).await;
         bg.flags.update(answer);
         self.inner.update_ui(&bg);
-        true
+        stored.map_err(OperationError::NotDurable)
     }
 
     /// The service worker registration was unregistered, or its storage cleared: every

@@ -181,8 +181,11 @@ impl BackgroundFetchUpdateUiEvent {
                 (s.title.clone(), s.icons.clone())
             };
             // The title and icons are kept with the fetch, and shown by the display.
+            // AD-HOC: a store that refuses them is reported to the UI host, which shows them
+            //         all the same; the promise resolves, as the spec has no failure here.
             if let Err(e) = engine.hosts.store.set_ui(bg.uid, title, icons).await {
                 tracing::warn!(uid = %bg.uid, error = %e, "could not store updateUI() values");
+                engine.storage_failed(bg.uid, crate::hosts::StoredChange::Ui, &e);
             }
             engine.update_ui(&bg);
             // 7. Resolve promise.

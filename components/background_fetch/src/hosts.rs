@@ -366,6 +366,38 @@ pub trait UiHost: Send + Sync {
     fn update(&self, ui: &UiSnapshot);
     /// The fetch is gone (its registration was unregistered or its storage cleared).
     fn remove(&self, uid: FetchUid);
+    /// The store refused a change that script or the user made and sees (a pause, an abort,
+    /// `updateUI()`'s title and icons, the result): it holds in this process, but a restart
+    /// would forget it. The user should hear of it (the engine has already logged it). Also
+    /// reported to the embedder's operation that made the change
+    /// ([`crate::OperationError::NotDurable`]), where there is one. The default does nothing.
+    fn storage_failed(&self, failure: &StorageFailure) {
+        let _ = failure;
+    }
+}
+
+/// A change the store refused ([`UiHost::storage_failed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageFailure {
+    /// The fetch.
+    pub uid: FetchUid,
+    /// What was not stored.
+    pub change: StoredChange,
+    /// Why.
+    pub error: StoreError,
+}
+
+/// What kind of change the store refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StoredChange {
+    /// The paused flag, the abort all flag or the permission answer: a restart restores the
+    /// fetch as it was before the change (running again after an abort, for example).
+    Flags,
+    /// The title and icons from `updateUI()`: a restart shows the earlier ones.
+    Ui,
+    /// The result: a restart runs the fetch's unfinished records again, and its event fires
+    /// again.
+    Result,
 }
 
 /// What became of a functional event dispatch.

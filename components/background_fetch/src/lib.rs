@@ -143,6 +143,7 @@ mod registration;
 // The algorithms and the state they share.
 mod core;
 mod functional;
+mod operation;
 mod perform;
 mod quota;
 mod recovery;
@@ -187,7 +188,7 @@ pub use hosts::{
     Clock, DispatchOutcome, FixedQuota, FunctionalEventData, Granted, Hosts, NetworkError,
     NetworkErrorCause, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, NoUi,
     OpenRequestBody, PermissionHost, PolicyHost, QuotaHost, RequestBodySource, SimpleCsp, Spawn,
-    UiHost, UiSnapshot, Unlimited, Validators, WorkerHost,
+    StorageFailure, StoredChange, UiHost, UiSnapshot, Unlimited, Validators, WorkerHost,
 };
 pub use manager::{
     BackgroundFetchManager, Environment, EnvironmentKind, EnvironmentSettings, Requests,
@@ -200,6 +201,7 @@ pub use model::{
     BackgroundFetchUiOptions, ClientSnapshot, EventToken, FetchUid, FunctionalEventKind,
     ImageResource, PermissionState, PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
 };
+pub use operation::OperationError;
 pub use policy::BlockReason;
 pub use registration::{
     BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener, Response,

@@ -166,6 +166,7 @@ async fn settle(
             .await
         {
             tracing::warn!(uid = %bg.uid, error = %e, "could not store the result");
+            engine.storage_failed(bg.uid, crate::hosts::StoredChange::Result, &e);
         }
         tracing::info!(uid = %bg.uid, result = %result, failure_reason = %failure_reason, "settled");
     }

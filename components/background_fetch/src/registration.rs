@@ -259,8 +259,10 @@ impl BackgroundFetchRegistration {
             // 3.4. Remove activeBgFetches[id].
             sw_registration.remove(&bg.id);
             // AD-HOC: the abort is durable before the promise resolves: a crash must not bring
-            //         back, download and succeed a fetch whose abort() resolved true.
-            engine
+            //         back, download and succeed a fetch whose abort() resolved true. A store
+            //         that refuses it is reported to the UI host (store_flags does); the fetch is
+            //         aborted in this process all the same, so the promise still resolves true.
+            let _ = engine
                 .store_flags(
                     &bg,
                     Flags {

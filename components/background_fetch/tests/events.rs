@@ -548,17 +548,20 @@ fn click_fires_backgroundfetchclick_before_and_after_completion() {
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     let engine = bed.engine();
     let uid = reg.uid();
-    assert!(bed.run(async move { engine.click(uid).await }));
+    assert_eq!(bed.run(async move { engine.click(uid).await }), Ok(()));
     bed.network.release(A);
     bed.run_until_idle();
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.click(uid).await }));
+    assert_eq!(bed.run(async move { engine.click(uid).await }), Ok(()));
     let clicks = bed.worker.events_of(Kind::Click);
     assert_eq!(clicks.len(), 2);
     // After settlement the records are unavailable to the click handler.
     assert!(!clicks[1].registration().records_available());
     let engine = bed.engine();
-    assert!(!bed.run(async move { engine.click(background_fetch::FetchUid(999)).await }));
+    assert!(
+        bed.run(async move { engine.click(background_fetch::FetchUid(999)).await })
+            .is_err()
+    );
 }
 
 #[test]

@@ -407,7 +407,10 @@ fn prompt_permission_starts_paused_until_the_user_accepts() {
     assert!(ui.paused && ui.awaiting_permission);
     let engine = bed.engine();
     let uid = reg.uid();
-    assert!(bed.run(async move { engine.permission_decision(uid, true).await }));
+    assert_eq!(
+        bed.run(async move { engine.permission_decision(uid, true).await }),
+        Ok(())
+    );
     bed.run_until_idle();
     assert_eq!(reg.result(), BackgroundFetchResult::Success);
 }
@@ -423,7 +426,10 @@ fn prompt_permission_refused_aborts() {
         .unwrap();
     let engine = bed.engine();
     let uid = reg.uid();
-    assert!(bed.run(async move { engine.permission_decision(uid, false).await }));
+    assert_eq!(
+        bed.run(async move { engine.permission_decision(uid, false).await }),
+        Ok(())
+    );
     bed.run_until_idle();
     assert_eq!(reg.result(), BackgroundFetchResult::Failure);
     assert_eq!(reg.failure_reason(), Reason::Aborted);

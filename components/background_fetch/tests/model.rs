@@ -451,6 +451,7 @@ impl StateMachineTest for EngineUnderTest {
                     if sut
                         .bed
                         .run(async move { engine.permission_decision(uid, accept).await })
+                        .is_ok()
                     {
                         let t = sut.tracked_by_id(id).unwrap();
                         t.awaiting_permission = false;
@@ -509,7 +510,12 @@ impl StateMachineTest for EngineUnderTest {
                     let uid = t.uid;
                     let active = t.reg.result() == Outcome::Empty;
                     let engine = sut.bed.engine();
-                    if sut.bed.run(async move { engine.user_abort(uid).await }) && active {
+                    if sut
+                        .bed
+                        .run(async move { engine.user_abort(uid).await })
+                        .is_ok()
+                        && active
+                    {
                         sut.tracked_by_id(id).unwrap().user_aborted_while_active = true;
                     }
                 }
@@ -526,7 +532,7 @@ impl StateMachineTest for EngineUnderTest {
                             engine.resume(uid).await
                         }
                     });
-                    if changed && !pause {
+                    if changed.is_ok() && !pause {
                         // Resuming from the UI answers the prompt too.
                         sut.tracked_by_id(id).unwrap().awaiting_permission = false;
                     }
@@ -566,7 +572,8 @@ impl StateMachineTest for EngineUnderTest {
                 if let Some(t) = sut.tracked_by_id(id) {
                     let uid = t.uid;
                     let engine = sut.bed.engine();
-                    sut.bed.run(async move { engine.click(uid).await });
+                    // A fetch settled and forgotten has nothing to click.
+                    let _ = sut.bed.run(async move { engine.click(uid).await });
                 }
             }
             Step::Restart => sut.restart(),
@@ -632,7 +639,8 @@ impl StateMachineTest for EngineUnderTest {
         for t in sut.tracked.iter().filter(|t| !t.stale) {
             let engine = sut.bed.engine();
             let uid = t.uid;
-            sut.bed.run(async move { engine.resume(uid).await });
+            // Most are not paused: only the paused ones change.
+            let _ = sut.bed.run(async move { engine.resume(uid).await });
         }
         sut.bed.run_until_idle();
         sut.note_aborts_inside();

@@ -563,7 +563,7 @@ fn pause_stops_everything_and_resume_continues_with_range() {
     bed.advance(Duration::from_millis(3500));
     let engine = bed.engine();
     let uid = reg.uid();
-    assert!(bed.run(async move { engine.pause(uid).await }));
+    assert_eq!(bed.run(async move { engine.pause(uid).await }), Ok(()));
     bed.run_until_idle();
     assert_eq!(bed.network.in_flight(), 0, "nothing in flight while paused");
     let paused_at = bed.network.requests_for(A).len();
@@ -572,7 +572,7 @@ fn pause_stops_everything_and_resume_continues_with_range() {
     assert_eq!(bed.network.requests_for(A).len(), paused_at);
     assert!(bed.ui.last(uid).unwrap().paused);
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.resume(uid).await }));
+    assert_eq!(bed.run(async move { engine.resume(uid).await }), Ok(()));
     bed.run_until_idle();
     assert_eq!(reg.result(), Result_::Success);
     let log = bed.network.requests_for(A);
@@ -597,7 +597,7 @@ fn pause_is_refused_when_a_record_is_not_get() {
         .unwrap();
     let engine = bed.engine();
     let uid = reg.uid();
-    assert!(!bed.run(async move { engine.pause(uid).await }));
+    assert!(bed.run(async move { engine.pause(uid).await }).is_err());
     assert!(!bed.ui.last(uid).unwrap().can_pause);
     bed.run_until_idle();
     assert_eq!(reg.result(), Result_::Success);
@@ -646,10 +646,10 @@ fn aborting_a_paused_fetch_does_not_hang() {
     let reg = start(&bed, "pa", &[A], 0);
     let engine = bed.engine();
     let uid = reg.uid();
-    bed.run(async move { engine.pause(uid).await });
+    assert_eq!(bed.run(async move { engine.pause(uid).await }), Ok(()));
     bed.run_until_idle();
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.user_abort(uid).await }));
+    assert_eq!(bed.run(async move { engine.user_abort(uid).await }), Ok(()));
     bed.run_until_idle();
     assert_eq!(reg.result(), Result_::Failure);
     assert_eq!(reg.failure_reason(), Reason::Aborted);
@@ -878,7 +878,7 @@ fn pause_stops_an_always_ready_transfer_within_one_chunk_and_resumes_with_range(
     let _holds = hold_events(&bed);
     let reg = start(&bed, "ready", &[A], 0);
     bed.run_until_idle();
-    assert_eq!(*paused.lock().unwrap(), Some(true), "pause() took effect");
+    assert_eq!(*paused.lock().unwrap(), Some(Ok(())), "pause() took effect");
     let delivered = bed.network.delivered(A);
     assert!(
         delivered <= 4000,
@@ -887,7 +887,7 @@ fn pause_stops_an_always_ready_transfer_within_one_chunk_and_resumes_with_range(
     assert_eq!(reg.result(), Result_::Empty, "still running, paused");
     let uid = uid_of(&bed, "ready").unwrap();
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.resume(uid).await }));
+    assert_eq!(bed.run(async move { engine.resume(uid).await }), Ok(()));
     bed.run_until_idle();
     assert_eq!(reg.result(), Result_::Success);
     let log = bed.network.requests_for(A);

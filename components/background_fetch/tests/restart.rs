@@ -104,7 +104,7 @@ fn a_paused_fetch_stays_paused_after_a_restart() {
         .unwrap();
     let engine = bed.engine();
     let uid = reg.uid();
-    assert!(bed.run(async move { engine.pause(uid).await }));
+    assert_eq!(bed.run(async move { engine.pause(uid).await }), Ok(()));
     bed.restart();
     bed.run_until_idle();
     assert_eq!(
@@ -113,7 +113,7 @@ fn a_paused_fetch_stays_paused_after_a_restart() {
         "nothing fetched while paused"
     );
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.resume(uid).await }));
+    assert_eq!(bed.run(async move { engine.resume(uid).await }), Ok(()));
     bed.run_until_idle();
     assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
 }
@@ -330,7 +330,10 @@ fn a_fetch_waiting_on_the_prompt_still_waits_after_a_restart() {
     assert!(ui.paused && ui.awaiting_permission, "{ui:?}");
     assert!(bed.worker.events().is_empty(), "no event fired");
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.permission_decision(uid, true).await }));
+    assert_eq!(
+        bed.run(async move { engine.permission_decision(uid, true).await }),
+        Ok(())
+    );
     bed.run_until_idle();
     assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
     assert_eq!(bed.network.requests_for(upload).len(), 1, "sent once");
@@ -358,7 +361,10 @@ fn a_post_fetch_at_the_prompt_neither_fails_nor_sends_after_a_restart() {
     assert!(bed.worker.events().is_empty(), "{:?}", bed.worker.events());
     assert!(bed.network.log().is_empty());
     let engine = bed.engine();
-    assert!(bed.run(async move { engine.permission_decision(uid, true).await }));
+    assert_eq!(
+        bed.run(async move { engine.permission_decision(uid, true).await }),
+        Ok(())
+    );
     bed.run_until_idle();
     assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
 }
@@ -484,7 +490,7 @@ fn a_user_abort_survives_a_crash() {
     let engine = bed.engine();
     let uid = reg.uid();
     // The UI's abort returns, and the process crashes before any other task ran.
-    assert_eq!(engine.user_abort(uid).now_or_never(), Some(true));
+    assert_eq!(engine.user_abort(uid).now_or_never(), Some(Ok(())));
     bed.restart();
     bed.network.release(A);
     bed.run_until_idle();
@@ -513,7 +519,7 @@ fn a_refused_prompt_survives_a_crash() {
     // The user refuses, and the process crashes before any other task ran.
     assert_eq!(
         engine.permission_decision(uid, false).now_or_never(),
-        Some(true)
+        Some(Ok(()))
     );
     bed.restart();
     bed.run_until_idle();

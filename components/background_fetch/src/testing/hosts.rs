@@ -3,7 +3,8 @@
 use crate::engine::Engine;
 use crate::events::{EventObjects, FunctionalEvent};
 use crate::hosts::{
-    DispatchOutcome, FunctionalEventData, PermissionHost, QuotaHost, UiHost, UiSnapshot, WorkerHost,
+    DispatchOutcome, FunctionalEventData, PermissionHost, QuotaHost, StorageFailure, UiHost,
+    UiSnapshot, WorkerHost,
 };
 use crate::model::FunctionalEventKind;
 use crate::model::{FetchUid, PermissionState, ServiceWorkerRegistrationId};
@@ -21,6 +22,8 @@ pub enum UiCall {
     Update(UiSnapshot),
     /// `remove`
     Remove(FetchUid),
+    /// `storage_failed`
+    StorageFailed(StorageFailure),
 }
 
 /// A [`UiHost`] that records every call.
@@ -63,6 +66,12 @@ impl UiHost for RecordingUi {
     }
     fn remove(&self, uid: FetchUid) {
         self.calls.lock().unwrap().push(UiCall::Remove(uid));
+    }
+    fn storage_failed(&self, failure: &StorageFailure) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(UiCall::StorageFailed(failure.clone()));
     }
 }
 

@@ -8,7 +8,8 @@ use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchRecord,
     BackgroundFetchRegistration, BackgroundFetchResult as Outcome, BackgroundFetchUiOptions,
     BackgroundFetchUpdateUiEvent, Clock, DispatchOutcome, FetchUid, FunctionalEvent,
-    FunctionalEventKind as Kind_, ImageResource, PermissionState, RecordResult, RequestInfo,
+    FunctionalEventKind as Kind_, ImageResource, OperationError, PermissionState, RecordResult,
+    RequestInfo,
 };
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -563,18 +564,24 @@ impl<'s> Harness<'s> {
                 let Some(i) = self.target(*f) else { return };
                 let pause = matches!(op, Op::Pause(_));
                 let (uid, engine) = (self.fetches[i].uid, self.bed.engine());
-                let changed = self.bed.run(async move {
+                let result = self.bed.run(async move {
                     if pause {
                         engine.pause(uid).await
                     } else {
                         engine.resume(uid).await
                     }
                 });
+                let changed = done(&result);
                 let label = self.fetches[i].label();
                 self.note(format_args!(
-                    "{} {label} -> {changed}",
+                    "{} {label} -> {result:?}",
                     if pause { "pause" } else { "resume" }
                 ));
+                if result == Err(OperationError::NotOffered) && self.fetches[i].all_get() {
+                    self.fail(format_args!(
+                        "{label}: pause not offered though every request is GET"
+                    ));
+                }
                 let t = &self.fetches[i];
                 // Resuming from the UI also answers the permission prompt.
                 let answered = changed && !pause && t.awaiting_permission;
@@ -634,9 +641,10 @@ impl<'s> Harness<'s> {
                 let Some(i) = self.target(*f) else { return };
                 let uid = self.fetches[i].uid;
                 let engine = self.bed.engine();
-                let aborted = self.bed.run(async move { engine.user_abort(uid).await });
+                let result = self.bed.run(async move { engine.user_abort(uid).await });
+                let aborted = done(&result);
                 let label = self.fetches[i].label();
-                self.note(format_args!("user abort {label} -> {aborted}"));
+                self.note(format_args!("user abort {label} -> {result:?}"));
                 if aborted {
                     if let Some(s) = self.fetches[i].settled {
                         self.fail(format_args!(
@@ -650,10 +658,11 @@ impl<'s> Harness<'s> {
                 let Some(i) = self.target(*f) else { return };
                 let (uid, engine) = (self.fetches[i].uid, self.bed.engine());
                 let before = self.bed.worker.events_of(Kind_::Click).len();
-                let clicked = self.bed.run(async move { engine.click(uid).await });
+                let result = self.bed.run(async move { engine.click(uid).await });
+                let clicked = done(&result);
                 let after = self.bed.worker.events_of(Kind_::Click).len();
                 let label = self.fetches[i].label();
-                self.note(format_args!("click {label} -> {clicked}"));
+                self.note(format_args!("click {label} -> {result:?}"));
                 if after != before + usize::from(clicked) {
                     self.fail(format_args!(
                         "{label}: click returned {clicked} but {} click events were dispatched",
@@ -673,11 +682,12 @@ impl<'s> Harness<'s> {
             Op::Answer { fetch, accept } => {
                 let Some(i) = self.target(*fetch) else { return };
                 let (uid, engine, accept) = (self.fetches[i].uid, self.bed.engine(), *accept);
-                let answered = self
+                let result = self
                     .bed
                     .run(async move { engine.permission_decision(uid, accept).await });
+                let answered = done(&result);
                 let label = self.fetches[i].label();
-                self.note(format_args!("answer {label} accept {accept} -> {answered}"));
+                self.note(format_args!("answer {label} accept {accept} -> {result:?}"));
                 if answered {
                     if !self.fetches[i].awaiting_permission {
                         self.fail(format_args!(
@@ -1644,7 +1654,7 @@ impl<'s> Harness<'s> {
         }
         for i in 0..self.fetches.len() {
             let (uid, engine) = (self.fetches[i].uid, self.bed.engine());
-            if self.bed.run(async move { engine.resume(uid).await }) {
+            if done(&self.bed.run(async move { engine.resume(uid).await })) {
                 if std::mem::take(&mut self.fetches[i].awaiting_permission) {
                     // Resuming answers the prompt.
                 } else if !self.fetches[i].paused {
@@ -1803,4 +1813,10 @@ impl<'s> Harness<'s> {
             ));
         }
     }
+}
+
+/// Whether an embedder's operation changed the fetch (in this process: a change the store
+/// refused holds until a restart, which the harness's model does not expect).
+fn done(result: &Result<(), OperationError>) -> bool {
+    matches!(result, Ok(()) | Err(OperationError::NotDurable(_)))
 }

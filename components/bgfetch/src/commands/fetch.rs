@@ -7,8 +7,8 @@ use crate::network::{NetArgs, parse_rate};
 use crate::output::Reporter;
 use crate::signals::Signals;
 use background_fetch::{
-    BackgroundFetchOptions, DomError, ImageResource, RequestBody, RequestInfo, RequestInit,
-    construct_request,
+    BackgroundFetchOptions, DomError, ImageResource, OperationError, RequestBody, RequestInfo,
+    RequestInit, construct_request,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -403,7 +403,9 @@ pub async fn fetch(path: &Path, reporter: Arc<Reporter>, mut a: FetchArgs) -> i3
     let settled = tokio::select! {
         s = app.wait_settled(uid) => s,
         stop = signals.stopped() => {
-            app.engine.pause(uid).await;
+            if let Err(OperationError::NotDurable(e)) = app.engine.pause(uid).await {
+                app.reporter.error(&format!("{}: the pause could not be stored: {e}", a.id));
+            }
             app.close().await;
             app.reporter.error(&format!(
                 "{}: {} is paused in the store; `bgfetch run` continues it",

@@ -7,7 +7,7 @@ use crate::exit;
 use crate::network::NetArgs;
 use crate::output::Reporter;
 use crate::signals::Signals;
-use background_fetch::FetchUid;
+use background_fetch::{FetchUid, OperationError};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -52,8 +52,11 @@ pub async fn run_all(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32
     }
     // A fetch left paused by an interrupted `fetch` or `run` continues.
     for f in &fetches {
-        if f.ui.paused {
-            app.engine.resume(f.uid).await;
+        if f.ui.paused
+            && let Err(OperationError::NotDurable(e)) = app.engine.resume(f.uid).await
+        {
+            app.reporter
+                .error(&format!("{}: the resume could not be stored: {e}", f.id));
         }
     }
     for f in &fetches {
@@ -96,7 +99,10 @@ pub async fn run_all(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32
             }
             stop = signals.stopped() => {
                 for uid in pending.keys() {
-                    app.engine.pause(*uid).await;
+                    if let Err(OperationError::NotDurable(e)) = app.engine.pause(*uid).await {
+                        app.reporter
+                            .error(&format!("{uid}: the pause could not be stored: {e}"));
+                    }
                 }
                 app.close().await;
                 app.reporter.error(&format!(

@@ -5,7 +5,8 @@ use crate::control::wire::{self, Message, Query};
 use crate::data::FetchData;
 use crate::paths;
 use background_fetch::{
-    BackgroundFetchRecord, BackgroundFetchRegistration, CacheQueryOptions, FetchInfo, RecordResult,
+    BackgroundFetchRecord, BackgroundFetchRegistration, CacheQueryOptions, FetchInfo,
+    OperationError, RecordResult,
 };
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -175,12 +176,25 @@ pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
                      (an upload cannot be resumed)"
                 ));
             }
-            let changed = if pause {
+            let done = if pause {
                 app.engine.pause(f.uid).await
             } else {
                 app.engine.resume(f.uid).await
             };
-            Reply::Json(json!(changed))
+            match done {
+                Ok(()) => Reply::Json(json!(true)),
+                // Paused already, not paused, or settled meanwhile: nothing changed.
+                Err(
+                    OperationError::AlreadyPaused
+                    | OperationError::NotPaused
+                    | OperationError::Settled
+                    | OperationError::UnknownFetch
+                    | OperationError::NotAwaitingPermission,
+                ) => Reply::Json(json!(false)),
+                Err(e @ (OperationError::NotOffered | OperationError::NotDurable(_))) => {
+                    Reply::Error(format!("{id}: {e}"))
+                }
+            }
         }
         Query::Get { id } => match app.registration(&id).await {
             Some(reg) => Reply::Json(registration_json(&reg).await),
