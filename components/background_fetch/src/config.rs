@@ -65,9 +65,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Size of the slices read from the store when streaming a body to script or to the network.
     pub read_chunk_size: usize,
-    /// Whether [`Engine::start`] resumes the fetches it restores (and fires the events a previous
+    /// Whether [`crate::Engine::start`] resumes the fetches it restores (and fires the events a previous
     /// process did not finish). When false, they are restored (visible to `get()`, `getIds()`,
-    /// `match()`, `abort()`) but stay idle until [`Engine::resume_restored`].
+    /// `match()`, `abort()`) but stay idle until [`crate::Engine::resume_restored`].
     pub resume_on_start: bool,
 }
 

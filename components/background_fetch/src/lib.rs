@@ -23,7 +23,7 @@
 //!
 //! The engine on [`Hosts`], reached by script through the [`service`] protocol (here its
 //! in-process transport; between processes, `ipc-channel`). The store, network, clock and
-//! executor below are this crate's deterministic ones from [`testing`] (feature `testing`);
+//! executor below are this crate's deterministic ones from `testing` (feature `testing`);
 //! a browser gives its own (`background-fetch-redb`, `background-fetch-hyper`, its runtime).
 //! The [`embedding`] module walks through each seam.
 //!
