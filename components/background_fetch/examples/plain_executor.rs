@@ -114,8 +114,11 @@ struct Worker(
     EventObjects,
 );
 impl WorkerHost for Worker {
-    fn has_active_worker(&self, _registration: &ServiceWorkerRegistrationId) -> bool {
-        true
+    fn has_active_worker(
+        &self,
+        _registration: &ServiceWorkerRegistrationId,
+    ) -> BoxFuture<'static, bool> {
+        Box::pin(futures::future::ready(true))
     }
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
         let done = self.0.clone();

@@ -326,6 +326,9 @@ impl EngineInner {
 /// Per storage key: bytes stored and bytes reserved by running fetches' `downloadTotal`.
 #[derive(Default)]
 pub(crate) struct QuotaLedger {
+    /// The quota host's latest answer (`None`: unlimited), asked when a fetch is made and when
+    /// one starts downloading ([`EngineInner::refresh_quota`]), not for every chunk.
+    pub limit: Option<u64>,
     pub usage: u64,
     /// Remaining reservation per fetch: its downloadTotal minus what it has stored since.
     pub reservations: HashMap<FetchUid, u64>,

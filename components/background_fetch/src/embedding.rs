@@ -124,6 +124,9 @@
 //! The engine's own script-facing objects ([`crate::Environment`],
 //! [`crate::BackgroundFetchManager`], ...) remain as the service's implementation and for
 //! same-process embedders; the `WorkerHost` trait still receives those objects, which
-//! [`crate::service::WorkerBridge`] turns into data. Host calls that another process would
-//! answer (permission, quota, the active worker) are synchronous on the traits today; the
-//! protocol already carries the active-worker bit with `fetch()`.
+//! [`crate::service::WorkerBridge`] turns into data. Host calls that another process may
+//! answer are asynchronous: the permission state (asked for the caller's environment, its
+//! [`crate::ClientSnapshot`]), the quota (asked when a fetch is made and when it starts
+//! downloading, kept in the engine's ledger, never asked per chunk) and whether a registration
+//! has an active worker (which the service's worker bridge knows from the script side's
+//! pushes).

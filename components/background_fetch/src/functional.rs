@@ -24,7 +24,13 @@ pub(crate) async fn fire(
     bg: &Arc<BgFetch>,
     kind: FunctionalEventKind,
 ) -> DispatchOutcome {
-    if bg.flags().silent || !engine.hosts.worker.has_active_worker(&bg.registration) {
+    if bg.flags().silent
+        || !engine
+            .hosts
+            .worker
+            .has_active_worker(&bg.registration)
+            .await
+    {
         tracing::info!(uid = %bg.uid, event = kind.event_type(), "not dispatched: no active worker");
         return DispatchOutcome::Skipped;
     }

@@ -22,6 +22,7 @@ use crate::model::{
 use crate::policy::BlockReason;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -433,8 +434,12 @@ pub struct FunctionalEventData {
 
 /// The service worker side: registration state and functional event dispatch.
 pub trait WorkerHost: Send + Sync {
-    /// Whether the registration has an active worker (`fetch()` step 8.4).
-    fn has_active_worker(&self, registration: &ServiceWorkerRegistrationId) -> bool;
+    /// Whether the registration has an active worker (`fetch()` step 8.4, and before a
+    /// functional event is fired). Asynchronous: the answer may come from another process.
+    fn has_active_worker(
+        &self,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> BoxFuture<'static, bool>;
     /// Fires a functional event at the registration's active worker and completes when the
     /// event is no longer active. The engine marks the event inactive when this completes, so
     /// `updateUI()` after that rejects.
@@ -443,14 +448,21 @@ pub trait WorkerHost: Send + Sync {
 
 /// The permission state of `"background-fetch"`.
 pub trait PermissionHost: Send + Sync {
-    /// The permission state for the environment with origin `origin`.
-    fn permission_state(&self, origin: &str) -> PermissionState;
+    /// The permission state for `environment` (the caller's relevant settings object, as
+    /// `fetch()` step 8.1 asks: its origin, URL and the embedder's own data about it, which
+    /// tells a partitioned or sandboxed document from its origin). Asynchronous: a browser
+    /// answers from its permission store, in another process or thread.
+    fn permission_state(&self, environment: &ClientSnapshot)
+    -> BoxFuture<'static, PermissionState>;
 }
 
 /// Quota per storage key.
 pub trait QuotaHost: Send + Sync {
-    /// The quota of `storage_key` in bytes, or `None` for unlimited.
-    fn quota(&self, storage_key: &str) -> Option<u64>;
+    /// The quota of `storage_key` in bytes, or `None` for unlimited. Asked when a fetch is
+    /// made (before its request bodies are stored and its `downloadTotal` reserved) and when
+    /// it starts or resumes downloading; never for each chunk (the engine keeps the answer in
+    /// its ledger).
+    fn quota(&self, storage_key: &str) -> BoxFuture<'static, Option<u64>>;
 }
 
 /// Policy decisions that need the caller's policy container (CSP). Scheme, mixed content and
@@ -476,8 +488,11 @@ impl UiHost for NoUi {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Granted;
 impl PermissionHost for Granted {
-    fn permission_state(&self, _origin: &str) -> PermissionState {
-        PermissionState::Granted
+    fn permission_state(
+        &self,
+        _environment: &ClientSnapshot,
+    ) -> BoxFuture<'static, PermissionState> {
+        futures::future::ready(PermissionState::Granted).boxed()
     }
 }
 
@@ -485,8 +500,8 @@ impl PermissionHost for Granted {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unlimited;
 impl QuotaHost for Unlimited {
-    fn quota(&self, _storage_key: &str) -> Option<u64> {
-        None
+    fn quota(&self, _storage_key: &str) -> BoxFuture<'static, Option<u64>> {
+        futures::future::ready(None).boxed()
     }
 }
 
@@ -494,8 +509,8 @@ impl QuotaHost for Unlimited {
 #[derive(Clone, Copy, Debug)]
 pub struct FixedQuota(pub u64);
 impl QuotaHost for FixedQuota {
-    fn quota(&self, _storage_key: &str) -> Option<u64> {
-        Some(self.0)
+    fn quota(&self, _storage_key: &str) -> BoxFuture<'static, Option<u64>> {
+        futures::future::ready(Some(self.0)).boxed()
     }
 }
 

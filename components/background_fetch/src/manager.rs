@@ -416,7 +416,7 @@ impl BackgroundFetchManager {
         // 7. Let promise be a new promise.
 
         // AD-HOC: fail fast on what step 8 would reject anyway, before reading any body.
-        self.check_registrable(&engine, id)?;
+        self.check_registrable(&engine, &client, id).await?;
 
         // AD-HOC: steps 8.6 to 8.11 (reading and storing the request bodies) run before the
         //         edit queue, not inside it: a never-ending body stream would otherwise stall
@@ -427,6 +427,8 @@ impl BackgroundFetchManager {
             .ensure_quota_ledger(&storage_key)
             .await
             .map_err(|e| DomError::type_error(format!("fetch(): storage is unavailable: {e}")))?;
+        // The quota the bodies and the reservation are checked against (asked once here).
+        engine.refresh_quota(&storage_key).await;
         let uid = engine.allocate_uid();
         let mut requests_meta = Vec::with_capacity(records.len());
         let mut bodies = Vec::with_capacity(records.len());
@@ -536,10 +538,14 @@ impl BackgroundFetchManager {
         let queue = registration.edit_queue.lock().await;
         // 8.1. Let permission be the permission state for a PermissionDescriptor with name
         //      "background-fetch", and this's relevant settings object.
-        // FIXME: the permission state is asked for the caller's origin; the spec asks it for
-        //        this's relevant settings object (an environment: a partitioned or sandboxed
-        //        document may differ from its origin). PermissionHost takes an origin today.
-        let permission = engine.hosts.permission.permission_state(&client.origin);
+        // NOTE: the environment reaches the host as the client snapshot (origin, URL,
+        //       the embedder's own data about it).
+        let permission = engine.hosts.permission.permission_state(&client).await;
+        let has_active_worker = engine
+            .hosts
+            .worker
+            .has_active_worker(&registration_id)
+            .await;
         // 8.2. If permission is "denied", then reject promise with a NotAllowedError
         //      DOMException and abort these steps.
         // 8.3. Let bgFetchMap be registration's active background fetches.
@@ -550,7 +556,7 @@ impl BackgroundFetchManager {
             Some(DomError::not_allowed(
                 "fetch(): the \"background-fetch\" permission is denied",
             ))
-        } else if !engine.hosts.worker.has_active_worker(&registration_id) {
+        } else if !has_active_worker {
             Some(DomError::type_error(
                 "fetch(): the service worker registration has no active worker",
             ))
@@ -660,9 +666,13 @@ impl BackgroundFetchManager {
     }
 
     /// The checks of `fetch()` step 8 that can fail before any body is read.
-    fn check_registrable(&self, engine: &Arc<EngineInner>, id: &str) -> Result<(), DomError> {
-        let origin = self.env()?.origin.clone();
-        if engine.hosts.permission.permission_state(&origin) == PermissionState::Denied {
+    async fn check_registrable(
+        &self,
+        engine: &Arc<EngineInner>,
+        client: &ClientSnapshot,
+        id: &str,
+    ) -> Result<(), DomError> {
+        if engine.hosts.permission.permission_state(client).await == PermissionState::Denied {
             return Err(DomError::not_allowed(
                 "fetch(): the \"background-fetch\" permission is denied",
             ));
@@ -671,6 +681,7 @@ impl BackgroundFetchManager {
             .hosts
             .worker
             .has_active_worker(&self.inner.registration)
+            .await
         {
             return Err(DomError::type_error(
                 "fetch(): the service worker registration has no active worker",

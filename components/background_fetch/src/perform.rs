@@ -34,6 +34,8 @@ pub(crate) async fn perform_background_fetch(engine: Arc<EngineInner>, bg: Arc<B
     let span = tracing::info_span!("perform", uid = %bg.uid, id = %bg.id);
     async move {
         // 1. Let swRegistration be bgFetch's service worker registration.
+        // The quota this run's downloads are charged against (asked once, not per chunk).
+        engine.refresh_quota(&bg.registration.storage_key).await;
         // 2. Let settledFetches be 0.
         let mut settled_fetches = 0usize;
         // 3. Let immediateFailure be false.

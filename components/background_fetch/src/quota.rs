@@ -24,12 +24,24 @@ impl EngineInner {
         Ok(())
     }
 
+    /// Asks the quota host for `storage_key`'s quota and keeps the answer in its ledger, which
+    /// the charges and reservations read (the host may answer from another process: it is
+    /// asked when a fetch is made and when one starts downloading, not for every chunk).
+    pub(crate) async fn refresh_quota(&self, storage_key: &str) {
+        let limit = self.hosts.quota.quota(storage_key).await;
+        lock(&self.state)
+            .quota
+            .entry(storage_key.to_owned())
+            .or_default()
+            .limit = limit;
+    }
+
     /// Charges `n` bytes stored for `uid` to `storage_key`, using the fetch's own reservation
     /// first. Returns false (charging nothing) if that would exceed the quota.
     pub(crate) fn charge_quota(&self, storage_key: &str, uid: FetchUid, n: u64) -> bool {
-        let limit = self.hosts.quota.quota(storage_key);
         let mut st = lock(&self.state);
         let ledger = st.quota.entry(storage_key.to_owned()).or_default();
+        let limit = ledger.limit;
         let own = ledger.reservations.get(&uid).copied().unwrap_or(0);
         let beyond = n.saturating_sub(own);
         if let Some(limit) = limit
@@ -74,9 +86,9 @@ impl EngineInner {
     /// AD-HOC: spec issue 110 ("Reject fetch() if downloadTotal cannot be reserved from
     /// quota"), as the README and WPT expect.
     pub(crate) fn reserve_quota(&self, storage_key: &str, uid: FetchUid, amount: u64) -> bool {
-        let limit = self.hosts.quota.quota(storage_key);
         let mut st = lock(&self.state);
         let ledger = st.quota.entry(storage_key.to_owned()).or_default();
+        let limit = ledger.limit;
         if let Some(limit) = limit
             && ledger
                 .usage

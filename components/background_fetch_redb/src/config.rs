@@ -1,6 +1,5 @@
 //! Store settings.
 
-use background_fetch::QuotaHost;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,13 +41,19 @@ pub struct RedbStoreConfig {
     pub compact_when_idle: Option<Duration>,
     /// Compaction only runs when at least this many bytes of the file are free.
     pub compact_min_free_bytes: u64,
-    /// The host's quota per storage key: a write that would take a storage key's usage past
-    /// its quota fails with `QuotaExceeded` (the engine checks its own ledger first; this is the
-    /// store's own guard).
-    pub quota: Option<Arc<dyn QuotaHost>>,
+    /// A quota per storage key: a write that would take a storage key's usage past it fails
+    /// with `QuotaExceeded` (the engine checks its own ledger first; this is the store's own
+    /// guard). Read on the storage thread for every write, so it answers at once: a limit the
+    /// embedder keeps, not a call to another process (the engine's asynchronous
+    /// `background_fetch::QuotaHost` is that).
+    pub quota: Option<QuotaLimit>,
     /// A limit on all bytes stored (request and response bodies, over every storage key).
     pub max_total_bytes: Option<u64>,
 }
+
+/// The quota of a storage key in bytes (`None`: unlimited), answered at once
+/// ([`RedbStoreConfig::quota`]).
+pub type QuotaLimit = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 
 impl Default for RedbStoreConfig {
     fn default() -> Self {

@@ -194,7 +194,7 @@ mod recovery;
 mod revert;
 
 pub use backend::{BackendFactory, file_backend_factory};
-pub use config::RedbStoreConfig;
+pub use config::{QuotaLimit, RedbStoreConfig};
 pub use error::OpenError;
 pub use files::{BodyFile, BodyFs, DirFs, body_dir};
 pub use reports::{CompactReport, IntegrityReport, StoreStats};

@@ -31,7 +31,7 @@ impl Actor {
         }
         if let Some(quota) = &self.config.quota {
             let key = &self.fetches[&uid].meta.registration.storage_key;
-            if let Some(q) = quota.quota(key) {
+            if let Some(q) = quota(key) {
                 let used = self.usage(key);
                 if used + n > q {
                     return Err(StoreError::new(

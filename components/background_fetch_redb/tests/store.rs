@@ -5,7 +5,7 @@ mod common;
 
 use background_fetch::store::{RecordState, Store, StoreErrorKind};
 use background_fetch::testing::store_contract::{head, meta};
-use background_fetch::{FetchUid, FixedQuota, RecordResult, ServiceWorkerRegistrationId};
+use background_fetch::{FetchUid, RecordResult, ServiceWorkerRegistrationId};
 use background_fetch_redb::{CHUNK_SIZE, OpenError, RedbStore, RedbStoreConfig, SCHEMA_VERSION};
 use bytes::Bytes;
 use common::*;
@@ -385,7 +385,7 @@ fn quota_exceeded_fails_the_write_and_keeps_the_store_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let config = RedbStoreConfig {
-        quota: Some(Arc::new(FixedQuota(1_000_000))),
+        quota: Some(Arc::new(|_key: &str| Some(1_000_000))),
         ..common::config()
     };
     let store = RedbStore::open(&path, config).unwrap();

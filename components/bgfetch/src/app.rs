@@ -139,8 +139,11 @@ async fn failed_records(reg: &BackgroundFetchRegistration, log: &RecordLog) -> V
 }
 
 impl WorkerHost for ProgramWorker {
-    fn has_active_worker(&self, _registration: &ServiceWorkerRegistrationId) -> bool {
-        true
+    fn has_active_worker(
+        &self,
+        _registration: &ServiceWorkerRegistrationId,
+    ) -> BoxFuture<'static, bool> {
+        Box::pin(futures::future::ready(true))
     }
 
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {

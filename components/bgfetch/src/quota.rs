@@ -1,6 +1,7 @@
 //! Quota from the disk: what the store's file system can still hold.
 
-use background_fetch::QuotaHost;
+use background_fetch::{BoxFuture, QuotaHost};
+use futures::FutureExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -47,8 +48,9 @@ impl DiskQuota {
     }
 }
 
-impl QuotaHost for DiskQuota {
-    fn quota(&self, storage_key: &str) -> Option<u64> {
+impl DiskQuota {
+    /// The room for `storage_key`: the free space less the margin, plus what it stored before.
+    pub fn limit(&self, storage_key: &str) -> Option<u64> {
         let stored = self
             .stored_at_start
             .lock()
@@ -60,6 +62,12 @@ impl QuotaHost for DiskQuota {
     }
 }
 
+impl QuotaHost for DiskQuota {
+    fn quota(&self, storage_key: &str) -> BoxFuture<'static, Option<u64>> {
+        futures::future::ready(self.limit(storage_key)).boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,11 +75,11 @@ mod tests {
     #[test]
     fn the_margin_is_kept_and_stored_bytes_count_as_room() {
         let q = DiskQuota::with_free_space(SAFETY_MARGIN + 1000);
-        assert_eq!(q.quota("k"), Some(1000));
+        assert_eq!(q.limit("k"), Some(1000));
         q.set_stored_at_start("k", 500);
-        assert_eq!(q.quota("k"), Some(1500));
-        assert_eq!(DiskQuota::with_free_space(10).quota("k"), Some(0));
+        assert_eq!(q.limit("k"), Some(1500));
+        assert_eq!(DiskQuota::with_free_space(10).limit("k"), Some(0));
         let measured = DiskQuota::measure(Path::new(".")).unwrap();
-        assert!(measured.quota("k").is_some());
+        assert!(measured.limit("k").is_some());
     }
 }

@@ -603,8 +603,13 @@ impl ServiceWorkerHost {
 }
 
 impl WorkerHost for ServiceWorkerHost {
-    fn has_active_worker(&self, registration: &ServiceWorkerRegistrationId) -> bool {
-        lock(&self.bridge.inner).active.contains(registration)
+    fn has_active_worker(
+        &self,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> BoxFuture<'static, bool> {
+        // Pushed by the script side (ToService::ActiveWorker), so answered at once.
+        let active = lock(&self.bridge.inner).active.contains(registration);
+        futures::future::ready(active).boxed()
     }
 
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {

@@ -7,11 +7,13 @@ use crate::hosts::{
     UiSnapshot, WorkerHost,
 };
 use crate::model::FunctionalEventKind;
-use crate::model::{FetchUid, PermissionState, ServiceWorkerRegistrationId};
+use crate::model::{ClientSnapshot, FetchUid, PermissionState, ServiceWorkerRegistrationId};
+use crate::testing::clock::VirtualClock;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A UI call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,8 +149,12 @@ impl RecordingWorker {
 }
 
 impl WorkerHost for RecordingWorker {
-    fn has_active_worker(&self, registration: &ServiceWorkerRegistrationId) -> bool {
-        !self.inner.lock().unwrap().inactive.contains(registration)
+    fn has_active_worker(
+        &self,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> BoxFuture<'static, bool> {
+        let active = !self.inner.lock().unwrap().inactive.contains(registration);
+        futures::future::ready(active).boxed()
     }
 
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
@@ -176,47 +182,90 @@ impl WorkerHost for RecordingWorker {
     }
 }
 
-/// A [`PermissionHost`] whose answer the test sets.
+/// A [`PermissionHost`] whose answer the test sets; it records the environments it was asked
+/// for, and can answer late (as another process would).
 #[derive(Clone)]
-pub struct TestPermission(Arc<Mutex<PermissionState>>);
+pub struct TestPermission(Arc<Mutex<PermissionInner>>);
+
+struct PermissionInner {
+    state: PermissionState,
+    delay: Option<(VirtualClock, Duration)>,
+    asked: Vec<ClientSnapshot>,
+}
 
 impl Default for TestPermission {
     fn default() -> Self {
-        TestPermission(Arc::new(Mutex::new(PermissionState::Granted)))
+        TestPermission(Arc::new(Mutex::new(PermissionInner {
+            state: PermissionState::Granted,
+            delay: None,
+            asked: Vec::new(),
+        })))
     }
 }
 
 impl TestPermission {
     /// Sets the answer.
     pub fn set(&self, state: PermissionState) {
-        *self.0.lock().unwrap() = state;
+        self.0.lock().unwrap().state = state;
+    }
+
+    /// Answers `delay` of `clock`'s time after being asked.
+    pub fn answer_after(&self, clock: &VirtualClock, delay: Duration) {
+        self.0.lock().unwrap().delay = Some((clock.clone(), delay));
+    }
+
+    /// The environments the engine asked about, in order.
+    pub fn asked(&self) -> Vec<ClientSnapshot> {
+        self.0.lock().unwrap().asked.clone()
     }
 }
 
 impl PermissionHost for TestPermission {
-    fn permission_state(&self, _origin: &str) -> PermissionState {
-        *self.0.lock().unwrap()
+    fn permission_state(
+        &self,
+        environment: &ClientSnapshot,
+    ) -> BoxFuture<'static, PermissionState> {
+        let (state, delay) = {
+            let mut inner = self.0.lock().unwrap();
+            inner.asked.push(environment.clone());
+            (inner.state, inner.delay.clone())
+        };
+        async move {
+            if let Some((clock, delay)) = delay {
+                crate::hosts::Clock::sleep(&clock, delay).await;
+            }
+            state
+        }
+        .boxed()
     }
 }
 
-/// A [`QuotaHost`] whose quota the test sets (the same for every storage key).
+/// A [`QuotaHost`] whose quota the test sets (the same for every storage key); it counts how
+/// often it is asked.
 #[derive(Clone)]
-pub struct TestQuota(Arc<Mutex<Option<u64>>>);
+pub struct TestQuota(Arc<Mutex<(Option<u64>, usize)>>);
 
 impl TestQuota {
     /// A quota of `bytes` (`None` = unlimited).
     pub fn new(bytes: Option<u64>) -> Self {
-        TestQuota(Arc::new(Mutex::new(bytes)))
+        TestQuota(Arc::new(Mutex::new((bytes, 0))))
     }
 
     /// Sets the quota.
     pub fn set(&self, bytes: Option<u64>) {
-        *self.0.lock().unwrap() = bytes;
+        self.0.lock().unwrap().0 = bytes;
+    }
+
+    /// How many times the engine asked.
+    pub fn asked(&self) -> usize {
+        self.0.lock().unwrap().1
     }
 }
 
 impl QuotaHost for TestQuota {
-    fn quota(&self, _storage_key: &str) -> Option<u64> {
-        *self.0.lock().unwrap()
+    fn quota(&self, _storage_key: &str) -> BoxFuture<'static, Option<u64>> {
+        let mut inner = self.0.lock().unwrap();
+        inner.1 += 1;
+        futures::future::ready(inner.0).boxed()
     }
 }
