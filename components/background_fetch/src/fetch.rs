@@ -649,6 +649,18 @@ impl ResponseHead {
         self.url_list.last()
     }
 
+    /// `Response.url`: the response's URL, serialized with *exclude fragment* set, or the
+    /// empty string when the URL list is empty.
+    pub fn url_string(&self) -> String {
+        self.url()
+            .map(|u| {
+                let mut u = u.clone();
+                u.set_fragment(None);
+                u.to_string()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether the status is an *ok status* (200 to 299).
     pub fn is_ok(&self) -> bool {
         (200..=299).contains(&self.status)

@@ -188,6 +188,7 @@ impl ManagerInner {
                 base_url,
                 engine: self.engine.clone(),
                 slots: Mutex::new(delivered),
+                revision: Default::default(),
                 listeners: Mutex::new(Vec::new()),
                 observers: Mutex::new(Vec::new()),
             }),

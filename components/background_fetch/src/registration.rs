@@ -16,7 +16,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use futures::stream::{BoxStream, StreamExt};
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use url::Url;
 
@@ -31,6 +31,9 @@ pub(crate) struct InstanceInner {
     pub base_url: Url,
     /// downloaded, uploaded, result, failure reason, records available flag.
     pub slots: Mutex<Progress>,
+    /// How many times the slots changed, counted under their lock: a copy of them elsewhere
+    /// (the service's connections) keeps the newest by it.
+    pub revision: AtomicU64,
     pub listeners: Mutex<Vec<ProgressListener>>,
     /// Told of every change of the slots, with whether a `progress` event follows (the
     /// service's connections: they mirror the slots in another process).
@@ -190,6 +193,7 @@ impl BackgroundFetchRegistration {
         let mut unset = false;
         if !p.records_available && slots.records_available {
             slots.records_available = false;
+            self.inner.revision.fetch_add(1, Ordering::SeqCst);
             unset = true;
         }
         // 4. If bgFetchRegistration's result is not the empty string, then abort these steps.
@@ -217,6 +221,7 @@ impl BackgroundFetchRegistration {
         slots.result = p.result;
         // 9. Set bgFetchRegistration's failure reason to failureReason.
         slots.failure_reason = p.failure_reason;
+        self.inner.revision.fetch_add(1, Ordering::SeqCst);
         drop(slots);
         // 10. Fire an event named "progress" at bgFetchRegistration.
         Some(InstanceUpdate {
@@ -751,14 +756,7 @@ impl Response {
     }
     /// `url` (empty when the URL list is empty)
     pub fn url(&self) -> String {
-        self.head
-            .url()
-            .map(|u| {
-                let mut u = u.clone();
-                u.set_fragment(None);
-                u.to_string()
-            })
-            .unwrap_or_default()
+        self.head.url_string()
     }
     /// `redirected`
     pub fn redirected(&self) -> bool {

@@ -110,6 +110,7 @@ fn data() -> impl Strategy<Value = RegistrationData> {
                     BackgroundFetchFailureReason::DownloadTotalExceeded,
                 ][r as usize],
                 records_available,
+                revision: n[0] / 1000,
             },
         )
 }

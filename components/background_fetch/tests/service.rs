@@ -1,7 +1,7 @@
 //! The engine as a service: script reaches the engine only through the protocol (here the
 //! in-process transport), a page's connection and the service worker global's.
 
-use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData, PROTOCOL_VERSION};
 use background_fetch::service::{Connection, Service, WorkerBridge, client, in_process};
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
@@ -64,8 +64,8 @@ fn bed() -> Bed {
         },
         spawner,
     );
-    assert_eq!(page.welcome(), Some(Ok(1)));
-    assert_eq!(worker.welcome(), Some(Ok(1)));
+    assert_eq!(page.welcome(), Some(Ok(PROTOCOL_VERSION)));
+    assert_eq!(worker.welcome(), Some(Ok(PROTOCOL_VERSION)));
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let s = seen.clone();
     worker.on_functional_event(move |e: client::FunctionalEvent| {
@@ -330,4 +330,37 @@ fn a_refused_version_and_a_closed_connection() {
     );
     drop(reg);
     drop(b.worker);
+}
+
+/// A fetch that settles before the page's task resumes from `fetch()`'s reply: the service
+/// announces the result (an update, with a `progress` event) after the reply but before the
+/// page's future has taken its registration object. fetch() resolves with the reply's values
+/// (upstream `fetch.https.window.js` checks `result` is `''` then), and the update follows as
+/// the next task: its `progress` event reaches a listener added when fetch() resolved. It was
+/// lost: the object did not exist yet when the update came.
+#[test]
+fn an_update_that_follows_a_reply_is_applied_after_the_caller_took_the_object() {
+    let b = bed();
+    // Port 587 is a bad port: the record is blocked at once, with no network task in between.
+    const BLOCKED: &str = "https://example.com:587/a.bin";
+    let m = b.page.background_fetch(&b.bed.registration);
+    let seen: Arc<Mutex<Vec<(Outcome, Reason)>>> = Arc::default();
+    let s = seen.clone();
+    let (reg, at_resolve) = b.bed.run(async move {
+        let reg = m.fetch("quick", BLOCKED, Default::default()).await.unwrap();
+        let at_resolve = (reg.result(), reg.failure_reason());
+        reg.on_progress(move |r| s.lock().unwrap().push((r.result(), r.failure_reason())));
+        (reg, at_resolve)
+    });
+    b.bed.run_until_idle();
+    assert_eq!(at_resolve, (Outcome::Empty, Reason::Empty));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(Outcome::Failure, Reason::FetchError)]
+    );
+    assert_eq!(reg.result(), Outcome::Failure);
+    assert_eq!(
+        *b.seen.lock().unwrap(),
+        vec!["backgroundfetchfail Failure/FetchError 0 [0: TypeError]"]
+    );
 }

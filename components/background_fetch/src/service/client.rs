@@ -60,7 +60,7 @@ struct ConnInner {
     spawner: Arc<dyn Spawn>,
     environment: EnvironmentData,
     next_call: AtomicU64,
-    pending: Mutex<HashMap<CallId, oneshot::Sender<Result<Reply, DomError>>>>,
+    pending: Mutex<HashMap<CallId, oneshot::Sender<Answer>>>,
     welcome: Mutex<Option<Result<u32, DomError>>>,
     /// The registration objects alive in this environment, by fetch (`[SameObject]`-like:
     /// one object per background fetch).
@@ -175,22 +175,43 @@ impl Connection {
             ToScript::Welcome(w) => *lock(&self.inner.welcome) = Some(w),
             ToScript::Reply { call, result } => {
                 if let Some(tx) = lock(&self.inner.pending).remove(&call) {
-                    let _ = tx.send(result);
+                    // The registration object is made now, in message order: an update that
+                    // follows this reply finds it, even before the caller's task resumes.
+                    let registration = match &result {
+                        Ok(Reply::Registration(data) | Reply::MaybeRegistration(Some(data))) => {
+                            Some(self.registration(data.clone()))
+                        }
+                        _ => None,
+                    };
+                    let _ = tx.send(Answer {
+                        result,
+                        registration,
+                    });
                 }
             }
             ToScript::Update { data, progress } => {
+                // "Update background fetch instances" step 6: a task queued on the script's
+                // event loop for each instance, so it runs after what script does with a reply
+                // that came before it (fetch() resolving with the values of its reply, as
+                // upstream fetch.https.window.js expects), and before what comes after it.
                 let reg = lock(&self.inner.registrations)
                     .get(&data.uid)
                     .and_then(Weak::upgrade);
                 if let Some(reg) = reg {
-                    *lock(&reg.data) = data;
-                    if progress {
-                        let listeners = lock(&reg.listeners).clone();
-                        let reg = BackgroundFetchRegistration { inner: reg };
-                        for l in listeners {
-                            l(&reg);
+                    self.inner.spawner.spawn(
+                        async move {
+                            // 6.3 to 6.9: the values, unless the object has newer ones.
+                            if RegInner::refresh(&reg, data) && progress {
+                                // 6.10. Fire an event named "progress" at bgFetchRegistration.
+                                let listeners = lock(&reg.listeners).clone();
+                                let reg = BackgroundFetchRegistration { inner: reg };
+                                for l in listeners {
+                                    l(&reg);
+                                }
+                            }
                         }
-                    }
+                        .boxed(),
+                    );
                 }
             }
             ToScript::Event {
@@ -232,10 +253,19 @@ impl Connection {
     /// Makes a call and waits for its reply.
     async fn call(&self, call_data: Call) -> Result<Reply, DomError> {
         let (call, rx) = self.start_call(call_data);
-        Self::reply(call, rx).await
+        Self::answer(call, rx).await.result
     }
 
-    fn start_call(&self, call_data: Call) -> (CallId, oneshot::Receiver<Result<Reply, DomError>>) {
+    /// Makes a call whose reply is a registration (or none) and waits for its object.
+    async fn call_for_registration(
+        &self,
+        call_data: Call,
+    ) -> Result<Option<BackgroundFetchRegistration>, DomError> {
+        let (call, rx) = self.start_call(call_data);
+        Self::answer(call, rx).await.registration()
+    }
+
+    fn start_call(&self, call_data: Call) -> (CallId, oneshot::Receiver<Answer>) {
         let call = CallId(self.inner.next_call.fetch_add(1, Ordering::SeqCst));
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.pending).insert(call, tx);
@@ -243,24 +273,23 @@ impl Connection {
         (call, rx)
     }
 
-    async fn reply(
-        call: CallId,
-        rx: oneshot::Receiver<Result<Reply, DomError>>,
-    ) -> Result<Reply, DomError> {
-        rx.await.unwrap_or_else(|_| {
-            Err(DomError::invalid_state(format!(
+    async fn answer(call: CallId, rx: oneshot::Receiver<Answer>) -> Answer {
+        rx.await.unwrap_or_else(|_| Answer {
+            result: Err(DomError::invalid_state(format!(
                 "the background fetch service went away before answering call {}",
                 call.0
-            )))
+            ))),
+            registration: None,
         })
     }
 
-    /// The registration object of this environment for `data`'s fetch, with `data`'s values.
+    /// The registration object of this environment for `data`'s fetch, with the newer of its
+    /// values and `data`'s.
     fn registration(&self, data: RegistrationData) -> BackgroundFetchRegistration {
         let uid = data.uid;
         let mut regs = lock(&self.inner.registrations);
         if let Some(reg) = regs.get(&uid).and_then(Weak::upgrade) {
-            *lock(&reg.data) = data;
+            RegInner::refresh(&reg, data);
             return BackgroundFetchRegistration { inner: reg };
         }
         regs.retain(|_, w| w.strong_count() > 0);
@@ -275,6 +304,23 @@ impl Connection {
 
     fn release(&self, records: Vec<RecordId>, bodies: Vec<BodyId>) {
         self.inner.sink.send(ToService::Release { records, bodies });
+    }
+}
+
+/// A reply, with the registration object the connection made from it when it arrived.
+struct Answer {
+    result: Result<Reply, DomError>,
+    registration: Option<BackgroundFetchRegistration>,
+}
+
+impl Answer {
+    /// The registration of a `Registration` or `MaybeRegistration` reply.
+    fn registration(self) -> Result<Option<BackgroundFetchRegistration>, DomError> {
+        match self.result? {
+            Reply::Registration(_) | Reply::MaybeRegistration(Some(_)) => Ok(self.registration),
+            Reply::MaybeRegistration(None) => Ok(None),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -352,28 +398,22 @@ impl BackgroundFetchManager {
                 }
             }
         };
-        let reply = futures::future::join(upload, Connection::reply(call, rx))
+        let answer = futures::future::join(upload, Connection::answer(call, rx))
             .await
-            .1?;
-        match reply {
-            Reply::Registration(data) => Ok(self.conn.registration(data)),
-            other => Err(unexpected(other)),
-        }
+            .1;
+        answer.registration()?.ok_or_else(|| {
+            DomError::invalid_state("the service answered fetch() without a registration")
+        })
     }
 
     /// `get(id)`.
     pub async fn get(&self, id: &str) -> Result<Option<BackgroundFetchRegistration>, DomError> {
-        match self
-            .conn
-            .call(Call::Get {
+        self.conn
+            .call_for_registration(Call::Get {
                 registration: self.registration.clone(),
                 id: id.to_owned(),
             })
-            .await?
-        {
-            Reply::MaybeRegistration(r) => Ok(r.map(|d| self.conn.registration(d))),
-            other => Err(unexpected(other)),
-        }
+            .await
     }
 
     /// `getIds()`.
@@ -398,6 +438,19 @@ struct RegInner {
     conn: Connection,
     data: Mutex<RegistrationData>,
     listeners: Mutex<Vec<ProgressListener>>,
+}
+
+impl RegInner {
+    /// Takes `data`'s values unless the object already has newer ones (a reply and an update
+    /// can cross); whether it took them.
+    fn refresh(this: &RegInner, data: RegistrationData) -> bool {
+        let mut current = lock(&this.data);
+        if data.revision < current.revision {
+            return false;
+        }
+        *current = data;
+        true
+    }
 }
 
 /// `BackgroundFetchRegistration` over a connection: its attributes are the values the service
@@ -703,9 +756,21 @@ impl Response {
     pub fn status(&self) -> u16 {
         self.head.status
     }
+    /// `statusText`
+    pub fn status_text(&self) -> &str {
+        &self.head.status_text
+    }
     /// `ok`
     pub fn ok(&self) -> bool {
         self.head.is_ok()
+    }
+    /// `url` (empty when the URL list is empty)
+    pub fn url(&self) -> String {
+        self.head.url_string()
+    }
+    /// `redirected`
+    pub fn redirected(&self) -> bool {
+        self.head.redirected()
     }
     /// `type`
     pub fn response_type(&self) -> ResponseType {

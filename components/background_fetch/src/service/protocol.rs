@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// The version of this protocol. [`ToService::Hello`] carries the client's; a service refuses
-/// a connection of another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// a connection of another version. Version 2 added [`RegistrationData::revision`].
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Names one call of a connection (chosen by the client, unique within the connection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -95,6 +95,10 @@ pub struct RegistrationData {
     pub failure_reason: BackgroundFetchFailureReason,
     /// `recordsAvailable`
     pub records_available: bool,
+    /// Grows with every change of the values above: a reply and an update can cross (the
+    /// service may announce a change while the reply that made the object is on its way, or
+    /// before script has taken the object from it), and the script side keeps the newest.
+    pub revision: u64,
 }
 
 /// A `BackgroundFetchRecord` object made for the connection ("create record objects").

@@ -456,17 +456,20 @@ impl Service {
 
 /// A registration instance's values as data.
 pub(crate) fn registration_data(reg: &BackgroundFetchRegistration) -> RegistrationData {
+    // One reading of the slots, with the revision they had.
+    let slots = lock(&reg.inner.slots);
     RegistrationData {
         uid: reg.uid(),
         registration: reg.inner.fetch.registration.clone(),
         id: reg.id().to_owned(),
         upload_total: reg.upload_total(),
-        uploaded: reg.uploaded(),
+        uploaded: slots.uploaded,
         download_total: reg.download_total(),
-        downloaded: reg.downloaded(),
-        result: reg.result(),
-        failure_reason: reg.failure_reason(),
-        records_available: reg.records_available(),
+        downloaded: slots.downloaded,
+        result: slots.result,
+        failure_reason: slots.failure_reason,
+        records_available: slots.records_available,
+        revision: reg.inner.revision.load(Ordering::SeqCst),
     }
 }
 
