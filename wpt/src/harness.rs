@@ -2,10 +2,13 @@
 //! `test-helpers.sub.js` and `get-host-info.sub.js`.
 //!
 //! Every subtest gets a fresh [`Test`]: a new engine on deterministic hosts (in-memory store,
-//! the loopback [`WptServer`] behind [`CorsNetwork`], a [`RecordingWorker`] playing the service
-//! worker, permission, quota and CSP hosts, a virtual clock), and a window environment for the
-//! upstream test page, for example
-//! `https://web-platform.test/background-fetch/fetch.https.window.html`. Upstream, every
+//! the loopback [`WptServer`] behind [`CorsNetwork`], permission, quota and CSP hosts, a virtual
+//! clock) run as a [`Service`], and script reaching it only through the service protocol, as a
+//! browser's content processes would: the upstream test page is a window connection (for
+//! example
+//! `https://web-platform.test/background-fetch/fetch.https.window.html`), and each registered
+//! service worker script is a service worker connection whose functional events arrive as
+//! protocol messages (through the service's [`WorkerBridge`]). Upstream, every
 //! `backgroundFetchTest` registers a fresh service worker registration at the same scope; a
 //! fresh engine per subtest gives the same isolation (ids like `'my-id'` can repeat, and no
 //! message from an earlier subtest can leak into [`Test::get_message_from_service_worker`]).
@@ -13,14 +16,15 @@
 use crate::cors::CorsNetwork;
 use crate::server::{HTTPS_REMOTE_ORIGIN, ORIGIN, REMOTE_HOST, Timing, WptServer};
 use crate::service_workers::{Message, Script, ServiceWorkerGlobal};
+use background_fetch::service::client::BackgroundFetchManager;
+use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+use background_fetch::service::{Connection, Service, ServiceWorkerHost, WorkerBridge, in_process};
 use background_fetch::testing::{
-    Executor, RecordingUi, RecordingWorker, Resource, ScriptedNetwork, TestPermission, TestQuota,
-    VirtualClock,
+    Executor, RecordingUi, Resource, ScriptedNetwork, TestPermission, TestQuota, VirtualClock,
 };
 use background_fetch::{
-    BackgroundFetchManager, Clock, Engine, EngineConfig, Environment, EnvironmentKind,
-    EnvironmentSettings, Hosts, MemoryStore, PermissionState, PolicyContainer, RequestInfo,
-    RequestInit, RequestObject, ServiceWorkerRegistrationId, SimpleCsp, construct_request,
+    Clock, Engine, EngineConfig, Hosts, MemoryStore, PermissionState, PolicyContainer, RequestInfo,
+    RequestInit, RequestObject, ServiceWorkerRegistrationId, SimpleCsp, Spawn, construct_request,
 };
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
@@ -84,7 +88,7 @@ pub struct ServiceWorkerRegistration {
     pub id: ServiceWorkerRegistrationId,
     /// `registration.active` (`None` is `null`: installing, not yet activated).
     pub active: Option<ServiceWorker>,
-    /// `registration.backgroundFetch`
+    /// `registration.backgroundFetch`, a client of the page's connection.
     pub background_fetch: BackgroundFetchManager,
 }
 
@@ -92,11 +96,17 @@ struct TestInner {
     file: &'static str,
     executor: Executor,
     clock: VirtualClock,
-    engine: Engine,
-    page: Environment,
+    service: Service,
+    /// Tells the service which registrations have an active worker (the service worker
+    /// system's push).
+    bridge: WorkerBridge,
+    /// The page's connection to the service.
+    page: Connection,
+    /// The connections of the service worker globals started so far (a global lives as long
+    /// as its connection).
+    workers: Mutex<Vec<Connection>>,
     page_url: Url,
     server: WptServer,
-    worker: RecordingWorker,
     permission: TestPermission,
     quota: TestQuota,
     /// The page's `navigator.serviceWorker` message queue.
@@ -130,7 +140,8 @@ impl Test {
                 .header("Content-Type", "text/html"),
         );
         let page_url = Url::parse(&format!("{ORIGIN}{page_path}")).expect("static URL");
-        let worker = RecordingWorker::default();
+        let bridge = WorkerBridge::new();
+        let worker = ServiceWorkerHost::new(bridge.clone());
         let permission = TestPermission::default();
         // The browser's default answer; backgroundFetchTest grants it through test_driver.
         permission.set(PermissionState::Prompt);
@@ -149,29 +160,35 @@ impl Test {
         let engine = executor
             .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
             .expect("the engine starts on a memory store");
-        worker.attach(&engine);
-        let page = engine.create_environment(EnvironmentSettings {
-            kind: EnvironmentKind::Window,
-            base_url: page_url.clone(),
-            secure_context: true,
-            policy: PolicyContainer {
-                csp: setup.csp.iter().map(|s| (*s).to_owned()).collect(),
-                referrer_policy: String::new(),
-                csp_report_only: Vec::new(),
+        let service = Service::new(engine, bridge.clone());
+        worker.serve(&service);
+        let page = in_process::connect(
+            &service,
+            EnvironmentData {
+                kind: EnvironmentKindData::Window,
+                base_url: page_url.clone(),
+                secure_context: true,
+                policy: PolicyContainer {
+                    csp: setup.csp.iter().map(|s| (*s).to_owned()).collect(),
+                    referrer_policy: String::new(),
+                    csp_report_only: Vec::new(),
+                },
+                embedder: None,
             },
-            embedder: None,
-        });
+            Arc::new(executor.clone()),
+        );
         let (document_port, messages) = mpsc::unbounded();
         Test {
             inner: Arc::new(TestInner {
                 file,
                 executor,
                 clock,
-                engine,
+                service,
+                bridge,
                 page,
+                workers: Mutex::new(Vec::new()),
                 page_url,
                 server,
-                worker,
                 permission,
                 quota,
                 document_port,
@@ -219,13 +236,13 @@ impl Test {
         self.inner.page_url.origin().ascii_serialization()
     }
 
-    /// The engine.
+    /// The engine (behind the service).
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        self.inner.service.engine()
     }
 
-    /// The page's environment.
-    pub fn page(&self) -> &Environment {
+    /// The page's connection to the service.
+    pub fn page(&self) -> &Connection {
         &self.inner.page
     }
 
@@ -237,11 +254,6 @@ impl Test {
     /// The quota host (to change the storage key's quota).
     pub fn quota(&self) -> &TestQuota {
         &self.inner.quota
-    }
-
-    /// The worker host (which events were dispatched).
-    pub fn worker(&self) -> &RecordingWorker {
-        &self.inner.worker
     }
 
     /// Runs `future` in a task of its own (an event listener's async work).
@@ -306,21 +318,35 @@ impl Test {
             .unwrap_or_else(|| panic!("no Rust port of service worker script {file_name}"));
         let scope = self.inner.page_url.join(scope).expect("a valid scope");
         let id = ServiceWorkerRegistrationId::for_scope(&scope);
-        self.inner.engine.unregister(&id).await;
+        self.engine().unregister(&id).await;
         let global = ServiceWorkerGlobal::new(
             script,
             self.inner.executor.clone(),
             Arc::new(self.inner.clock.clone()),
         );
-        global.install(&self.inner.worker);
-        self.inner.worker.set_active(&id, false);
+        // The worker's global connects to the service; its events come to it as messages.
+        let spawner: Arc<dyn Spawn> = Arc::new(self.inner.executor.clone());
+        let connection = in_process::connect(
+            &self.inner.service,
+            EnvironmentData {
+                kind: EnvironmentKindData::ServiceWorker(id.clone()),
+                base_url: script_url.clone(),
+                secure_context: true,
+                policy: PolicyContainer::default(),
+                embedder: None,
+            },
+            spawner,
+        );
+        global.install(&connection);
+        self.inner.workers.lock().unwrap().push(connection);
+        self.inner.bridge.set_active_worker(&id, false);
         self.inner
             .installing
             .lock()
             .unwrap()
             .push((id.clone(), global));
         ServiceWorkerRegistration {
-            background_fetch: self.inner.page.background_fetch(&id),
+            background_fetch: self.inner.page.background_fetch_with(&id, false),
             id,
             active: None,
         }
@@ -336,7 +362,12 @@ impl Test {
                 .expect("a registered worker");
             installing.remove(i).1
         };
-        self.inner.worker.set_active(&registration.id, true);
+        self.inner.bridge.set_active_worker(&registration.id, true);
+        // `registration.active` is no longer null, as the page's `backgroundFetch` sees it.
+        registration.background_fetch = self
+            .inner
+            .page
+            .background_fetch_with(&registration.id, true);
         registration.active = Some(ServiceWorker { global });
     }
 

@@ -7,10 +7,13 @@
 //! [`ServiceWorkerGlobal::send_message_to_document`]. The handler's future is the event's
 //! `waitUntil()` promise: the engine treats the event as no longer active once it completes.
 
-use background_fetch::testing::{Executor, RecordingWorker};
+use background_fetch::service::Connection;
+use background_fetch::service::client::{
+    BackgroundFetchRecord, BackgroundFetchRegistration, FunctionalEvent,
+};
+use background_fetch::testing::Executor;
 use background_fetch::{
-    BackgroundFetchRecord, BackgroundFetchRegistration, BackgroundFetchUiOptions, Clock,
-    DispatchOutcome, DomError, FunctionalEvent, FunctionalEventKind,
+    BackgroundFetchUiOptions, Clock, DispatchOutcome, DomError, FunctionalEventKind,
 };
 use futures::FutureExt;
 use futures::channel::mpsc::UnboundedSender;
@@ -200,10 +203,10 @@ impl ServiceWorkerGlobal {
         self.script
     }
 
-    /// Installs the script's functional event listeners on `worker`.
-    pub fn install(self: &Arc<Self>, worker: &RecordingWorker) {
+    /// Installs the script's functional event listeners on its connection to the service.
+    pub fn install(self: &Arc<Self>, connection: &Connection) {
         let this = self.clone();
-        worker.set_handler(move |event| this.clone().dispatch(event));
+        connection.on_functional_event(move |event| this.clone().dispatch(event));
     }
 
     /// `self.addEventListener('message', ...)` of `sw-helpers.js`: remember the client, answer
@@ -267,14 +270,14 @@ impl ServiceWorkerGlobal {
         self: Arc<Self>,
         event: FunctionalEvent,
     ) -> BoxFuture<'static, DispatchOutcome> {
-        let Some(ui_event) = event.update_ui_event().cloned() else {
-            return futures::future::ready(DispatchOutcome::Skipped).boxed();
-        };
+        // `backgroundfetchsuccess` only (Script::listens_to): a BackgroundFetchUpdateUIEvent.
+        let ui_event = event;
         let title = |t: &str| BackgroundFetchUiOptions {
             title: Some(t.to_owned()),
             icons: None,
         };
-        if event.registration().id() == "update-inactive" {
+        let id = ui_event.registration().id();
+        if id == "update-inactive" {
             // No waitUntil(): one task later the event is no longer active.
             let this = self.clone();
             self.step_timeout(
@@ -288,14 +291,15 @@ impl ServiceWorkerGlobal {
             );
             return futures::future::ready(DispatchOutcome::Completed).boxed();
         }
-        let params: Vec<BackgroundFetchUiOptions> = match event.registration().id() {
+        let params: Vec<BackgroundFetchUiOptions> = match id.as_str() {
             "update-once" => vec![title("Title1")],
             "update-twice" => vec![title("Title1"), title("Title2")],
             _ => vec![],
         };
-        // Promise.all(params.map(p => event.updateUI(p))): every call is made at once.
-        let calls: Vec<_> = params.into_iter().map(|p| ui_event.update_ui(p)).collect();
         async move {
+            // Promise.all(params.map(p => event.updateUI(p))): every call is made at once (the
+            // calls are sent in order in one poll, before any answer).
+            let calls: Vec<_> = params.into_iter().map(|p| ui_event.update_ui(p)).collect();
             let update = match futures::future::try_join_all(calls).await {
                 Ok(_) => "update success".to_owned(),
                 Err(e) => e.name().to_owned(),
@@ -344,7 +348,7 @@ async fn sw_js(event: &FunctionalEvent, cors: bool) -> EventMessage {
         const FEATURE: &str = "/background-fetch/resources/feature-name.txt";
         // matchFunction(), then "format match(All)? results": a falsy value becomes [], a
         // single record [record], a list stays as it is.
-        let records: Vec<Option<BackgroundFetchRecord>> = match registration.id() {
+        let records: Vec<Option<BackgroundFetchRecord>> = match registration.id().as_str() {
             "matchexistingrequest" if !cors => registration
                 .r#match(FEATURE, Default::default())
                 .await?

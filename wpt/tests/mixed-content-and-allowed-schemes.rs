@@ -3,7 +3,8 @@
 //! <https://w3c.github.io/webappsec-mixed-content/#should-block-fetch>
 //! <https://github.com/WICG/background-fetch/issues/44>
 
-use background_fetch::{BackgroundFetchManager, DomError, Response};
+use background_fetch::DomError;
+use background_fetch::service::client::{BackgroundFetchManager, Response};
 use background_fetch_wpt::*;
 
 upstream_file! {
