@@ -61,7 +61,7 @@ pub fn is_cross_origin(client_origin: &str, request: &Request) -> bool {
     request.url.origin().ascii_serialization() != client_origin
 }
 
-pub use background_fetch::cors::{
+pub use background_fetch::fetch::cors::{
     cors_unsafe_request_header_names, is_cors_safelisted_request_header,
 };
 
@@ -184,7 +184,7 @@ pub fn check_preflight_response(
     Ok(())
 }
 
-use background_fetch::cors::CORS_SAFELISTED_RESPONSE_HEADER_NAMES as SAFELISTED_RESPONSE_HEADERS;
+use background_fetch::fetch::cors::CORS_SAFELISTED_RESPONSE_HEADER_NAMES as SAFELISTED_RESPONSE_HEADERS;
 
 /// The CORS filtered response of `head` (type `cors`, headers filtered), for a request in
 /// credentials mode `credentials`.

@@ -102,6 +102,11 @@
 //!   hop by the network host, with the same policy.
 //! * **Time and tasks** ([`crate::Clock`], [`crate::Spawn`]): Servo's `net::async_runtime`
 //!   spawns and times; the engine has no runtime of its own and every future is `Send`.
+//! * **Fetch itself** ([`crate::fetch`]). The Fetch pieces the engine carries (header list,
+//!   request and response head, the `Request` constructor, CORS safelists, `Content-Range`,
+//!   scheme, mixed-content and bad-port checks) are in that one module, with a table of what an
+//!   engine with its own Fetch maps at the seams (header lists, requests, response heads: the
+//!   store and the protocol carry them) and what it ignores (its own network stack runs CORS).
 //!
 //! ## The order of the changes on Servo's side
 //!

@@ -14,12 +14,12 @@
 //! | time | [`Clock`] | [`crate::testing::VirtualClock`] |
 //! | tasks | [`Spawn`] | [`crate::testing::Executor`] |
 
+use crate::fetch::policy::BlockReason;
 use crate::fetch::{Request, ResponseHead};
 use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchResult, ClientSnapshot, EventToken, FetchUid,
     FunctionalEventKind, ImageResource, PermissionState, ServiceWorkerRegistrationId,
 };
-use crate::policy::BlockReason;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use futures::FutureExt;

@@ -151,14 +151,12 @@ mod state;
 // The host seams.
 mod hosts;
 mod memory_store;
-pub mod policy;
 pub mod store;
-// Plain data and the Fetch pieces the engine carries.
+// Plain data, and the Fetch pieces the engine carries (one module: what an engine with its own
+// Fetch maps, and what it ignores).
 mod config;
-mod content_range;
-pub mod cors;
 mod error;
-mod fetch;
+pub mod fetch;
 mod matching;
 mod model;
 mod sync;
@@ -169,16 +167,17 @@ pub mod embedding;
 pub mod testing;
 
 pub use config::{EngineConfig, RetryPolicy};
-pub use content_range::{
-    ContentRange, PartialResponseInvalid, extract_content_range_values,
-    parse_single_byte_content_range, parse_unsatisfied_content_range, validate_partial_response,
-    validators_match,
-};
 pub use engine::{Engine, EngineDiagnostics, FetchInfo, WeakEngine};
 pub use error::{DomError, DomErrorKind};
 pub use events::{
     BackgroundFetchEvent, BackgroundFetchUpdateUiEvent, EventObjects, FunctionalEvent,
 };
+pub use fetch::content_range::{
+    ContentRange, PartialResponseInvalid, extract_content_range_values,
+    parse_single_byte_content_range, parse_unsatisfied_content_range, validate_partial_response,
+    validators_match,
+};
+pub use fetch::policy::BlockReason;
 pub use fetch::{
     CacheMode, CredentialsMode, HeaderList, RedirectMode, Request, RequestBody, RequestInfo,
     RequestInit, RequestMode, RequestObject, ResponseHead, ResponseType, construct_request,
@@ -202,7 +201,6 @@ pub use model::{
     ImageResource, PermissionState, PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
 };
 pub use operation::OperationError;
-pub use policy::BlockReason;
 pub use registration::{
     BackgroundFetchRecord, BackgroundFetchRegistration, ProgressListener, Response,
 };

@@ -7,16 +7,16 @@
 //! ("abort when", "wait for the paused flag") is a race against the fetch's flags and the
 //! network's connectivity.
 
-use crate::content_range::{
+use crate::core::EngineInner;
+use crate::fetch::ResponseHead;
+use crate::fetch::content_range::{
     extract_content_range_values, parse_unsatisfied_content_range, validate_partial_response,
     validators_match,
 };
-use crate::core::EngineInner;
-use crate::fetch::ResponseHead;
+use crate::fetch::policy::check_request_url;
 use crate::hosts::{NetworkErrorKind, NetworkEvent, NetworkRequest, RequestBodySource, Validators};
 use crate::model::FunctionalEventKind;
 use crate::model::{BackgroundFetchFailureReason, BackgroundFetchResult, RecordResult};
-use crate::policy::check_request_url;
 use crate::state::{BgFetch, ResponseData, ResponseDataState};
 use crate::store::{StoreError, StoreErrorKind};
 use crate::sync::lock;

@@ -4,7 +4,7 @@
 //! <https://fetch.spec.whatwg.org/#http-cors-protocol>
 
 use background_fetch::HeaderList;
-pub use background_fetch::cors::{
+pub use background_fetch::fetch::cors::{
     cors_unsafe_request_header_names, is_cors_safelisted_request_header,
 };
 use http::HeaderMap;
@@ -176,7 +176,7 @@ pub fn check_preflight(
     })
 }
 
-use background_fetch::cors::CORS_SAFELISTED_RESPONSE_HEADER_NAMES as SAFELISTED_RESPONSE_HEADERS;
+use background_fetch::fetch::cors::CORS_SAFELISTED_RESPONSE_HEADER_NAMES as SAFELISTED_RESPONSE_HEADERS;
 
 /// Headers the engine needs to resume a download ("validate a partial response" and
 /// `If-Range`), kept in a CORS filtered response even when not exposed.

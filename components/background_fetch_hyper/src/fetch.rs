@@ -10,7 +10,7 @@ use crate::cors::{self, PreflightCache};
 use crate::decode::{self, Codings};
 use crate::integrity::Verifier;
 use crate::pool::{Partition, Pools};
-use background_fetch::policy::{check_request_url, is_potentially_trustworthy};
+use background_fetch::fetch::policy::{check_request_url, is_potentially_trustworthy};
 use background_fetch::{
     BlockReason, CacheMode, ClientSnapshot, CredentialsMode, HeaderList, NetworkError,
     NetworkErrorCause, NetworkErrorKind, NetworkEvent, NetworkRequest, RedirectMode, Request,

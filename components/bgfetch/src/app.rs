@@ -368,7 +368,7 @@ impl App {
         let registration = ServiceWorkerRegistrationId::for_scope(&scope);
         let env = self.engine.create_environment(EnvironmentSettings {
             kind: EnvironmentKind::Window,
-            secure_context: background_fetch::policy::is_potentially_trustworthy(&scope),
+            secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(&scope),
             base_url: scope,
             policy: PolicyContainer::default(),
             embedder: None,

@@ -2,11 +2,11 @@
 //! virtual-time delays and faults injected per attempt.
 
 use super::clock::VirtualClock;
+use crate::fetch::policy::BlockReason;
 use crate::fetch::{HeaderList, ResponseHead, ResponseType};
 use crate::hosts::{
     Clock, NetworkError, NetworkErrorKind, NetworkEvent, NetworkHost, NetworkRequest,
 };
-use crate::policy::BlockReason;
 use crate::sync::Watch;
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -591,7 +591,7 @@ impl NetworkHost for ScriptedNetwork {
                 match &e {
                     NetworkEvent::Response(h) => {
                         offset = match h.status {
-                            206 => crate::content_range::extract_content_range_values(
+                            206 => crate::fetch::content_range::extract_content_range_values(
                                 &h.validation_headers(),
                             )
                             .map_or(0, |r| r.first_byte_pos),
