@@ -1443,8 +1443,15 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
             return NetworkError::fatal(message);
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            // (A head over hyper's limits is a parse error too; its message says "message
-            // head is too large".)
+            // HTTP/1.1: a head over hyper's limits (its read buffer, about 400 KiB, or
+            // MAX_HTTP1_HEADERS fields). Retrying gets the same; say which limit.
+            if h.is_parse_too_large() {
+                return NetworkError::fatal(format!(
+                    "the response's headers are larger than this host accepts (about 400 KiB or \
+                     1,024 header fields over HTTP/1.1): {message}"
+                ))
+                .with_cause(NetworkErrorCause::Protocol);
+            }
             if h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
                 return NetworkError::fatal(format!("bad response: {message}"))
                     .with_cause(NetworkErrorCause::Protocol);

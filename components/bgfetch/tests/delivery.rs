@@ -34,6 +34,23 @@ fn an_out_that_is_a_regular_file_is_refused_before_the_fetch_starts() {
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
 
+/// Item 2: an `--out` whose directories do not exist yet is made (as curl's `--create-dirs`
+/// does), and the file is delivered into it.
+#[test]
+fn a_missing_nested_out_is_created() {
+    let bed = Bed::new(vec![("/a.bin", Route::bytes(vec![7u8; 1000]))]);
+    let out = bed.dir.path().join("x").join("y").join("z");
+    let o = bed.run(&[
+        "fetch",
+        "f",
+        &bed.url("/a.bin"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), vec![7u8; 1000]);
+}
+
 /// Item 2 (and 15: delivery errors on stderr): a delivery that fails keeps every byte in the
 /// store, and `run` delivers once the cause is fixed.
 #[test]

@@ -177,6 +177,32 @@ fn json_ids_is_a_json_array() {
     assert_eq!(v, serde_json::json!(["one"]));
 }
 
+/// Item 15: `get` and `abort` under `--json` print JSON too (an object, a boolean), and a
+/// fetch that is not there is an error on stderr with nothing on stdout to misparse.
+#[test]
+fn json_get_and_abort_print_json() {
+    let bed = Bed::new(vec![("/a", Route::bytes(&b"a"[..]))]);
+    assert_eq!(
+        code(&bed.run(&["fetch", "one", &bed.url("/a"), "--detach"])),
+        0
+    );
+    let o = bed.run(&["--json", "get", "one"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["id"], "one", "{v}");
+    assert_eq!(v["result"], "", "{v}");
+    let o = bed.run(&["--json", "get", "other"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    let o = bed.run(&["--json", "abort", "one"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!(true));
+    let o = bed.run(&["--json", "abort", "one"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!(false), "{}", text(&o));
+}
+
 /// Item 15: a closed stdout (`bgfetch ids | head -0`) is not a crash.
 #[test]
 fn queries_do_not_panic_on_a_closed_stdout() {

@@ -50,6 +50,36 @@ async fn a_header_list_over_the_limit_is_a_final_error_that_says_so() {
     );
 }
 
+#[tokio::test]
+async fn a_head_over_the_limit_over_http1_is_a_final_error_that_says_so() {
+    // Over HTTP/1.1 the head is bounded by hyper's read buffer (about 400 KiB) and by 1,024
+    // fields (src/pool.rs): past either, the answer is a final error naming the headers, not a
+    // temporary one retried 20 times.
+    for (what, reply) in [
+        (
+            "a 1 MiB field",
+            Reply::ok("fine").header("x-big", &"v".repeat(1 << 20)),
+        ),
+        ("2,000 fields", {
+            let mut r = Reply::ok("fine");
+            for i in 0..2000 {
+                r = r.header(&format!("x-h{i}"), "v");
+            }
+            r
+        }),
+    ] {
+        let server = TestServer::http(move |_| reply.clone()).await;
+        let host = host(config(None));
+        let o = run(&host, get(&server.url("/x"), &server.origin())).await;
+        assert_eq!(o.kind(), NetworkErrorKind::Fatal, "{what}: {:?}", o.error);
+        assert!(
+            o.error().message.contains("header"),
+            "{what}: {}",
+            o.error().message
+        );
+    }
+}
+
 /// An HTTP/2 server (the h2 crate, to control frames) that answers every request with a
 /// head, `prefix`, and then an empty DATA frame every `every` for ever.
 async fn empty_frames_server(
