@@ -174,8 +174,8 @@ pub use events::{
 };
 pub use fetch::content_range::{
     ContentRange, PartialResponseInvalid, extract_content_range_values,
-    parse_single_byte_content_range, parse_unsatisfied_content_range, validate_partial_response,
-    validators_match,
+    parse_single_byte_content_range, parse_unsatisfied_content_range, range_request_start,
+    validate_partial_response, validators_match,
 };
 pub use fetch::policy::BlockReason;
 pub use fetch::{

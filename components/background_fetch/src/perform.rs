@@ -10,8 +10,8 @@
 use crate::core::EngineInner;
 use crate::fetch::ResponseHead;
 use crate::fetch::content_range::{
-    extract_content_range_values, parse_unsatisfied_content_range, validate_partial_response,
-    validators_match,
+    extract_content_range_values, parse_unsatisfied_content_range, range_request_start,
+    validate_partial_response, validators_match,
 };
 use crate::fetch::policy::check_request_url;
 use crate::hosts::{NetworkErrorKind, NetworkEvent, NetworkRequest, RequestBodySource, Validators};
@@ -642,6 +642,18 @@ async fn attempt(
     };
     let storage_key = bg.registration.storage_key.clone();
     let author_range = request.request.headers.contains("range");
+    // AD-HOC (deviation 41): a request whose author set `Range` is never resumed, and the 206
+    // it gets starts where the author asked, not at 0: that start is the expected range start
+    // of "validate a partial response" (`None` for a suffix range: the start is the server's).
+    let author_start = author_range
+        .then(|| {
+            request
+                .request
+                .headers
+                .get_str("range")
+                .and_then(|v| range_request_start(&v))
+        })
+        .flatten();
     let mut events = engine.hosts.network.fetch(request);
     let mut head: Option<ResponseHead> = None;
     loop {
@@ -732,8 +744,18 @@ async fn attempt(
                     //      1. Set responseData's result to "fetch-error".
                     //      2. Set fetchAttemptComplete to true.
                     //      3. Terminate the ongoing fetch, and abort these steps.
+                    let expected_start = if author_range {
+                        author_start
+                            .or_else(|| {
+                                extract_content_range_values(&h.validation_headers())
+                                    .map(|r| r.first_byte_pos)
+                            })
+                            .unwrap_or(range_start)
+                    } else {
+                        range_start
+                    };
                     if let Err(why) = validate_partial_response(
-                        range_start,
+                        expected_start,
                         &h,
                         response_data.response().as_ref(),
                     ) {
@@ -872,8 +894,6 @@ async fn attempt(
                         //         range, never resumed (see `can_resume`): a 206 whose whole
                         //         range was stored completed it. As written, the spec asks for
                         //         the rest of the resource with its own Range instead.
-                        // FIXME: an author range that does not start at 0 fails "validate a
-                        //        partial response" (its expected range start is 0).
                         Some(r)
                             if author_range
                                 && r.last_byte_pos.checked_sub(r.first_byte_pos)

@@ -212,9 +212,42 @@ pub fn validate_partial_response(
     Ok(range)
 }
 
+/// The first-byte-pos of a `Range` request header asking for one range of bytes from a given
+/// position (`bytes=100-199`, `bytes=100-`), or `None` for a suffix range (`bytes=-500`),
+/// several ranges, another unit or a value that does not parse (RFC 9110 §14.1.2).
+pub fn range_request_start(value: &str) -> Option<u64> {
+    let (unit, set) = value.trim().split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") || set.contains(',') {
+        return None;
+    }
+    let (first, last) = set.trim().split_once('-')?;
+    let first = first.trim();
+    let last = last.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    first.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_of_a_range_request() {
+        assert_eq!(range_request_start("bytes=100-199"), Some(100));
+        assert_eq!(range_request_start("bytes=0-"), Some(0));
+        assert_eq!(range_request_start(" Bytes = 7-9 "), Some(7));
+        assert_eq!(range_request_start("bytes=-500"), None);
+        assert_eq!(range_request_start("bytes=1-2, 4-5"), None);
+        assert_eq!(range_request_start("items=1-2"), None);
+        assert_eq!(range_request_start("bytes=x-2"), None);
+        assert_eq!(range_request_start("bytes=1-y"), None);
+        assert_eq!(range_request_start("bytes=99999999999999999999999-"), None);
+    }
     use proptest::prelude::*;
 
     fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHead {

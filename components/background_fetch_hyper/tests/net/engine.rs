@@ -497,6 +497,59 @@ async fn a_request_with_an_author_range_header_is_not_resumed_with_another_range
     }
 }
 
+#[tokio::test]
+async fn an_author_range_that_does_not_start_at_0_is_stored_as_asked() {
+    // `Range: bytes=100000-199999` (and a suffix range) of a 300 000-byte resource: the 206
+    // starts where the author asked, not at 0, and is the record's whole body. It failed
+    // "validate a partial response", whose expected start was 0.
+    let data = pattern(300_000);
+    let server = TestServer::http({
+        let data = data.clone();
+        move |r| {
+            let range = r.header("range").unwrap_or("").to_owned();
+            let n = data.len();
+            let (start, end) = match range.strip_prefix("bytes=").and_then(|s| s.split_once('-')) {
+                Some(("", b)) => (n - b.parse::<usize>().unwrap(), n - 1),
+                Some((a, "")) => (a.parse().unwrap(), n - 1),
+                Some((a, b)) => (a.parse().unwrap(), b.parse::<usize>().unwrap()),
+                None => (0, n - 1),
+            };
+            Reply::new(206, data.slice(start..=end))
+                .header("etag", "\"v1\"")
+                .header("content-range", &format!("bytes {start}-{end}/{n}"))
+        }
+    })
+    .await;
+    let net = host(config(None));
+    let b = bed(&net, &server.origin()).await;
+    let req = |range: &str| {
+        background_fetch::construct_request(
+            server.url("/f").as_str().into(),
+            RequestInit {
+                headers: Some(vec![("Range".into(), range.into())]),
+                ..Default::default()
+            },
+            &server.url("/"),
+        )
+        .unwrap()
+        .into()
+    };
+    let (reg, seen) = b
+        .fetch(vec![req("bytes=100000-199999"), req("bytes=-1000")])
+        .await;
+    assert_eq!(reg.result(), BackgroundFetchResult::Success, "{seen:?}");
+    assert!(
+        seen.bodies[0].as_deref() == Some(&data[100_000..200_000]),
+        "{:?} bytes",
+        seen.bodies[0].as_ref().map(|b| b.len())
+    );
+    assert!(
+        seen.bodies[1].as_deref() == Some(&data[299_000..]),
+        "{:?} bytes",
+        seen.bodies[1].as_ref().map(|b| b.len())
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_307_for_an_upload_over_1_mib_sends_the_stored_body_again_and_counts_it_once() {
     let server = TestServer::http(|r| match r.path() {
