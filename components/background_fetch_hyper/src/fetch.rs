@@ -1445,7 +1445,9 @@ pub(crate) fn classify_request_error(e: &hyper_util::client::legacy::Error) -> N
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             // HTTP/1.1: a head over hyper's limits (its read buffer, about 400 KiB, or
             // MAX_HTTP1_HEADERS fields). Retrying gets the same; say which limit.
-            if h.is_parse_too_large() {
+            // AD-HOC: hyper tells this parse error apart (`is_parse_too_large`) only with its
+            // server feature, which a client does not build; its message is fixed text.
+            if h.is_parse() && h.to_string().contains("too large") {
                 return NetworkError::fatal(format!(
                     "the response's headers are larger than this host accepts (about 400 KiB or \
                      1,024 header fields over HTTP/1.1): {message}"

@@ -195,6 +195,88 @@ fn temporary_files_never_follow_a_planted_symlink() {
     assert!(std::fs::read(out.join("s.bin")).unwrap() == a);
 }
 
+/// Item 5, by what the process asks of the kernel (a planted symlink at a random name cannot be
+/// aimed in a test): in `--out`, every file is created exclusively (`O_EXCL`, or a hard link,
+/// which never follows nor replaces a name), a rename replaces only one of the fetch's own
+/// temporary names (a symlink planted there is replaced, never followed), and the final name is
+/// taken with `RENAME_NOREPLACE`. A large body (hard-linked from the store) and a small one
+/// (written out) are both checked.
+#[test]
+fn every_name_in_out_is_taken_exclusively() {
+    let traces = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !traces {
+        eprintln!(
+            "SKIPPED: strace is not installed or may not trace here (apt-get install strace)"
+        );
+        return;
+    }
+    let bed = Bed::new(vec![
+        ("/big.bin", Route::bytes(generated(300_000, 9))),
+        ("/small.bin", Route::bytes(vec![4u8; 1000])),
+    ]);
+    let out = bed.out();
+    let trace = bed.dir.path().join("trace.txt");
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=open,openat,openat2,creat,link,linkat,symlink,symlinkat,rename,renameat,renameat2",
+        ])
+        .arg(Bed::bin())
+        .arg("--store")
+        .arg(&bed.store)
+        .args([
+            "fetch",
+            "f",
+            &bed.url("/big.bin"),
+            &bed.url("/small.bin"),
+            "--out",
+        ])
+        .arg(&out);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let t = std::fs::read_to_string(&trace).unwrap();
+    let dir = format!("\"{}/", out.to_str().unwrap());
+    // The name a call makes or replaces: its last quoted path.
+    let target = |l: &str| -> String {
+        let q: Vec<&str> = l.split('"').collect();
+        q.get(q.len().saturating_sub(2)).unwrap_or(&"").to_string()
+    };
+    let (mut exclusive, mut renamed_over_own, mut no_replace) = (0, 0, 0);
+    for l in t.lines().filter(|l| l.contains(&dir)) {
+        let name = target(l);
+        let in_out = name.starts_with(out.to_str().unwrap());
+        if l.contains("open") && l.contains("O_CREAT") {
+            assert!(l.contains("O_EXCL"), "a create that is not exclusive: {l}");
+            exclusive += 1;
+        } else if l.contains("link(") || l.contains("linkat(") {
+            assert!(!l.contains("symlink"), "a symlink made: {l}");
+            exclusive += 1;
+        } else if l.contains("rename") && in_out {
+            let file = name.rsplit('/').next().unwrap_or_default();
+            if l.contains("RENAME_NOREPLACE") {
+                no_replace += 1;
+            } else {
+                assert!(
+                    file.starts_with(".bgfetch-") && file.ends_with(".part"),
+                    "a rename that may replace a name the fetch did not choose: {l}"
+                );
+                renamed_over_own += 1;
+            }
+        }
+    }
+    assert!(exclusive >= 2, "{exclusive} exclusive creates:\n{t}");
+    assert_eq!(no_replace, 2, "the two final names:\n{t}");
+    assert!(renamed_over_own <= 2, "{t}");
+    let mut files = files_in(&out);
+    files.sort();
+    assert_eq!(files, vec!["big.bin", "small.bin"]);
+}
+
 /// Item 6: the success event fires again after a crash that followed delivery; the files are
 /// not delivered twice. The crash comes while a `match` reader (which never reads) keeps the
 /// store from dropping the records, after the file is in place.
