@@ -1,6 +1,11 @@
 //! The embedding: the engine on the redb store and the hyper network host, with the program
 //! itself in the roles of the UI (see [`crate::output`]) and of the service worker (an
 //! [`EventHandler`]: `--out` delivery in [`crate::delivery`], the explained one in the demo).
+//!
+//! The page's calls (`fetch()`) reach the engine through its service protocol
+//! (`background_fetch::service`, an in-process connection per origin), as a browser's content
+//! process would; the program's own views (the worker role, the control server) use the
+//! engine's same-process objects (see [`App::registration`]).
 
 use crate::data::FetchData;
 use crate::network::{NetSetup, ObservedNetwork, RateLimits};
@@ -8,15 +13,18 @@ use crate::output::Reporter;
 use crate::paths;
 use crate::quota::DiskQuota;
 use crate::records::{ObservedStore, RecordLog};
+use background_fetch::service::client::BackgroundFetchManager;
+use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+use background_fetch::service::{Connection, Service, WorkerBridge, in_process};
 use background_fetch::{
-    BackgroundFetchManager, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, Clock,
-    DispatchOutcome, Engine, EngineConfig, Environment, EnvironmentKind, EnvironmentSettings,
-    EventObjects, FetchInfo, FetchUid, FunctionalEvent, FunctionalEventData, FunctionalEventKind,
-    Granted, Hosts, NoPolicy, PolicyContainer, RecordResult, ServiceWorkerRegistrationId, Spawn,
-    Store, WorkerHost,
+    BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, Clock, DispatchOutcome, Engine,
+    EngineConfig, Environment, EnvironmentKind, EnvironmentSettings, EventObjects, FetchInfo,
+    FetchUid, FunctionalEvent, FunctionalEventData, FunctionalEventKind, Granted, Hosts, NoPolicy,
+    PolicyContainer, RecordResult, ServiceWorkerRegistrationId, Spawn, Store, WorkerHost,
 };
 use background_fetch_hyper::HyperNetwork;
 use background_fetch_redb::{OpenError, RedbStore, RedbStoreConfig};
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -239,6 +247,13 @@ pub struct App {
     pub records: Arc<RecordLog>,
     _network: HyperNetwork,
     _link: background_fetch_hyper::EngineLink,
+    /// The engine as a service: the page role (`fetch()`) reaches it through the protocol, as
+    /// a browser's content process would.
+    service: Service,
+    /// The page connection of each origin.
+    pages: Mutex<HashMap<String, Connection>>,
+    spawner: Arc<dyn Spawn>,
+    /// The program's own same-process views (see [`App::registration`]).
     environments: Mutex<Vec<Environment>>,
 }
 
@@ -299,7 +314,7 @@ impl App {
             quota: quota.clone(),
             policy: Arc::new(NoPolicy),
             clock: Arc::new(TokioClock(Instant::now())),
-            spawner: Arc::new(TokioSpawn(handle)),
+            spawner: Arc::new(TokioSpawn(handle.clone())),
         };
         let config = EngineConfig {
             resume_on_start,
@@ -349,6 +364,9 @@ impl App {
         });
         worker.objects.attach(&engine);
         let link = network.drive_engine(&engine);
+        // The program's worker role is the engine's own worker host (it delivers files from
+        // this process), so the service's bridge dispatches nothing.
+        let service = Service::new(engine.clone(), WorkerBridge::new());
         Ok(App {
             engine,
             store,
@@ -357,25 +375,41 @@ impl App {
             records,
             _network: network,
             _link: link,
+            service,
+            pages: Mutex::new(HashMap::new()),
+            spawner: Arc::new(TokioSpawn(handle)),
             environments: Mutex::new(Vec::new()),
         })
     }
 
     /// `registration.backgroundFetch` for the registration whose scope is `origin` + `/`, in a
-    /// window of that origin.
+    /// window of that origin: a client of the engine's service protocol, over that window's
+    /// connection (one per origin).
     pub fn manager(&self, origin: &Url) -> (BackgroundFetchManager, ServiceWorkerRegistrationId) {
         let scope = origin.join("/").unwrap_or_else(|_| origin.clone());
         let registration = ServiceWorkerRegistrationId::for_scope(&scope);
-        let env = self.engine.create_environment(EnvironmentSettings {
-            kind: EnvironmentKind::Window,
-            secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(&scope),
-            base_url: scope,
-            policy: PolicyContainer::default(),
-            embedder: None,
-        });
-        let manager = env.background_fetch(&registration);
-        self.environments.lock().unwrap().push(env);
-        (manager, registration)
+        let page =
+            self.pages
+                .lock()
+                .unwrap()
+                .entry(scope.as_str().to_owned())
+                .or_insert_with(|| {
+                    in_process::connect(
+                        &self.service,
+                        EnvironmentData {
+                            kind: EnvironmentKindData::Window,
+                            secure_context:
+                                background_fetch::fetch::policy::is_potentially_trustworthy(&scope),
+                            base_url: scope.clone(),
+                            policy: PolicyContainer::default(),
+                            embedder: None,
+                        },
+                        self.spawner.clone(),
+                    )
+                })
+                .clone();
+        // The program is the service worker: the registration always has an active worker.
+        (page.background_fetch(&registration), registration)
     }
 
     /// The active fetch with `id` (the first, if several origins use it).
@@ -387,11 +421,26 @@ impl App {
     }
 
     /// The page-side registration object of an active fetch.
+    ///
+    /// This is the program's own view, in the engine's process (what its service-worker role
+    /// and the control server read: each record's result and head, the export of its body),
+    /// not the page's, so it uses the engine's same-process objects.
+    /// FIXME (issue 13): the protocol carries neither a record's result and head nor the
+    /// export, so this view cannot go through it yet.
     pub async fn registration(&self, id: &str) -> Option<BackgroundFetchRegistration> {
         let info = self.find(id)?;
-        let origin = Url::parse(&info.registration.scope).ok()?;
-        let (manager, _) = self.manager(&origin);
-        manager.get(id).await.ok().flatten()
+        let scope = Url::parse(&info.registration.scope).ok()?;
+        let env = self.engine.create_environment(EnvironmentSettings {
+            kind: EnvironmentKind::Window,
+            secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(&scope),
+            base_url: scope,
+            policy: PolicyContainer::default(),
+            embedder: None,
+        });
+        let manager = env.background_fetch(&info.registration);
+        let reg = manager.get(id).await.ok().flatten();
+        self.environments.lock().unwrap().push(env);
+        reg
     }
 
     /// Waits for the settle event of `uid`.

@@ -28,7 +28,7 @@ use crate::output::Reporter;
 use crate::paths;
 use background_fetch::{
     BackgroundFetchRecord, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, ExportMode,
-    FunctionalEvent, FunctionalEventKind,
+    FetchUid, FunctionalEvent, FunctionalEventKind,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -263,10 +263,10 @@ impl OutDelivery {
 
     /// For a fetch with `--out` (per its `embedder_data`), as its process starts: removes the
     /// temporary files an earlier process left for it (one killed while delivering).
-    pub fn start(&self, reg: &BackgroundFetchRegistration, embedder_data: Option<&str>) {
+    pub fn start(&self, uid: FetchUid, embedder_data: Option<&str>) {
         let data = FetchData::parse(embedder_data);
         if let Some(dir) = &data.out {
-            remove_temporary_files(dir, &data.token(reg.uid()));
+            remove_temporary_files(dir, &data.token(uid));
         }
     }
 

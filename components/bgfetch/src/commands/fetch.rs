@@ -399,7 +399,7 @@ pub async fn fetch(path: &Path, reporter: Arc<Reporter>, mut a: FetchArgs) -> i3
         ));
         return exit::SUCCESS;
     }
-    delivery.start(&reg, Some(&data.to_json()));
+    delivery.start(uid, Some(&data.to_json()));
     let settled = tokio::select! {
         s = app.wait_settled(uid) => s,
         stop = signals.stopped() => {

@@ -59,12 +59,8 @@ pub async fn run_all(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32
                 .error(&format!("{}: the resume could not be stored: {e}", f.id));
         }
     }
-    for f in &fetches {
-        if f.active
-            && let Some(reg) = app.registration(&f.id).await
-        {
-            delivery.start(&reg, f.embedder_data.as_deref());
-        }
+    for f in fetches.iter().filter(|f| f.active) {
+        delivery.start(f.uid, f.embedder_data.as_deref());
     }
     app.engine.resume_restored(None);
     let mut pending: HashMap<_, _> = fetches.iter().map(|f| (f.uid, f.id.clone())).collect();
