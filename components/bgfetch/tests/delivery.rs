@@ -203,14 +203,7 @@ fn temporary_files_never_follow_a_planted_symlink() {
 /// (written out) are both checked.
 #[test]
 fn every_name_in_out_is_taken_exclusively() {
-    let traces = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !traces {
-        eprintln!(
-            "SKIPPED: strace is not installed or may not trace here (apt-get install strace)"
-        );
+    if !strace_works() {
         return;
     }
     let bed = Bed::new(vec![
@@ -218,28 +211,12 @@ fn every_name_in_out_is_taken_exclusively() {
         ("/small.bin", Route::bytes(vec![4u8; 1000])),
     ]);
     let out = bed.out();
-    let trace = bed.dir.path().join("trace.txt");
-    let mut c = Command::new("strace");
-    c.args(["-f", "-qq", "-o"])
-        .arg(&trace)
-        .args([
-            "-e",
-            "trace=open,openat,openat2,creat,link,linkat,symlink,symlinkat,rename,renameat,renameat2",
-        ])
-        .arg(Bed::bin())
-        .arg("--store")
-        .arg(&bed.store)
-        .args([
-            "fetch",
-            "f",
-            &bed.url("/big.bin"),
-            &bed.url("/small.bin"),
-            "--out",
-        ])
-        .arg(&out);
-    let o = c.output().unwrap();
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let t = std::fs::read_to_string(&trace).unwrap();
+    let t = traced_fetch(
+        &bed,
+        &[],
+        "open,openat,openat2,creat,link,linkat,symlink,symlinkat,rename,renameat,renameat2",
+        &["/big.bin", "/small.bin"],
+    );
     let dir = format!("\"{}/", out.to_str().unwrap());
     // The name a call makes or replaces: its last quoted path.
     let target = |l: &str| -> String {
@@ -334,14 +311,7 @@ fn delivery_repeated_after_a_crash_writes_no_copies() {
 /// Item 7: the directory is synced after the renames, before exit 0 (seen with strace).
 #[test]
 fn the_out_directory_is_synced_after_the_renames() {
-    let traces = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !traces {
-        eprintln!(
-            "SKIPPED: strace is not installed or may not trace here (apt-get install strace)"
-        );
+    if !strace_works() {
         return;
     }
     let bed = Bed::new(vec![
@@ -349,28 +319,12 @@ fn the_out_directory_is_synced_after_the_renames() {
         ("/b.bin", Route::bytes(vec![2u8; 1000])),
     ]);
     let out = bed.out();
-    let trace = bed.dir.path().join("trace.txt");
-    let mut c = Command::new("strace");
-    c.args(["-f", "-qq", "-y", "-o"])
-        .arg(&trace)
-        .args([
-            "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat",
-        ])
-        .arg(Bed::bin())
-        .arg("--store")
-        .arg(&bed.store)
-        .args([
-            "fetch",
-            "f",
-            &bed.url("/a.bin"),
-            &bed.url("/b.bin"),
-            "--out",
-        ])
-        .arg(&out);
-    let o = c.output().unwrap();
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let t = std::fs::read_to_string(&trace).unwrap();
+    let t = traced_fetch(
+        &bed,
+        &["-y"],
+        "fsync,fdatasync,rename,renameat,renameat2,link,linkat",
+        &["/a.bin", "/b.bin"],
+    );
     let out_s = out.to_str().unwrap();
     let lines: Vec<&str> = t.lines().collect();
     let last_rename = lines
@@ -397,14 +351,7 @@ fn the_out_directory_is_synced_after_the_renames() {
 /// more records there were.
 #[test]
 fn a_small_body_is_delivered_with_one_new_file() {
-    let traces = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !traces {
-        eprintln!(
-            "SKIPPED: strace is not installed or may not trace here (apt-get install strace)"
-        );
+    if !strace_works() {
         return;
     }
     let bed = Bed::new(vec![
@@ -413,26 +360,12 @@ fn a_small_body_is_delivered_with_one_new_file() {
         ("/c.bin", Route::bytes(vec![3u8; 1000])),
     ]);
     let out = bed.out();
-    let trace = bed.dir.path().join("trace.txt");
-    let mut c = Command::new("strace");
-    c.args(["-f", "-qq", "-o"])
-        .arg(&trace)
-        .args(["-e", "trace=open,openat,openat2,creat,unlink,unlinkat"])
-        .arg(Bed::bin())
-        .arg("--store")
-        .arg(&bed.store)
-        .args([
-            "fetch",
-            "f",
-            &bed.url("/a.bin"),
-            &bed.url("/b.bin"),
-            &bed.url("/c.bin"),
-            "--out",
-        ])
-        .arg(&out);
-    let o = c.output().unwrap();
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let t = std::fs::read_to_string(&trace).unwrap();
+    let t = traced_fetch(
+        &bed,
+        &[],
+        "open,openat,openat2,creat,unlink,unlinkat",
+        &["/a.bin", "/b.bin", "/c.bin"],
+    );
     let in_out = format!("\"{}/", out.to_str().unwrap());
     let created: Vec<&str> = t
         .lines()
@@ -572,4 +505,42 @@ fn a_large_body_is_delivered_by_linking_the_stores_file() {
     );
     assert!(std::fs::read(out.join("small.bin")).unwrap() == small);
     assert_eq!(files_in(&out), vec!["big.bin", "small.bin"]);
+}
+
+/// Whether strace can trace here (it is installed, and ptrace is allowed); says SKIPPED if not.
+fn strace_works() -> bool {
+    let traces = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !traces {
+        eprintln!(
+            "SKIPPED: strace is not installed or may not trace here (apt-get install strace)"
+        );
+    }
+    traces
+}
+
+/// `bgfetch fetch f URL... --out OUT` under `strace -f -qq FLAGS -e trace=SYSCALLS`; checks it
+/// exits 0 and gives the trace.
+fn traced_fetch(bed: &Bed, flags: &[&str], syscalls: &str, paths: &[&str]) -> String {
+    let trace = bed.dir.path().join("trace.txt");
+    let urls: Vec<String> = paths.iter().map(|p| bed.url(p)).collect();
+    let o = Command::new("strace")
+        .args(["-f", "-qq"])
+        .args(flags)
+        .arg("-o")
+        .arg(&trace)
+        .args(["-e", &format!("trace={syscalls}")])
+        .arg(Bed::bin())
+        .arg("--store")
+        .arg(&bed.store)
+        .args(["fetch", "f"])
+        .args(&urls)
+        .arg("--out")
+        .arg(bed.out())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    std::fs::read_to_string(&trace).unwrap()
 }

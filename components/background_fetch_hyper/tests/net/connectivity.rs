@@ -118,57 +118,59 @@ async fn a_false_offline_is_rechecked_with_real_requests() {
         "{waited:?}"
     );
 }
+/// A host that knows `good.localhost` (a loopback server that works) and `bad`, which
+/// resolves to `answer`: a request to `bad` fails temporarily (its message containing `why`),
+/// and once the check against the destinations known to work had time to finish (it runs in a
+/// task of its own), the host is still online and `good.localhost` still answers.
+async fn one_bad_destination_leaves_the_host_online(
+    bad: &str,
+    answer: Result<Vec<std::net::SocketAddr>, ResolveErrorKind>,
+    why: &str,
+) {
+    let good = TestServer::http(|_| Reply::ok("fine").acao("*")).await;
+    let resolver = HostResolver::new();
+    resolver.set("good.localhost", Ok(vec![good.addr]));
+    resolver.set(bad, answer);
+    let mut c = config(None);
+    c.resolver = Some(resolver.clone());
+    let host = host(c);
+    let good_url = good.url_as("good.localhost", "/x");
+    let ok = run(&host, get(&good_url, "https://app.test")).await;
+    assert!(ok.error.is_none(), "{:?}", ok.error);
+    let bad_url = url::Url::parse(&format!("http://{bad}/x")).unwrap();
+    let failed = run(&host, get(&bad_url, "https://app.test")).await;
+    assert_eq!(
+        failed.kind(),
+        NetworkErrorKind::Temporary,
+        "{:?}",
+        failed.error
+    );
+    assert!(
+        failed.error().message.contains(why),
+        "{}",
+        failed.error().message
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        host.connectivity().is_online(),
+        "a failure of one destination is that destination's: {:?}",
+        failed.error
+    );
+    let again = run(&host, get(&good_url, "https://app.test")).await;
+    assert!(again.error.is_none(), "{:?}", again.error);
+}
+
 #[tokio::test]
 async fn one_unreachable_destination_does_not_take_the_host_offline() {
     // An IPv4-only client and a dual-stack server that is down: the last address tried answers
     // ENETUNREACH. Here the kernel gives it at once for 255.255.255.255 (TCP to a broadcast
-    // address is refused at the route lookup: no packet leaves the machine). Only that record
-    // waits; the destinations known to work still work, so the host stays online.
-    let good = TestServer::http(|_| Reply::ok("fine").acao("*")).await;
-    let resolver = HostResolver::new();
-    resolver.set("good.localhost", Ok(vec![good.addr]));
-    resolver.set(
+    // address is refused at the route lookup: no packet leaves the machine).
+    one_bad_destination_leaves_the_host_online(
         "down.localhost",
         Ok(vec![std::net::SocketAddr::from(([255, 255, 255, 255], 80))]),
-    );
-    let mut c = config(None);
-    c.resolver = Some(resolver.clone());
-    let host = host(c);
-    let ok = run(
-        &host,
-        get(&good.url_as("good.localhost", "/x"), "https://app.test"),
+        "unreachable",
     )
     .await;
-    assert!(ok.error.is_none(), "{:?}", ok.error);
-    let bad = run(
-        &host,
-        get(
-            &url::Url::parse("http://down.localhost/x").unwrap(),
-            "https://app.test",
-        ),
-    )
-    .await;
-    assert_eq!(bad.kind(), NetworkErrorKind::Temporary, "{:?}", bad.error);
-    assert!(
-        bad.error().message.contains("unreachable"),
-        "{}",
-        bad.error().message
-    );
-    // The check against the destinations known to work runs in a task of its own: give it
-    // time to finish (it connects to a loopback server).
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(
-        host.connectivity().is_online(),
-        "an unreachable destination is that destination's failure: {:?}",
-        bad.error
-    );
-    // And the good one still answers.
-    let again = run(
-        &host,
-        get(&good.url_as("good.localhost", "/x"), "https://app.test"),
-    )
-    .await;
-    assert!(again.error.is_none(), "{:?}", again.error);
 }
 
 #[tokio::test]
@@ -176,30 +178,10 @@ async fn one_destination_whose_name_server_fails_does_not_take_the_host_offline(
     // One domain's name server answers SERVFAIL ("temporary failure in name resolution", the
     // same words a machine without network gets): only its records fail; every other
     // destination works, so the host stays online and other downloads go on.
-    let good = TestServer::http(|_| Reply::ok("fine").acao("*")).await;
-    let resolver = HostResolver::new();
-    resolver.set("good.localhost", Ok(vec![good.addr]));
-    resolver.set("servfail.localhost", Err(ResolveErrorKind::Unavailable));
-    let mut c = config(None);
-    c.resolver = Some(resolver.clone());
-    let host = host(c);
-    let ok = run(
-        &host,
-        get(&good.url_as("good.localhost", "/x"), "https://app.test"),
+    one_bad_destination_leaves_the_host_online(
+        "servfail.localhost",
+        Err(ResolveErrorKind::Unavailable),
+        "servfail.localhost",
     )
     .await;
-    assert!(ok.error.is_none(), "{:?}", ok.error);
-    let bad = run(
-        &host,
-        get(
-            &url::Url::parse("http://servfail.localhost/x").unwrap(),
-            "https://app.test",
-        ),
-    )
-    .await;
-    assert_eq!(bad.kind(), NetworkErrorKind::Temporary);
-    assert!(
-        host.connectivity().is_online(),
-        "a failure of one destination is that destination's"
-    );
 }
