@@ -1,0 +1,226 @@
+//! The upstream WPT runner: serves a WPT root on loopback, runs each test file of
+//! `background-fetch/` in its own page (a fresh engine and event loop), in testharness.js's
+//! own harness, and collects every subtest's status.
+//!
+//! Loading follows wptserve's generated wrappers: testharness.js, then the host's report hooks
+//! (in place of testharnessreport.js), then every `// META: script=` file, then the test file,
+//! all in one task with no microtask checkpoint between them (testharness.js's shell
+//! environment considers the page loaded one microtask after it ran). The `document` stub is
+//! defined after testharness.js, so that it keeps its shell environment.
+
+use crate::engine_host::BrowserSide;
+use crate::event_loop::EventLoop;
+use crate::network::LoopbackNetwork;
+use crate::server::{LoopbackServer, ORIGIN, Site};
+use crate::state::Report;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// One subtest's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubtestResult {
+    /// The test file (`fetch.https.window.js`).
+    pub file: String,
+    /// The subtest's name.
+    pub name: String,
+    /// `PASS`, `FAIL`, `TIMEOUT`, `NOTRUN`.
+    pub status: String,
+    /// The message.
+    pub message: String,
+}
+
+/// A file's run.
+#[derive(Clone, Debug)]
+pub struct FileResult {
+    /// The test file.
+    pub file: String,
+    /// Its subtests.
+    pub subtests: Vec<SubtestResult>,
+    /// The harness status (`OK`, `ERROR`, `TIMEOUT`) and message.
+    pub harness: (String, String),
+}
+
+/// The runner of one WPT root.
+pub struct Runner {
+    server: LoopbackServer,
+    network: LoopbackNetwork,
+    /// Print console output.
+    pub verbose: bool,
+    /// Virtual time a file may take.
+    pub timeout: Duration,
+}
+
+/// The WPT root beside the workspace (`../shared/wpt-upstream` from the workspace root).
+pub fn default_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/wpt-upstream")
+}
+
+/// The test files of `background-fetch/` under `root`, sorted.
+pub fn test_files(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut files: Vec<String> = std::fs::read_dir(root.join("background-fetch"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".window.js") || n.ends_with(".any.js"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+impl Runner {
+    /// Starts the loopback server on `root`.
+    pub fn new(root: &Path) -> std::io::Result<Runner> {
+        let server = LoopbackServer::start(Site::new(root))?;
+        let network =
+            LoopbackNetwork::new(server.runtime(), server.main_addr(), server.remote_addr());
+        Ok(Runner {
+            server,
+            network,
+            verbose: false,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// The server.
+    pub fn server(&self) -> &LoopbackServer {
+        &self.server
+    }
+
+    /// Runs `file` (a name in `background-fetch/`).
+    pub fn run_file(&self, file: &str) -> FileResult {
+        let text = std::fs::read_to_string(
+            self.server
+                .site()
+                .root()
+                .join("background-fetch")
+                .join(file),
+        )
+        .unwrap_or_default();
+        let metas: Vec<(String, String)> = text
+            .lines()
+            .take_while(|l| l.starts_with("//") || l.trim().is_empty())
+            .filter_map(|l| l.strip_prefix("// META:"))
+            .filter_map(|l| l.trim().split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let is_any = file.ends_with(".any.js");
+        let page = if is_any {
+            file.replace(".any.js", ".any.html")
+        } else {
+            file.replace(".js", ".html")
+        };
+        let page_url = Url::parse(&format!("{ORIGIN}/background-fetch/{page}")).expect("a URL");
+        let browser = BrowserSide::start(self.network.clone());
+        let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
+        let mut harness = ("OK".to_owned(), String::new());
+        let mut scripts =
+            vec![Url::parse(&format!("{ORIGIN}/resources/testharness.js")).expect("URL")];
+        for (k, v) in &metas {
+            if k == "script" {
+                match page_url.join(v) {
+                    Ok(u) => scripts.push(u),
+                    Err(e) => harness = ("ERROR".into(), e.to_string()),
+                }
+            }
+        }
+        scripts.push(page_url.join(file).expect("a URL"));
+        for (i, url) in scripts.iter().enumerate() {
+            let source = match self.network.get_blocking(url) {
+                Ok(r) if r.status == 200 => encoding_rs::UTF_8
+                    .decode_with_bom_removal(&r.body)
+                    .0
+                    .into_owned(),
+                Ok(r) => {
+                    harness = ("ERROR".into(), format!("{url} answered {}", r.status));
+                    break;
+                }
+                Err(e) => {
+                    harness = ("ERROR".into(), e);
+                    break;
+                }
+            };
+            if let Err(e) = event_loop.eval_page(url.as_str(), &source) {
+                if i == 0 {
+                    harness = ("ERROR".into(), format!("testharness.js: {e}"));
+                    break;
+                }
+                let _ = event_loop.eval_page(
+                    "report",
+                    &format!(
+                        "reportError(new Error({}))",
+                        serde_json::to_string(&e).unwrap_or_default()
+                    ),
+                );
+            }
+            if i == 0 {
+                let hooks = format!(
+                    r#"(() => {{
+  const statuses = ['PASS', 'FAIL', 'TIMEOUT', 'NOTRUN', 'PRECONDITION_FAILED'];
+  const harness = ['OK', 'ERROR', 'TIMEOUT', 'PRECONDITION_FAILED'];
+  const report = globalThis[Symbol.for('background-fetch-js.report')];
+  add_result_callback(t => report({{name: t.name, status: statuses[t.status], message: t.message || ''}}));
+  add_completion_callback((tests, status) => report({{done: true, status: harness[status.status], message: status.message || ''}}));
+  globalThis[Symbol.for('background-fetch-js.afterHarness')]();
+  {any}
+}})()"#,
+                    any = if is_any {
+                        "globalThis.GLOBAL = { isWindow: () => true, isWorker: () => false, isShadowRealm: () => false };"
+                    } else {
+                        ""
+                    }
+                );
+                if let Err(e) = event_loop.eval_page("hooks", &hooks) {
+                    harness = ("ERROR".into(), format!("report hooks: {e}"));
+                    break;
+                }
+            }
+        }
+        let _ = event_loop.eval_page(
+            "load",
+            "globalThis[Symbol.for('background-fetch-js.load')]()",
+        );
+        let finished = harness.0 == "OK" && event_loop.run(self.timeout);
+        let mut subtests: Vec<SubtestResult> = event_loop
+            .reports()
+            .into_iter()
+            .map(|r: Report| SubtestResult {
+                file: file.to_owned(),
+                name: r.name,
+                status: r.status,
+                message: r.message,
+            })
+            .collect();
+        if harness.0 == "OK" {
+            if let Some(h) = event_loop.harness() {
+                harness = (h.status, h.message);
+            } else if !finished {
+                harness = ("TIMEOUT".into(), "the file did not finish in time".into());
+                // The subtests that never reported.
+                let pending = event_loop
+                    .eval_page(
+                        "pending",
+                        "JSON.stringify(tests.tests.filter(t => t.phase < 3).map(t => t.name))",
+                    )
+                    .ok()
+                    .and_then(|v| v.as_string().map(|s| s.to_std_string_escaped()))
+                    .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
+                    .unwrap_or_default();
+                for name in pending {
+                    if !subtests.iter().any(|s| s.name == name) {
+                        subtests.push(SubtestResult {
+                            file: file.to_owned(),
+                            name,
+                            status: "TIMEOUT".into(),
+                            message: "the subtest did not finish".into(),
+                        });
+                    }
+                }
+            }
+        }
+        FileResult {
+            file: file.to_owned(),
+            subtests,
+            harness,
+        }
+    }
+}
