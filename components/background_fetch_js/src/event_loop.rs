@@ -30,7 +30,10 @@ pub struct EventLoop {
 impl EventLoop {
     /// A loop whose page is at `page_url`, on `browser`.
     pub fn new(browser: BrowserSide, page_url: Url, verbose: bool) -> EventLoop {
-        let context = Context::default();
+        let context = Context::builder()
+            .host_hooks(std::rc::Rc::new(crate::rejections::Hooks))
+            .build()
+            .expect("a Boa context");
         let realm = context.realm().clone();
         let mut envs = HashMap::new();
         envs.insert(
@@ -168,10 +171,54 @@ impl EventLoop {
         self.checkpoint();
     }
 
-    /// A microtask checkpoint.
+    /// A microtask checkpoint, then "notify about rejected promises".
     pub fn checkpoint(&mut self) {
-        if let Err(e) = self.context.run_jobs() {
-            natives::report_exception(&mut self.context, e);
+        loop {
+            if let Err(e) = self.context.run_jobs() {
+                natives::report_exception(&mut self.context, e);
+            }
+            let rejected = crate::rejections::take();
+            if rejected.is_empty() {
+                return;
+            }
+            let callbacks: Vec<_> =
+                with_state(|s| s.envs.values().filter_map(|e| e.callback.clone()).collect());
+            for promise in rejected {
+                let reason =
+                    match boa_engine::object::builtins::JsPromise::from_object(promise.clone())
+                        .map(|p| p.state())
+                    {
+                        Ok(boa_engine::builtins::promise::PromiseState::Rejected(v)) => v,
+                        _ => continue,
+                    };
+                // Each environment's callback fires the event if the promise is of its realm.
+                let message = boa_engine::object::ObjectInitializer::new(&mut self.context)
+                    .property(
+                        boa_engine::js_string!("type"),
+                        boa_engine::js_string!("unhandledrejection"),
+                        boa_engine::property::Attribute::all(),
+                    )
+                    .property(
+                        boa_engine::js_string!("promise"),
+                        promise.clone(),
+                        boa_engine::property::Attribute::all(),
+                    )
+                    .property(
+                        boa_engine::js_string!("reason"),
+                        reason,
+                        boa_engine::property::Attribute::all(),
+                    )
+                    .build();
+                for cb in &callbacks {
+                    if let Err(e) = cb.call(
+                        &JsValue::undefined(),
+                        &[message.clone().into()],
+                        &mut self.context,
+                    ) {
+                        natives::report_exception(&mut self.context, e);
+                    }
+                }
+            }
         }
     }
 

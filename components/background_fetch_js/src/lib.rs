@@ -25,6 +25,7 @@ pub mod event_loop;
 pub mod expectations;
 pub mod natives;
 pub mod network;
+pub mod rejections;
 pub mod runner;
 pub mod server;
 pub mod state;

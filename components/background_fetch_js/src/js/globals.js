@@ -175,6 +175,17 @@ native.setCallback(envId, msg => {
     case 'error':
       reportException(new Error(msg.message));
       break;
+    case 'unhandledrejection': {
+      // https://html.spec.whatwg.org/multipage/webappapis.html#notify-about-rejected-promises
+      // (the promise's global: the realm whose Promise.prototype it has).
+      if (Object.getPrototypeOf(msg.promise) !== Promise.prototype) break;
+      const event = new global.PromiseRejectionEvent('unhandledrejection', { cancelable: true, promise: msg.promise, reason: msg.reason });
+      slots.get(event).isTrusted = true;
+      if (dispatchEvent(global, event)) {
+        native.print('error', 'Uncaught (in promise) ' + (msg.reason && msg.reason.stack ? msg.reason.stack : String(msg.reason)));
+      }
+      break;
+    }
   }
 });
 
