@@ -86,8 +86,78 @@ impl Runner {
         &self.server
     }
 
-    /// Runs `file` (a name in `background-fetch/`).
-    pub fn run_file(&self, file: &str) -> FileResult {
+    /// Runs every variant of `file` (a name in `background-fetch/`): a `.window.js` file in a
+    /// page; an `.any.js` file in a page (`X.any.html`) and, when its `global` includes workers,
+    /// in a service worker (`X.any.serviceworker.html`).
+    ///
+    /// FIXME: the dedicated and shared worker variants of `.any.js` files are not run (this
+    /// host has no `Worker` or `SharedWorker`).
+    pub fn run_file(&self, file: &str) -> Vec<FileResult> {
+        if !file.ends_with(".any.js") {
+            return vec![self.run_page(file, file)];
+        }
+        let text = std::fs::read_to_string(
+            self.server
+                .site()
+                .root()
+                .join("background-fetch")
+                .join(file),
+        )
+        .unwrap_or_default();
+        let globals = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("// META:"))
+            .filter_map(|l| l.trim().strip_prefix("global="))
+            .next()
+            .unwrap_or("window,dedicatedworker")
+            .to_owned();
+        let mut out = Vec::new();
+        let stem = file.trim_end_matches(".js");
+        if globals.split(',').any(|g| g.trim() == "window") {
+            out.push(self.run_page(&format!("{stem}.html"), file));
+        }
+        if globals
+            .split(',')
+            .any(|g| matches!(g.trim(), "worker" | "serviceworker"))
+        {
+            out.push(self.run_service_worker(&format!("{stem}.serviceworker.html"), file));
+        }
+        out
+    }
+
+    /// Runs an `.any.js` file in a service worker: the page registers the generated
+    /// `X.any.serviceworker.js` (testharness.js, the META scripts and the test, run by
+    /// `importScripts` in the worker's realm) and connects to testharness.js's service worker
+    /// environment, which posts every result to the page (as `fetch_tests_from_worker` does).
+    fn run_service_worker(&self, key: &str, file: &str) -> FileResult {
+        let page_url = Url::parse(&format!("{ORIGIN}/background-fetch/{key}")).expect("a URL");
+        let script = file.replace(".any.js", ".any.serviceworker.js");
+        let browser = BrowserSide::start(self.network.clone());
+        let mut event_loop = EventLoop::new(browser, page_url, self.verbose);
+        let page = format!(
+            r#"(async () => {{
+  const report = globalThis[Symbol.for('background-fetch-js.report')];
+  const statuses = ['PASS', 'FAIL', 'TIMEOUT', 'NOTRUN', 'PRECONDITION_FAILED'];
+  const harness = ['OK', 'ERROR', 'TIMEOUT', 'PRECONDITION_FAILED'];
+  navigator.serviceWorker.addEventListener('message', e => {{
+    const m = e.data;
+    if (m.type === 'result') report({{name: m.test.name, status: statuses[m.test.status], message: m.test.message || ''}});
+    if (m.type === 'complete') report({{done: true, status: harness[m.status.status], message: m.status.message || ''}});
+  }});
+  const registration = await navigator.serviceWorker.register('/background-fetch/{script}', {{scope: '/background-fetch/does/not/exist'}});
+  registration.installing.postMessage({{type: 'connect'}});
+}})().catch(e => globalThis[Symbol.for('background-fetch-js.report')]({{done: true, status: 'ERROR', message: String(e)}}));"#
+        );
+        let mut harness = ("OK".to_owned(), String::new());
+        if let Err(e) = event_loop.eval_page("page", &page) {
+            harness = ("ERROR".into(), e);
+        }
+        let finished = harness.0 == "OK" && event_loop.run(self.timeout);
+        self.collect(key, &mut event_loop, harness, finished, false)
+    }
+
+    /// Runs `file` in a page whose results are reported as `key`.
+    fn run_page(&self, key: &str, file: &str) -> FileResult {
         let text = std::fs::read_to_string(
             self.server
                 .site()
@@ -180,6 +250,18 @@ impl Runner {
             "globalThis[Symbol.for('background-fetch-js.load')]()",
         );
         let finished = harness.0 == "OK" && event_loop.run(self.timeout);
+        self.collect(key, &mut event_loop, harness, finished, true)
+    }
+
+    fn collect(
+        &self,
+        key: &str,
+        event_loop: &mut EventLoop,
+        mut harness: (String, String),
+        finished: bool,
+        in_page: bool,
+    ) -> FileResult {
+        let file = key;
         let mut subtests: Vec<SubtestResult> = event_loop
             .reports()
             .into_iter()
@@ -196,15 +278,19 @@ impl Runner {
             } else if !finished {
                 harness = ("TIMEOUT".into(), "the file did not finish in time".into());
                 // The subtests that never reported.
-                let pending = event_loop
-                    .eval_page(
-                        "pending",
-                        "JSON.stringify(tests.tests.filter(t => t.phase < 3).map(t => t.name))",
-                    )
-                    .ok()
-                    .and_then(|v| v.as_string().map(|s| s.to_std_string_escaped()))
-                    .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
-                    .unwrap_or_default();
+                let pending = if !in_page {
+                    None
+                } else {
+                    event_loop
+                        .eval_page(
+                            "pending",
+                            "JSON.stringify(tests.tests.filter(t => t.phase < 3).map(t => t.name))",
+                        )
+                        .ok()
+                        .and_then(|v| v.as_string().map(|s| s.to_std_string_escaped()))
+                        .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
+                }
+                .unwrap_or_default();
                 for name in pending {
                     if !subtests.iter().any(|s| s.name == name) {
                         subtests.push(SubtestResult {

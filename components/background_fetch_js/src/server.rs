@@ -190,6 +190,15 @@ impl Site {
                 .into_bytes(),
             );
         }
+        if let Some(test) = generated_worker_script(path)
+            && let Ok(text) = std::fs::read_to_string(self.root.join(test.trim_start_matches('/')))
+        {
+            return Answer::new(
+                200,
+                "text/javascript; charset=utf-8",
+                worker_wrapper(&test, &text).into_bytes(),
+            );
+        }
         let Ok(bytes) = std::fs::read(&file) else {
             return Answer::new(404, "application/json", NOT_FOUND_BODY.to_vec());
         };
@@ -231,6 +240,40 @@ pub fn generated_test_page(path: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The test file behind a generated worker script (`X.any.worker.js`,
+/// `X.any.serviceworker.js` → `X.any.js`).
+pub fn generated_worker_script(path: &str) -> Option<String> {
+    for kind in [
+        ".any.worker.js",
+        ".any.serviceworker.js",
+        ".any.sharedworker.js",
+    ] {
+        if let Some(s) = path.strip_suffix(kind) {
+            return Some(format!("{s}.any.js"));
+        }
+    }
+    None
+}
+
+/// wptserve's worker wrapper of an `.any.js` test: `GLOBAL`, testharness.js, the META
+/// scripts, the test, `done()`.
+fn worker_wrapper(test: &str, text: &str) -> String {
+    let mut out = String::from(
+        "self.GLOBAL = {\n  isWindow: function() { return false; },\n  isWorker: function() { return true; },\n  isShadowRealm: function() { return false; },\n};\nimportScripts(\"/resources/testharness.js\");\n",
+    );
+    for line in text.lines() {
+        if let Some(script) = line
+            .strip_prefix("// META:")
+            .map(str::trim)
+            .and_then(|l| l.strip_prefix("script="))
+        {
+            out.push_str(&format!("importScripts({script:?});\n"));
+        }
+    }
+    out.push_str(&format!("importScripts({test:?});\ndone();\n"));
+    out
 }
 
 fn content_type_of(name: &str) -> &'static str {

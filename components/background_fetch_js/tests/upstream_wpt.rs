@@ -14,12 +14,13 @@ fn main() {
     let mut results = Vec::new();
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
-        let r = runner.run_file(file);
-        let p = r.subtests.iter().filter(|s| s.status == "PASS").count();
-        println!("{file}: {p} passed, {} failed", r.subtests.len() - p);
-        passed += p;
-        failed += r.subtests.len() - p;
-        results.push(r);
+        for r in runner.run_file(file) {
+            let p = r.subtests.iter().filter(|s| s.status == "PASS").count();
+            println!("{}: {p} passed, {} failed", r.file, r.subtests.len() - p);
+            passed += p;
+            failed += r.subtests.len() - p;
+            results.push(r);
+        }
     }
     println!("{passed} passed, {failed} failed");
     let problems = expectations::check(&results, &expected);

@@ -47,27 +47,29 @@ fn run(root: &std::path::Path, verbose: bool, only: &[String]) -> i32 {
         .filter(|f| only.is_empty() || only.iter().any(|o| f.contains(o.as_str())))
     {
         let t = Instant::now();
-        let r = runner.run_file(file);
-        let p = r.subtests.iter().filter(|s| s.status == "PASS").count();
-        let f = r.subtests.len() - p;
-        println!(
-            "{file}: {p} passed, {f} failed ({:.1} s, harness {})",
-            t.elapsed().as_secs_f64(),
-            r.harness.0
-        );
-        for s in &r.subtests {
-            if s.status == "PASS" {
-                println!("  PASS {}", s.name);
-            } else {
-                println!("  {} {}: {}", s.status, s.name, s.message);
+        let variants = runner.run_file(file);
+        let took = t.elapsed().as_secs_f64();
+        for r in variants {
+            let p = r.subtests.iter().filter(|s| s.status == "PASS").count();
+            let f = r.subtests.len() - p;
+            println!(
+                "{}: {p} passed, {f} failed ({took:.1} s for {file}, harness {})",
+                r.file, r.harness.0
+            );
+            for s in &r.subtests {
+                if s.status == "PASS" {
+                    println!("  PASS {}", s.name);
+                } else {
+                    println!("  {} {}: {}", s.status, s.name, s.message);
+                }
             }
+            if r.harness.0 != "OK" {
+                println!("  harness {}: {}", r.harness.0, r.harness.1);
+            }
+            passed += p;
+            failed += f;
+            results.push(r);
         }
-        if r.harness.0 != "OK" {
-            println!("  harness {}: {}", r.harness.0, r.harness.1);
-        }
-        passed += p;
-        failed += f;
-        results.push(r);
     }
     println!(
         "{passed} passed, {failed} failed ({:.1} s)",

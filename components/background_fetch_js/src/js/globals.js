@@ -71,6 +71,7 @@ if (kind === 'window') {
   const pageURL = native.sync('baseUrl', envId, null);
   defineInterface('Window', {
     parent: 'EventTarget',
+    global: true,
     attributes: {
       window: { get: () => global, global: true },
       self: { get: () => global, global: true },

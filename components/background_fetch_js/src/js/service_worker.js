@@ -378,6 +378,7 @@ if (kind === 'serviceworker') {
 
   defineInterface('WorkerGlobalScope', {
     parent: 'EventTarget',
+    global: true,
     attributes: {
       self: { get: () => global, global: true },
       location: { get: s => s.location, global: true },
@@ -410,6 +411,7 @@ if (kind === 'serviceworker') {
 
   defineInterface('ServiceWorkerGlobalScope', {
     parent: 'WorkerGlobalScope',
+    global: true,
     attributes: {
       clients: { get: s => s.clients, global: true },
       registration: { get: s => s.registration, global: true },

@@ -99,8 +99,11 @@ function defineInterface(name, d) {
     defineValue(ctor, k, v, false, true, false);
     defineValue(proto, k, v, false, true, false);
   }
+  // https://webidl.spec.whatwg.org/#Global: the members of a [Global] interface are on the
+  // global object itself.
+  const home = d.global ? global : proto;
   for (const [k, a] of Object.entries(d.attributes || {})) {
-    defineAttribute(proto, name, k, a);
+    defineAttribute(home, name, k, a);
   }
   for (const [k, op] of Object.entries(d.operations || {})) {
     const f = operationFunction(k, op.length || 0, function (...args) {
@@ -109,7 +112,7 @@ function defineInterface(name, d) {
       const self = this === undefined || this === null ? global : this;
       return op.call(slotsOf(self, name), args, self);
     }, op.promise);
-    defineValue(proto, k, f, true, true, true);
+    defineValue(home, k, f, true, true, true);
   }
   for (const [k, op] of Object.entries(d.statics || {})) {
     defineValue(ctor, k, operationFunction(k, op.length || 0, (...args) => op.call(args), op.promise),
@@ -119,7 +122,7 @@ function defineInterface(name, d) {
     defineValue(proto, Symbol.iterator, proto[d.iterable], true, false, true);
   }
   defineValue(proto, Symbol.toStringTag, name, false, false, true);
-  interfaces[name] = { name, parent: d.parent || null, ctor, prototype: proto };
+  interfaces[name] = { name, parent: d.parent || null, ctor, prototype: proto, isGlobal: !!d.global };
   if (d.exposed !== false) defineValue(global, name, ctor, true, false, true);
   return ctor;
 }
@@ -128,7 +131,7 @@ function defineAttribute(target, iface, k, a) {
   const get = Object.getOwnPropertyDescriptor({
     get [k]() {
       const self = this === undefined || this === null ? global : this;
-      if (!a.promise) return a.get(slotsOf(a.global ? global : self, iface), self);
+      if (!a.promise) return a.get(slotsOf(self, iface), self);
       // https://webidl.spec.whatwg.org/#dfn-attribute-getter: an exception in the getter
       // of a promise-typed attribute is a rejected promise.
       try {
@@ -143,7 +146,7 @@ function defineAttribute(target, iface, k, a) {
     set = Object.getOwnPropertyDescriptor({
       set [k](v) {
         const self = this === undefined || this === null ? global : this;
-        a.set(slotsOf(a.global ? global : self, iface), v, self);
+        a.set(slotsOf(self, iface), v, self);
       },
     }, k).set;
   }
@@ -152,7 +155,7 @@ function defineAttribute(target, iface, k, a) {
 
 // Members of a partial interface, added to an interface defined earlier.
 function extendInterface(name, d) {
-  const proto = interfaces[name].prototype;
+  const proto = interfaces[name].isGlobal ? global : interfaces[name].prototype;
   for (const [k, a] of Object.entries(d.attributes || {})) defineAttribute(proto, name, k, a);
   for (const [k, op] of Object.entries(d.operations || {})) {
     const f = operationFunction(k, op.length || 0, function (...args) {
