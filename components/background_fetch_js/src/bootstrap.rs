@@ -6,12 +6,13 @@ use boa_engine::{Context, JsObject, JsValue, Source};
 
 /// The bootstrap scripts of every realm, in order, joined into one function
 /// `(native, env, kind) => {...}` so that their helpers stay out of the global scope.
-pub const BOOTSTRAP: [&str; 6] = [
+pub const BOOTSTRAP: [&str; 7] = [
     include_str!("js/webidl.js"),
     include_str!("js/dom.js"),
     include_str!("js/fetch.js"),
     include_str!("js/background_fetch.js"),
     include_str!("js/service_worker.js"),
+    include_str!("js/cache.js"),
     include_str!("js/globals.js"),
 ];
 

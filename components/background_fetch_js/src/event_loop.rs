@@ -59,6 +59,7 @@ impl EventLoop {
             done: false,
             verbose,
             harness: None,
+            caches: Default::default(),
         });
         let mut this = EventLoop { context };
         this.bootstrap(0, "window")

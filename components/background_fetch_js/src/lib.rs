@@ -20,6 +20,7 @@
 //! ../shared/wpt-upstream` (from the workspace root).
 
 pub mod bootstrap;
+pub mod cache_store;
 pub mod engine_host;
 pub mod event_loop;
 pub mod expectations;

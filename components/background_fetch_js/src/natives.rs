@@ -668,6 +668,35 @@ fn sync(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValu
     let env = args.get_or_undefined(1).to_number(context)? as EnvId;
     let v = json_arg(args, 2, context)?;
     let out = match name.as_str() {
+        "cacheNames" => with_state(|s| json!(s.caches.names())),
+        "cacheOpen" => {
+            with_state(|s| s.caches.open(v.as_str().unwrap_or_default()));
+            Value::Null
+        }
+        "cacheDelete" => with_state(|s| json!(s.caches.delete(v.as_str().unwrap_or_default()))),
+        "cacheEntries" => with_state(|s| {
+            s.caches
+                .entries(v.as_str().unwrap_or_default())
+                .map(Value::Array)
+                .unwrap_or(Value::Null)
+        }),
+        "cacheWrite" => {
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            with_state(|s| {
+                s.caches
+                    .write(v["name"].as_str().unwrap_or_default(), entries)
+            });
+            Value::Null
+        }
+        "cacheAddBody" => {
+            let body = bytes_of(args.get_or_undefined(3))?;
+            with_state(|s| json!(s.caches.add_body(body)))
+        }
+        "cacheBody" => {
+            let body = with_state(|s| s.caches.body(v.as_u64().unwrap_or_default()))
+                .ok_or_else(|| type_error("the cached body is gone"))?;
+            return array_buffer(body, context);
+        }
         "regData" => {
             let uid = v.as_str().unwrap_or_default().to_owned();
             with_state(|s| {

@@ -68,6 +68,8 @@ pub struct LoopState {
     pub verbose: bool,
     /// The harness's closing status.
     pub harness: Option<Report>,
+    /// The Cache API's caches.
+    pub caches: crate::cache_store::CacheStore,
 }
 
 thread_local! {

@@ -165,6 +165,11 @@ if (kind === 'window') {
   }, true, false, true);
 }
 
+// https://w3c.github.io/ServiceWorker/#self-caches (WindowOrWorkerGlobalScope)
+extendInterface(kind === 'window' ? 'Window' : 'WorkerGlobalScope', {
+  attributes: { caches: { get: () => internal.caches } },
+});
+
 native.setCallback(envId, msg => {
   switch (msg.type) {
     case 'progress':
