@@ -92,6 +92,8 @@ pub struct BrowserSide {
     pub bridge: WorkerBridge,
     /// The permission host (`test_driver.set_permission`).
     pub permission: TestPermission,
+    /// The UI host (what the user would see).
+    pub ui: RecordingUi,
     /// The network.
     pub network: LoopbackNetwork,
     /// Messages for the event loop.
@@ -112,6 +114,7 @@ impl BrowserSide {
         let permission = TestPermission::default();
         // The browser's default answer; backgroundFetchTest grants it through test_driver.
         permission.set(PermissionState::Prompt);
+        let ui = RecordingUi::default();
         let hosts = Hosts {
             store: Arc::new(MemoryStore::new()),
             network: Arc::new(Latency::new(
@@ -119,7 +122,7 @@ impl BrowserSide {
                 Arc::new(clock.clone()),
                 NETWORK_LATENCY,
             )),
-            ui: Arc::new(RecordingUi::default()),
+            ui: Arc::new(ui.clone()),
             worker: Arc::new(worker_host.clone()),
             permission: Arc::new(permission.clone()),
             quota: Arc::new(TestQuota::new(Some(QUOTA))),
@@ -139,6 +142,7 @@ impl BrowserSide {
             service,
             bridge,
             permission,
+            ui,
             network,
             inbound: Arc::default(),
             handles: Arc::default(),

@@ -60,6 +60,7 @@ impl EventLoop {
             verbose,
             harness: None,
             caches: Default::default(),
+            console: Vec::new(),
         });
         let mut this = EventLoop { context };
         this.bootstrap(0, "window")
@@ -272,6 +273,11 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Runs `f` on the loop's state.
+    pub fn inspect<R>(&self, f: impl FnOnce(&mut LoopState) -> R) -> R {
+        with_state(f)
     }
 
     /// The harness's closing status, once it reported.

@@ -123,9 +123,12 @@ fn now(_: &JsValue, _: &[JsValue], _: &mut Context) -> JsResult<JsValue> {
 fn print(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     let level = string_arg(args, 0, context)?;
     let text = string_arg(args, 1, context)?;
-    if with_state(|s| s.verbose) {
-        eprintln!("console.{level}: {text}");
-    }
+    with_state(|s| {
+        if s.verbose {
+            eprintln!("console.{level}: {text}");
+        }
+        s.console.push(format!("{level}: {text}"));
+    });
     Ok(JsValue::undefined())
 }
 

@@ -68,6 +68,8 @@ pub struct LoopState {
     pub verbose: bool,
     /// The harness's closing status.
     pub harness: Option<Report>,
+    /// Console output, in order.
+    pub console: Vec<String>,
     /// The Cache API's caches.
     pub caches: crate::cache_store::CacheStore,
 }
