@@ -25,6 +25,8 @@ use url::Url;
 /// The event loop of one page.
 pub struct EventLoop {
     context: Context,
+    /// Timers wait in real time (a program) instead of the clock jumping to them (tests).
+    pub real_time: bool,
 }
 
 impl EventLoop {
@@ -62,7 +64,10 @@ impl EventLoop {
             caches: Default::default(),
             console: Vec::new(),
         });
-        let mut this = EventLoop { context };
+        let mut this = EventLoop {
+            context,
+            real_time: false,
+        };
         this.bootstrap(0, "window")
             .unwrap_or_else(|e| panic!("the page's bootstrap failed: {e}"));
         this
@@ -155,7 +160,14 @@ impl EventLoop {
                 (None, Some(b)) => b,
                 (None, None) => return false,
             };
-            if next > now {
+            if next > now && self.real_time {
+                // A program: wait for the timer in real time (a little at a time, so that
+                // sockets are served meanwhile).
+                let wait = (next - now).min(Duration::from_millis(10));
+                std::thread::sleep(wait);
+                browser.clock.advance(last_real.elapsed());
+                last_real = Instant::now();
+            } else if next > now {
                 browser.clock.advance(next - now);
             } else {
                 browser.clock.advance(Duration::ZERO);

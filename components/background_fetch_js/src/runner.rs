@@ -62,6 +62,8 @@ pub struct Runner {
     pub verbose: bool,
     /// Virtual time a file may take.
     pub timeout: Duration,
+    /// Apps' timers wait in real time.
+    pub real_time: bool,
 }
 
 /// The WPT root beside the workspace (`../shared/wpt-upstream` from the workspace root).
@@ -91,6 +93,7 @@ impl Runner {
             network,
             verbose: false,
             timeout: Duration::from_secs(60),
+            real_time: false,
         })
     }
 
@@ -108,6 +111,7 @@ impl Runner {
         let browser = BrowserSide::start(self.network.clone());
         let ui = browser.ui.clone();
         let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
+        event_loop.real_time = self.real_time;
         let mut errors = Vec::new();
         if let Err(e) = event_loop.eval_page("prelude", prelude) {
             errors.push(e);
