@@ -4,7 +4,7 @@
 //! event loop from the browser side's [`Inbound`] messages.
 
 use crate::bootstrap::bootstrap_realm;
-use crate::engine_host::{EnvId, Inbound, registration_json};
+use crate::engine_host::{EnvId, registration_json};
 use crate::state::{Env, Report, Task, with_state};
 use background_fetch::service::client::{BackgroundFetchRecord, Response};
 use background_fetch::{
@@ -13,6 +13,11 @@ use background_fetch::{
     RedirectMode, Request, RequestBody, RequestInfo, RequestInit, RequestMode, ResponseHead,
     ServiceWorkerRegistrationId, construct_request,
 };
+use background_fetch::{
+    ClientSnapshot, FetchUid, NetworkEvent, NetworkHost, NetworkRequest, PolicyContainer,
+    PolicyHost, RequestBodySource, RequestObject, SimpleCsp, Validators,
+};
+use background_fetch_wpt::cors::CorsNetwork;
 use boa_engine::object::ObjectInitializer;
 use boa_engine::object::builtins::{JsArrayBuffer, JsPromise, JsUint8Array};
 use boa_engine::property::Attribute;
@@ -21,6 +26,7 @@ use boa_engine::{
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -477,7 +483,7 @@ fn op(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue>
     });
     let base = base.ok_or_else(|| type_error("no such environment"))?;
     let conn = if env == 0 {
-        browser.page_connection(0, &base, csp)
+        browser.page_connection(0, &base, csp.clone())
     } else {
         browser
             .connections
@@ -605,43 +611,75 @@ fn op(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue>
             });
         }
         "pageFetch" => {
-            // FIXME: the page's fetch() does not run CORS or CSP; only same-origin resources
-            // (the IDL files) are fetched by the upstream files.
-            let url = Url::parse(v["url"].as_str().unwrap_or_default())
-                .map_err(|e| type_error(e.to_string()))?;
-            let method = v["method"].as_str().unwrap_or("GET").to_owned();
-            let headers = v["headers"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|p| {
-                            (
-                                p[0].as_str().unwrap_or_default().to_owned(),
-                                p[1].as_str().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let body = buffers.into_iter().next().unwrap_or_default();
-            let inbound = browser.inbound.clone();
-            let final_url = url.to_string();
-            browser
-                .network
-                .request(url, method, headers, body, move |result| {
-                    let result = result
-                        .map(|r| {
-                            (
-                                json!({"status": r.status, "statusText": r.status_text, "headers": r.headers.iter().map(|(n, v)| vec![n.clone(), v.clone()]).collect::<Vec<_>>(), "url": final_url}),
-                                Some(r.body),
-                            )
-                        })
-                        .map_err(DomError::type_error);
-                    inbound
-                        .lock()
-                        .unwrap()
-                        .push_back(Inbound::Settle { op, result });
+            // https://fetch.spec.whatwg.org/#fetch-method, for the page: the request (through
+            // the Request constructor), the policy checks of main fetch (bad port, mixed
+            // content, CSP), then the network with the CORS protocol.
+            let client = ClientSnapshot {
+                origin: base.origin().ascii_serialization(),
+                base_url: base.clone(),
+                secure_context: true,
+                policy: PolicyContainer {
+                    csp: csp.clone(),
+                    referrer_policy: String::new(),
+                    csp_report_only: Vec::new(),
+                },
+                embedder: None,
+            };
+            let prepared = request_info(&v, &buffers, &base).and_then(|info| {
+                let RequestInfo::Request(object) = info else {
+                    return Err(DomError::type_error("not a request"));
+                };
+                let RequestObject { request, body } = *object;
+                if let Err(reason) =
+                    background_fetch::policy::check_request_url(&client, &request.url)
+                        .and_then(|()| SimpleCsp.check(&client, &request))
+                {
+                    return Err(DomError::type_error(format!(
+                        "Failed to fetch: blocked ({reason:?})"
+                    )));
+                }
+                let body = match body {
+                    Some(RequestBody::Bytes(b)) => Some(RequestBodySource::once(
+                        b.len() as u64,
+                        futures::stream::iter([Ok(b)]).boxed(),
+                    )),
+                    Some(RequestBody::Stream(_)) => {
+                        return Err(DomError::type_error("FIXME: streamed page fetch() bodies"));
+                    }
+                    None => None,
+                };
+                Ok((request, body))
+            });
+            let network = CorsNetwork::new(Arc::new(browser.network.clone()));
+            browser.settle_with(op, async move {
+                let (request, body) = prepared?;
+                let url = request.url.clone();
+                let mut events = network.fetch(NetworkRequest {
+                    request,
+                    body,
+                    range_start: None,
+                    validators: Validators::default(),
+                    client,
+                    fetch: FetchUid(0),
+                    record: 0,
                 });
+                let mut head = None;
+                let mut bytes = Vec::new();
+                while let Some(event) = events.next().await {
+                    match event {
+                        NetworkEvent::Response(h) => head = Some(h),
+                        NetworkEvent::Data(d) => bytes.extend_from_slice(&d),
+                        NetworkEvent::UploadProgress(_) => {}
+                        NetworkEvent::Error(e) => {
+                            return Err(DomError::type_error(format!("Failed to fetch: {e:?}")));
+                        }
+                    }
+                }
+                let head = head.ok_or_else(|| DomError::type_error("Failed to fetch"))?;
+                let mut v = response_json(0, &head);
+                v["url"] = json!(head.url_list.last().unwrap_or(&url).as_str());
+                Ok((v, Some(bytes)))
+            });
         }
         other => return Err(type_error(format!("unknown operation {other}"))),
     }

@@ -73,3 +73,15 @@ test(() => {
   assert_equals(new DOMException('m', 'AbortError').code, 20);
   assert_true(Object.getOwnPropertyDescriptor(DOMException.prototype, 'name').enumerable);
 }, 'DOMException and QuotaExceededError');
+
+promise_test(async t => {
+  const r = await fetch('/background-fetch/self-resource.txt');
+  assert_equals(r.status, 404);
+  const same = await fetch('/resources/testharness.js');
+  assert_true(same.ok);
+  assert_equals(same.type, 'basic');
+  // Cross-origin without Access-Control-Allow-Origin: the CORS check fails.
+  await promise_rejects_js(t, TypeError, fetch('https://www1.web-platform.test/resources/testharness.js'));
+  // Mixed content is blocked.
+  await promise_rejects_js(t, TypeError, fetch('http://web-platform.test/resources/testharness.js'));
+}, "the page's fetch() runs the policy checks and the CORS protocol");
