@@ -6,9 +6,10 @@ use boa_engine::{Context, JsObject, JsValue, Source};
 
 /// The bootstrap scripts of every realm, in order, joined into one function
 /// `(native, env, kind) => {...}` so that their helpers stay out of the global scope.
-pub const BOOTSTRAP: [&str; 7] = [
+pub const BOOTSTRAP: [&str; 8] = [
     include_str!("js/webidl.js"),
     include_str!("js/dom.js"),
+    include_str!("js/streams.js"),
     include_str!("js/fetch.js"),
     include_str!("js/background_fetch.js"),
     include_str!("js/service_worker.js"),

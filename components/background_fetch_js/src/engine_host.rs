@@ -22,6 +22,7 @@ use background_fetch_wpt::cors::CorsNetwork;
 use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use url::Url;
@@ -53,6 +54,9 @@ pub enum Inbound {
     },
 }
 
+/// A response body being read chunk by chunk (one read at a time).
+pub type SharedBody = Arc<futures::lock::Mutex<BoxStream<'static, Result<bytes::Bytes, DomError>>>>;
+
 /// The Rust objects script holds by number: registration, record and response clients, and
 /// functional events in dispatch.
 #[derive(Default)]
@@ -64,6 +68,8 @@ pub struct Handles {
     pub records: HashMap<u64, BackgroundFetchRecord>,
     /// Responses (a body not read yet).
     pub responses: HashMap<u64, Response>,
+    /// Response bodies being read chunk by chunk.
+    pub streams: HashMap<u64, SharedBody>,
     /// Functional events being dispatched, with the sender that ends their dispatch.
     pub events: HashMap<u64, (FunctionalEvent, Option<oneshot::Sender<DispatchOutcome>>)>,
 }

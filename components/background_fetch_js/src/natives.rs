@@ -588,6 +588,32 @@ fn op(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue>
                 Ok((Value::Null, Some(bytes)))
             });
         }
+        "bodyChunk" => {
+            // The next chunk of a response body as it downloads (null at the end).
+            let n = v["response"]
+                .as_u64()
+                .ok_or_else(|| type_error("not a handle"))?;
+            let stream = with_handles(&browser, |h| {
+                if let Some(s) = h.streams.get(&n) {
+                    return Some(s.clone());
+                }
+                let response = h.responses.remove(&n)?;
+                let s = std::sync::Arc::new(futures::lock::Mutex::new(response.into_body()));
+                h.streams.insert(n, s.clone());
+                Some(s)
+            })
+            .ok_or_else(|| type_error("an object that is gone"))?;
+            browser.settle_with(op, async move {
+                let next = stream.lock().await.next().await;
+                match next {
+                    Some(chunk) => Ok((Value::Null, Some(chunk?.to_vec()))),
+                    None => {
+                        with_handles(&b, |h| h.streams.remove(&n));
+                        Ok((json!({"end": true}), None))
+                    }
+                }
+            });
+        }
         "requestBody" => {
             let record = handle_of(&v["record"], |h, n| h.records.get(&n).cloned())?;
             browser.settle_with(op, async move {

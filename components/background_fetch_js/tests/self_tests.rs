@@ -26,13 +26,16 @@ fn the_host_s_own_platform_tests_pass() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
+    std::fs::write(dir.join("big.bin"), vec![7u8; 1 << 20]).unwrap();
     let root_path = root.path().to_owned();
     // Boa's interpreter wants a larger stack than a test thread's 2 MiB.
     let results = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || {
             let runner = Runner::new(&root_path).expect("the loopback server starts");
-            runner.run_file("platform.https.window.js")
+            let mut results = runner.run_file("platform.https.window.js");
+            results.extend(runner.run_file("streams.https.window.js"));
+            results
         })
         .unwrap()
         .join()

@@ -159,6 +159,8 @@ defineInterface('BackgroundFetchRecord', {
           s.responseReady = engineOp('responseReady', { record: s.record }).then(d => createResponse({
             type: d.type, status: d.status, statusText: d.statusText, headers: d.headers, url: d.url,
             urlList: d.urlList, hasBody: true, load: () => engineOp('body', { response: d.response }),
+            // The body as it downloads: the engine's chunks, in order.
+            chunk: () => engineOp('bodyChunk', { response: d.response }),
           }));
         }
         return s.responseReady;

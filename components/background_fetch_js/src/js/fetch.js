@@ -309,8 +309,11 @@ function multipart(list) {
 }
 
 // https://fetch.spec.whatwg.org/#concept-bodyinit-extract
-// FIXME: ReadableStream bodies are not supported.
 function extractBody(object) {
+  if (implementsInterface(object, 'ReadableStream')) {
+    // FIXME: a ReadableStream body is read whole before it is sent (no streamed uploads).
+    return { stream: object, type: null };
+  }
   if (typeof object === 'string') return { bytes: utf8(object), type: 'text/plain;charset=UTF-8' };
   if (implementsInterface(object, 'Blob')) {
     const s = slots.get(object);
@@ -435,6 +438,12 @@ function newHeaders(list, guard) {
 // loaded from the engine on first read (`load()`).
 function consumeBody(s, self) {
   if (s.bodyUsed) return Promise.reject(new TypeError('Body has already been consumed.'));
+  if (s.stream) {
+    const ss = slots.get(s.stream);
+    if (ss.disturbed || ss.reader) return Promise.reject(new TypeError('Body has already been consumed.'));
+    s.bodyUsed = true;
+    return readAllFromStream(s.stream);
+  }
   s.bodyUsed = s.hasBody;
   if (!s.hasBody) return Promise.resolve(new Uint8Array(0));
   if (s.bytes) return Promise.resolve(s.bytes);
@@ -467,9 +476,24 @@ const bodyOperations = {
 };
 
 const bodyAttributes = {
-  bodyUsed: { get: s => s.bodyUsed },
-  // FIXME: ReadableStream is not implemented; `body` is null.
-  body: { get: () => null },
+  bodyUsed: { get: s => s.bodyUsed || !!(s.stream && slots.get(s.stream).disturbed) },
+  // https://fetch.spec.whatwg.org/#dom-body-body: the body's stream, made on first use.
+  body: {
+    get(s) {
+      if (!s.hasBody) return null;
+      if (!s.stream) {
+        if (s.bodyUsed) return null;
+        if (!s.bytes && !s.chunk) {
+          // A body loaded whole (the engine's request bodies): one chunk.
+          const load = s.load;
+          let done = false;
+          s.chunk = () => (done ? Promise.resolve(null) : (done = true, load()));
+        }
+        s.stream = bodyStream(s);
+      }
+      return s.stream;
+    },
+  },
 };
 
 const methodNames = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'];
@@ -564,7 +588,8 @@ defineInterface('Request', {
     if (body !== undefined && body !== null) {
       const e = extractBody(body);
       s.hasBody = true;
-      s.bytes = e.bytes;
+      s.bytes = e.bytes || null;
+      if (e.stream) s.stream = e.stream;
       s.load = null;
       if (e.type !== null && !hs.list.some(([n]) => n.toLowerCase() === 'content-type')) hs.list.push(['Content-Type', e.type]);
     } else {
@@ -597,6 +622,7 @@ defineInterface('Request', {
     clone: {
       call(s) {
         if (s.bodyUsed) throw new TypeError("Failed to execute 'clone' on 'Request': Request body is already used");
+        if (s.stream) throw new TypeError("FIXME: clone() of a body whose stream was taken (tee() is not implemented)");
         return createRequest(Object.assign({}, s, { headerList: slots.get(s.headers).list, bytes: s.bytes && s.bytes.slice() }));
       },
     },
@@ -656,7 +682,8 @@ defineInterface('Response', {
       if (nullBodyStatus.includes(status)) throw new TypeError('Response with null body status cannot have body');
       const e = extractBody(body);
       s.hasBody = true;
-      s.bytes = e.bytes;
+      s.bytes = e.bytes || null;
+      if (e.stream) s.stream = e.stream;
       const hs = slots.get(s.headers);
       if (e.type !== null && !hs.list.some(([n]) => n.toLowerCase() === 'content-type')) hs.list.push(['Content-Type', e.type]);
     }
@@ -674,6 +701,7 @@ defineInterface('Response', {
     clone: {
       call(s) {
         if (s.bodyUsed) throw new TypeError("Failed to execute 'clone' on 'Response': Response body is already used");
+        if (s.stream) throw new TypeError("FIXME: clone() of a body whose stream was taken (tee() is not implemented)");
         if (s.hasBody && !s.bytes) {
           // Both copies read the one body from the engine.
           const once = s.load();
@@ -717,7 +745,7 @@ function createResponse(d) {
   const o = createObject('Response', {
     type: d.type || 'basic', url: d.url || '', urlList: d.urlList || (d.url ? [d.url] : []), status: d.status,
     statusText: d.statusText || '', hasBody: d.hasBody !== false, bytes: d.bytes || null, load: d.load || null,
-    bodyUsed: false,
+    chunk: d.chunk || null, stream: null, bodyUsed: false,
   });
   slots.get(o).headers = newHeaders(d.headers || [], 'immutable');
   return o;

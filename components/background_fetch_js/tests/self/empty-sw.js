@@ -1,0 +1,1 @@
+// A service worker with no listeners (the host's own tests).
