@@ -1,23 +1,72 @@
 //! # background-fetch-js
 //!
 //! Real JavaScript against the Background Fetch engine: a host on [Boa](https://boajs.dev)
-//! with a page realm and service-worker realms on one event loop, the Background Fetch WebIDL
-//! surface written in JavaScript (`src/js/`) over a few native functions that talk to the
-//! engine through its script-side service client, and a runner of the upstream WPT
-//! `background-fetch/` files, unmodified, in testharness.js's own harness.
+//! 0.22 with a page realm and service-worker realms on one event loop, the Background Fetch
+//! WebIDL surface written in JavaScript (`src/js/`) over a few native functions that call the
+//! engine through its script-side service client ([`background_fetch::service::client`]), and
+//! a runner of the upstream WPT `background-fetch/` files, unmodified, in testharness.js's own
+//! harness.
 //!
 //! ```text
-//!  src/js/*.js          WebIDL kit, DOM events, Fetch primitives, Background Fetch, Service
-//!        │              Workers, globals: one bootstrap function per realm
-//!  natives.rs           native.* functions: tasks, timers, text, scripts, engine operations
-//!  event_loop.rs        tasks, timers on the engine's clock, microtask checkpoints
-//!  engine_host.rs       the engine, its protocol service and one connection per environment
-//!  network.rs/server.rs the loopback WPT server and the engine's network to it
-//!  runner.rs            one page per upstream file; expectations.rs: the expected failures
+//!  src/js/*.js           WebIDL kit, DOM events, streams, Fetch primitives, Background Fetch,
+//!        │               Service Workers, Cache API, globals: one bootstrap function per realm
+//!  natives.rs            native.* functions: tasks, timers, text, scripts, engine operations
+//!  event_loop.rs         tasks, timers on the engine's clock, microtask checkpoints,
+//!  rejections.rs         unhandledrejection
+//!  state.rs              what natives reach: queues, environments, reports, caches
+//!  engine_host.rs        the engine, its protocol service, one connection per environment
+//!  network.rs, server.rs the loopback WPT server and the engine's network to it
+//!  runner.rs             one page per upstream file (and apps); expectations.rs
 //! ```
 //!
-//! Run the upstream files: `cargo run -p background-fetch-js --bin wpt -- --root
-//! ../shared/wpt-upstream` (from the workspace root).
+//! ## What it supports, and what not
+//!
+//! * The Background Fetch IDL exactly (`BackgroundFetchManager`, `BackgroundFetchRegistration`
+//!   with `onprogress`, `BackgroundFetchRecord`, `BackgroundFetchEvent`,
+//!   `BackgroundFetchUpdateUIEvent`, the `ServiceWorkerRegistration.backgroundFetch` and
+//!   `ServiceWorkerGlobalScope` partials), with WebIDL's descriptors (enumerable members,
+//!   `[Global]` members on the global, `@@toStringTag`, illegal constructors), brand checks,
+//!   exceptions created in the caller's realm, `DOMException` with its legacy codes and
+//!   `QuotaExceededError`.
+//! * Around it: `EventTarget`/`Event`/`ExtendableEvent` (`waitUntil` extends the dispatch),
+//!   `postMessage` with structured clone both ways, `navigator.serviceWorker` (`register` with
+//!   install and activate as later tasks, `ready`, `getRegistration`, `unregister`), the
+//!   worker's `skipWaiting()`, `clients` (`matchAll`, `get`, `claim`, `openWindow`, which
+//!   resolves with null as a browser without a window does), `importScripts`, `console`,
+//!   timers, `URL`/`URLSearchParams`, `TextEncoder`/`TextDecoder` (UTF-8 through encoding_rs),
+//!   `Blob`/`File`/`FormData`, `Headers`/`Request`/`Response` (bodies as text, arrayBuffer,
+//!   bytes, json, blob, and a `ReadableStream` that follows a record still downloading), the
+//!   page's `fetch()` (policy checks and CORS), the Cache API, `unhandledrejection`.
+//! * Not: IndexedDB, notifications, `MessageChannel`, dedicated and shared workers (the
+//!   dedicated and shared worker variants of `.any.js` files are not run), `tee()` and piping
+//!   of streams, byte streams, the service worker update algorithm (a second `register()`
+//!   makes a new registration), fetch interception (pages are never controlled).
+//!
+//! ## Running
+//!
+//! The upstream files, from the workspace root (the WPT root is read, never copied):
+//!
+//! ```text
+//! cargo run -p background-fetch-js --bin wpt -- --root ../shared/wpt-upstream
+//! ```
+//!
+//! An app: `cargo run -p background-fetch-js --bin bgfetch-js -- --root DIR --register
+//! /sw.js index.js`. In Rust, [`runner::Runner::run_app`]:
+//!
+//! ```no_run
+//! use background_fetch_js::runner::Runner;
+//!
+//! // DIR holds index.js and sw.js; it is served as https://web-platform.test/ on loopback.
+//! let runner = Runner::new(std::path::Path::new("DIR")).expect("a loopback server");
+//! let run = runner.run_app(
+//!     "test_driver.set_permission({name: 'background-fetch'}, 'granted');\
+//!      navigator.serviceWorker.register('/sw.js');",
+//!     "index.js",
+//! );
+//! for line in &run.console {
+//!     println!("{line}");
+//! }
+//! ```
 
 pub mod bootstrap;
 pub mod cache_store;

@@ -1,7 +1,7 @@
 //! The native functions the JavaScript bindings are written over (`native.*` in `src/js/`):
 //! tasks and timers, text encoding, script loading, the harness's report, and the engine's
 //! operations, each answering with a promise created in the caller's realm and settled by the
-//! event loop from the browser side's [`Inbound`] messages.
+//! event loop from the browser side's [`crate::engine_host::Inbound`] messages.
 
 use crate::bootstrap::bootstrap_realm;
 use crate::engine_host::{EnvId, registration_json};
