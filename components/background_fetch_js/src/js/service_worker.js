@@ -93,9 +93,14 @@ if (kind === 'window') {
       controller: { get: () => null },
       ready: {
         get() {
+          // https://w3c.github.io/ServiceWorker/#navigator-service-worker-ready: the
+          // registration whose scope matches the page, once it has an active worker.
           if (!readyPromise) {
             readyPromise = new Promise(r => { readyResolve = r; });
-            for (const reg of registry.values()) if (slots.get(reg).active) readyResolve(reg);
+            for (const reg of registry.values()) {
+              const rs = slots.get(reg);
+              if (rs.active && global.location.href.startsWith(rs.scope)) readyResolve(reg);
+            }
           }
           return readyPromise;
         },
@@ -184,7 +189,7 @@ if (kind === 'window') {
               control.lifecycle('activate').then(() => native.queueTask(() => {
                 native.settings('active', [scope, true]);
                 setState(worker, 'activated');
-                if (readyResolve) readyResolve(registration);
+                if (readyResolve && global.location.href.startsWith(scope)) readyResolve(registration);
               }));
             });
           }));
