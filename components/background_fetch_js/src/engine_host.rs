@@ -111,8 +111,17 @@ pub struct BrowserSide {
 }
 
 impl BrowserSide {
-    /// Starts an engine on `network`.
+    /// Starts an engine on `network` and an in-memory store.
     pub fn start(network: LoopbackNetwork) -> BrowserSide {
+        Self::start_with_store(network, Arc::new(MemoryStore::new()))
+    }
+
+    /// Starts an engine on `network` and `store` (the fetches it holds are restored and
+    /// resumed).
+    pub fn start_with_store(
+        network: LoopbackNetwork,
+        store: Arc<dyn background_fetch::Store>,
+    ) -> BrowserSide {
         let executor = Executor::new();
         let clock = VirtualClock::new();
         let bridge = WorkerBridge::new();
@@ -122,7 +131,7 @@ impl BrowserSide {
         permission.set(PermissionState::Prompt);
         let ui = RecordingUi::default();
         let hosts = Hosts {
-            store: Arc::new(MemoryStore::new()),
+            store,
             network: Arc::new(Latency::new(
                 Arc::new(CorsNetwork::new(Arc::new(network.clone()))),
                 Arc::new(clock.clone()),
@@ -136,9 +145,14 @@ impl BrowserSide {
             clock: Arc::new(clock.clone()),
             spawner: Arc::new(executor.clone()),
         };
-        let engine = executor
-            .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
-            .expect("the engine starts on a memory store");
+        // The restored fetches wait for a service worker to fire their events at (see
+        // `native.settings('active')`).
+        let config = EngineConfig {
+            resume_on_start: false,
+            ..EngineConfig::default()
+        };
+        let engine = run_to_completion(&executor, &clock, Engine::start(hosts, config))
+            .expect("the engine starts on its store");
         let service = Service::new(engine.clone(), bridge.clone());
         worker_host.serve(&service);
         BrowserSide {
@@ -287,6 +301,39 @@ impl BrowserSide {
             slot.insert(registration);
         }
         registration_json(&uid, &data)
+    }
+}
+
+/// Runs `future` on `executor` until it finishes: the clock jumps to the next timer when every
+/// task waits, and when none is pending the thread waits a little for work outside the
+/// executor (a store's threads) to wake a task.
+fn run_to_completion<T: Send + 'static>(
+    executor: &Executor,
+    clock: &VirtualClock,
+    future: impl Future<Output = T> + Send + 'static,
+) -> T {
+    let slot: Arc<Mutex<Option<T>>> = Arc::default();
+    let out = slot.clone();
+    executor.spawn_boxed(
+        async move {
+            let v = future.await;
+            *out.lock().unwrap() = Some(v);
+        }
+        .boxed(),
+    );
+    let started = std::time::Instant::now();
+    loop {
+        executor.run_until_stalled();
+        if let Some(v) = slot.lock().unwrap().take() {
+            return v;
+        }
+        if !clock.advance_to_next_timer() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the engine did not start within a minute"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 

@@ -236,7 +236,14 @@ fn settings(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<Js
             let scope = value[0].as_str().unwrap_or_default();
             let active = value[1].as_bool().unwrap_or(false);
             let id = registration_id(scope)?;
-            with_state(|s| s.browser.bridge.set_active_worker(&id, active));
+            with_state(|s| {
+                s.browser.bridge.set_active_worker(&id, active);
+                if active {
+                    // A service worker is active: the fetches restored from the store resume
+                    // (and those that settled before fire their event again).
+                    s.browser.engine.resume_restored(None);
+                }
+            });
         }
         "unregister" => {
             let id = registration_id(value.as_str().unwrap_or_default())?;

@@ -14,6 +14,7 @@ use crate::network::LoopbackNetwork;
 use crate::server::{LoopbackServer, ORIGIN, Site};
 use crate::state::Report;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -64,6 +65,8 @@ pub struct Runner {
     pub timeout: Duration,
     /// Apps' timers wait in real time.
     pub real_time: bool,
+    /// Apps keep their background fetches in this redb store (in memory without).
+    pub store: Option<PathBuf>,
 }
 
 /// The WPT root beside the workspace (`../shared/wpt-upstream` from the workspace root).
@@ -94,6 +97,7 @@ impl Runner {
             verbose: false,
             timeout: Duration::from_secs(60),
             real_time: false,
+            store: None,
         })
     }
 
@@ -108,7 +112,18 @@ impl Runner {
     pub fn run_app(&self, prelude: &str, page: &str) -> AppRun {
         let page_url =
             Url::parse(&format!("{ORIGIN}/{}", page.replace(".js", ".html"))).expect("a URL");
-        let browser = BrowserSide::start(self.network.clone());
+        let browser = match &self.store {
+            None => BrowserSide::start(self.network.clone()),
+            Some(path) => match background_fetch_redb::RedbStore::open(path, Default::default()) {
+                Ok(store) => BrowserSide::start_with_store(self.network.clone(), Arc::new(store)),
+                Err(e) => {
+                    return AppRun {
+                        errors: vec![format!("{}: {e}", path.display())],
+                        ..AppRun::default()
+                    };
+                }
+            },
+        };
         let ui = browser.ui.clone();
         let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
         event_loop.real_time = self.real_time;

@@ -1,16 +1,21 @@
-//! `bgfetch-js --root DIR [--register SW.js] [--timeout SECS] [--verbose] PAGE.js`: runs a web
+//! `bgfetch-js --root DIR [--store PATH] [--register SW.js] [--timeout SECS] [--verbose] PAGE.js`:
+//! runs a web
 //! app headless. DIR is served on loopback as the app's origin (`https://web-platform.test`,
 //! resolved to the loopback port), PAGE.js runs in the page realm (after
 //! `navigator.serviceWorker.register(SW.js)` when `--register` is given: apps such as MDN's
 //! example leave that step to a page this program does not have), `background-fetch` is
 //! granted, and the program prints the console output and what the background fetch UI showed,
 //! then exits when nothing is pending (or after `--timeout`, default 60 s) with `bgfetch`'s
-//! exit codes: 0 done, 3 a script threw or the run timed out.
+//! exit codes: 0 done, 3 a script threw.
 //!
-//! FIXME: this runs on the in-memory store and the loopback network only; `bgfetch js` (the
-//! `bgfetch` program's subcommand on the hyper network and the redb store, with the worker
-//! script stored with its registration so that `bgfetch run` resumes a killed fetch and runs
-//! the worker's handlers) is not done.
+//! With `--store PATH` the background fetches are kept in a redb store: a run that stops before
+//! a fetch finished leaves it there, and the next run on the same store resumes it and fires its
+//! event at the service worker that run registers.
+//!
+//! FIXME: `bgfetch js` (the `bgfetch` program's subcommand, on the hyper network for a live
+//! `--origin`, with the worker script stored with its registration so that `bgfetch run`
+//! resumes a killed fetch and runs the worker's handlers itself) is not done; here the app's
+//! directory is always served on loopback and the next run must register the worker again.
 
 use background_fetch_js::runner::Runner;
 use std::path::PathBuf;
@@ -19,6 +24,7 @@ use std::time::Duration;
 fn main() {
     let mut root = None;
     let mut register = None;
+    let mut store = None;
     let mut timeout = Duration::from_secs(60);
     let mut verbose = false;
     let mut page = None;
@@ -27,6 +33,7 @@ fn main() {
         match a.as_str() {
             "--root" => root = args.next().map(PathBuf::from),
             "--register" => register = args.next(),
+            "--store" => store = args.next().map(PathBuf::from),
             "--timeout" => {
                 timeout = Duration::from_secs_f64(
                     args.next().and_then(|s| s.parse().ok()).unwrap_or(60.0),
@@ -37,7 +44,9 @@ fn main() {
         }
     }
     let (Some(root), Some(page)) = (root, page) else {
-        eprintln!("usage: bgfetch-js --root DIR [--register SW.js] [--timeout SECS] [-v] PAGE.js");
+        eprintln!(
+            "usage: bgfetch-js --root DIR [--store PATH] [--register SW.js] [--timeout SECS] [-v] PAGE.js"
+        );
         std::process::exit(3);
     };
     let mut runner = match Runner::new(&root) {
@@ -50,6 +59,7 @@ fn main() {
     runner.verbose = verbose;
     runner.timeout = timeout;
     runner.real_time = true;
+    runner.store = store;
     let mut prelude =
         String::from("test_driver.set_permission({name: 'background-fetch'}, 'granted');");
     if let Some(sw) = register {
