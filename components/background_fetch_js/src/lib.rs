@@ -50,8 +50,9 @@
 //! cargo run -p background-fetch-js --bin wpt -- --root ../shared/wpt-upstream
 //! ```
 //!
-//! An app: `cargo run -p background-fetch-js --bin bgfetch-js -- --root DIR --register
-//! /sw.js index.js`. In Rust, [`runner::Runner::run_app`]:
+//! An app: `cargo run -p background-fetch-js --bin bgfetch-js -- --root DIR [--store PATH]
+//! --register /sw.js index.js` (with `--store`, fetches survive the program and resume in the
+//! next run). In Rust, [`runner::Runner::run_app`]:
 //!
 //! ```no_run
 //! use background_fetch_js::runner::Runner;
