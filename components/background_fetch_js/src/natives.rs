@@ -664,7 +664,7 @@ fn op(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue>
                 };
                 let RequestObject { request, body } = *object;
                 if let Err(reason) =
-                    background_fetch::policy::check_request_url(&client, &request.url)
+                    background_fetch::fetch::policy::check_request_url(&client, &request.url)
                         .and_then(|()| SimpleCsp.check(&client, &request))
                 {
                     return Err(DomError::type_error(format!(
