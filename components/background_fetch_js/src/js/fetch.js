@@ -751,8 +751,9 @@ function createResponse(d) {
   return o;
 }
 
-// https://fetch.spec.whatwg.org/#fetch-method (the page's, through the loopback network).
-// FIXME: CORS, CSP and mixed content are not applied to the page's own fetch().
+// https://fetch.spec.whatwg.org/#fetch-method (the page's, through the loopback network): the
+// native side runs main fetch's policy checks (bad port, mixed content, CSP) and the CORS
+// protocol (natives.rs, "pageFetch").
 defineValue(global, 'fetch', operationFunction('fetch', 1, function (input, init) {
   const request = new global.Request(input, init);
   const buffers = [];
