@@ -172,6 +172,11 @@ impl Executor {
     /// Runs `future` to completion on this executor, advancing `clock` whenever every task is
     /// stalled. Panics if the future cannot finish (every task stalled and no timer pending):
     /// that is a deadlock in the code under test.
+    ///
+    /// Only for hosts that answer on this executor (the in-memory store, the scripted network):
+    /// a host whose work finishes on a thread of its own (the redb store's storage thread, a
+    /// real socket) wakes a task from outside, and a moment with nothing ready here looks like
+    /// a deadlock. Such embeddings wait for that wake instead (as `background-fetch-js` does).
     pub fn block_on<T: Send + 'static>(
         &self,
         clock: &VirtualClock,
