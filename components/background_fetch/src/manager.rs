@@ -18,7 +18,7 @@ use crate::sync::{Watch, lock};
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tracing::Instrument;
 use url::Url;
@@ -188,7 +188,8 @@ impl ManagerInner {
                 base_url,
                 engine: self.engine.clone(),
                 slots: Mutex::new(delivered),
-                revision: Default::default(),
+                // As new as the fetch's latest change: the slots are its current values.
+                revision: AtomicU64::new(bg.revisions.load(Ordering::SeqCst)),
                 listeners: Mutex::new(Vec::new()),
                 observers: Mutex::new(Vec::new()),
             }),
@@ -643,6 +644,7 @@ impl BackgroundFetchManager {
             readers: AtomicUsize::new(0),
             drop_pending: AtomicBool::new(false),
             finished: Watch::new(false),
+            revisions: Default::default(),
         });
         lock(&engine.state).fetches.insert(uid, bg.clone());
         // 8.13. Set bgFetchMap[id] to bgFetch.

@@ -107,6 +107,7 @@ impl EngineInner {
             readers: AtomicUsize::new(0),
             drop_pending: AtomicBool::new(false),
             finished: Watch::new(false),
+            revisions: Default::default(),
         });
         {
             let mut st = lock(&self.state);

@@ -31,8 +31,8 @@ pub(crate) struct InstanceInner {
     pub base_url: Url,
     /// downloaded, uploaded, result, failure reason, records available flag.
     pub slots: Mutex<Progress>,
-    /// How many times the slots changed, counted under their lock: a copy of them elsewhere
-    /// (the service's connections) keeps the newest by it.
+    /// The fetch's change count (`BgFetch::revisions`) at the slots' last change, set under
+    /// their lock: a copy of them elsewhere (the service's connections) keeps the newest by it.
     pub revision: AtomicU64,
     pub listeners: Mutex<Vec<ProgressListener>>,
     /// Told of every change of the slots, with whether a `progress` event follows (the
@@ -193,7 +193,9 @@ impl BackgroundFetchRegistration {
         let mut unset = false;
         if !p.records_available && slots.records_available {
             slots.records_available = false;
-            self.inner.revision.fetch_add(1, Ordering::SeqCst);
+            self.inner
+                .revision
+                .store(self.inner.fetch.next_revision(), Ordering::SeqCst);
             unset = true;
         }
         // 4. If bgFetchRegistration's result is not the empty string, then abort these steps.
@@ -221,7 +223,9 @@ impl BackgroundFetchRegistration {
         slots.result = p.result;
         // 9. Set bgFetchRegistration's failure reason to failureReason.
         slots.failure_reason = p.failure_reason;
-        self.inner.revision.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .revision
+            .store(self.inner.fetch.next_revision(), Ordering::SeqCst);
         drop(slots);
         // 10. Fire an event named "progress" at bgFetchRegistration.
         Some(InstanceUpdate {

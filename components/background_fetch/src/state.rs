@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::store::StoredFlags;
 use crate::sync::{Watch, lock};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -184,9 +184,19 @@ pub(crate) struct BgFetch {
     /// Everything is over: the settle event finished and the stored records are dropped (or
     /// the registration was purged).
     pub finished: Watch<bool>,
+    /// Counts changes of this fetch's instances' slots, over all its instances: an instance's
+    /// revision is this count at its last change, so the values of any two instances of the
+    /// fetch compare by it (a service connection may hold data of two: the event's and its
+    /// environment's).
+    pub revisions: AtomicU64,
 }
 
 impl BgFetch {
+    /// A new change count for a change of one of its instances' slots.
+    pub(crate) fn next_revision(&self) -> u64 {
+        self.revisions.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BgFetchMut> {
         lock(&self.state)
     }
