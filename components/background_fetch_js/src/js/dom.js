@@ -319,6 +319,15 @@ function initMessageEvent(s, type, init) {
   return i;
 }
 
+// The attributes of MessageEvent, which ExtendableMessageEvent has too.
+const messageEventAttributes = {
+    data: { get: s => s.data },
+    origin: { get: s => s.origin },
+    lastEventId: { get: s => s.lastEventId },
+    source: { get: s => s.source },
+    ports: { get: s => s.ports },
+};
+
 defineInterface('MessageEvent', {
   parent: 'Event',
   length: 1,
@@ -326,13 +335,7 @@ defineInterface('MessageEvent', {
     requireArguments(args, 1, "Failed to construct 'MessageEvent'");
     initMessageEvent(s, args[0], args[1]);
   },
-  attributes: {
-    data: { get: s => s.data },
-    origin: { get: s => s.origin },
-    lastEventId: { get: s => s.lastEventId },
-    source: { get: s => s.source },
-    ports: { get: s => s.ports },
-  },
+  attributes: messageEventAttributes,
 });
 
 // https://dom.spec.whatwg.org/#interface-abortcontroller

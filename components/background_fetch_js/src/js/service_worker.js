@@ -267,25 +267,25 @@ if (kind === 'serviceworker') {
       initExtendable(s, args[0], args[1]);
       initMessageEvent(s, args[0], args[1]);
     },
-    attributes: {
-      data: { get: s => s.data },
-      origin: { get: s => s.origin },
-      lastEventId: { get: s => s.lastEventId },
-      source: { get: s => s.source },
-      ports: { get: s => s.ports },
-    },
+    attributes: messageEventAttributes,
   });
+
+  // The constructor steps both events share: an ExtendableEvent whose init dictionary
+  // (BackgroundFetchEventInit) requires a BackgroundFetchRegistration.
+  function initBackgroundFetchEvent(s, args, name) {
+    requireArguments(args, 2, `Failed to construct '${name}'`);
+    const i = initExtendable(s, args[0], args[1]);
+    if (i.registration === undefined) throw new TypeError("required member registration is undefined");
+    slotsOf(i.registration, 'BackgroundFetchRegistration');
+    s.registration = i.registration;
+  }
 
   // https://wicg.github.io/background-fetch/#background-fetch-event
   defineInterface('BackgroundFetchEvent', {
     parent: 'ExtendableEvent',
     length: 2,
     construct(s, args) {
-      requireArguments(args, 2, "Failed to construct 'BackgroundFetchEvent'");
-      const i = initExtendable(s, args[0], args[1]);
-      if (i.registration === undefined) throw new TypeError("required member registration is undefined");
-      slotsOf(i.registration, 'BackgroundFetchRegistration');
-      s.registration = i.registration;
+      initBackgroundFetchEvent(s, args, 'BackgroundFetchEvent');
     },
     attributes: { registration: { get: s => s.registration } },
   });
@@ -295,11 +295,7 @@ if (kind === 'serviceworker') {
     parent: 'BackgroundFetchEvent',
     length: 2,
     construct(s, args) {
-      requireArguments(args, 2, "Failed to construct 'BackgroundFetchUpdateUIEvent'");
-      const i = initExtendable(s, args[0], args[1]);
-      if (i.registration === undefined) throw new TypeError("required member registration is undefined");
-      slotsOf(i.registration, 'BackgroundFetchRegistration');
-      s.registration = i.registration;
+      initBackgroundFetchEvent(s, args, 'BackgroundFetchUpdateUIEvent');
     },
     operations: {
       // https://wicg.github.io/background-fetch/#background-fetch-update-ui-event-update-ui
