@@ -24,6 +24,7 @@
 //! (the engine's mixed-content and secure-context checks see `https`), and the network host
 //! sends them to the loopback ports without TLS.
 
+use background_fetch_wpt::server::pipe_headers;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -292,30 +293,6 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
-/// The `header(Name, Value)` pipes of a query string's `pipe` parameter.
-pub fn pipe_headers(query: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if k != "pipe" {
-            continue;
-        }
-        for pipe in v.split('|') {
-            let Some(args) = pipe
-                .trim()
-                .strip_prefix("header(")
-                .and_then(|rest| rest.strip_suffix(')'))
-            else {
-                continue;
-            };
-            let mut parts = args.splitn(3, ',');
-            if let (Some(name), Some(value)) = (parts.next(), parts.next()) {
-                out.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
-        }
-    }
-    out
-}
-
 /// The running loopback server: a tokio runtime of its own with two listeners.
 pub struct LoopbackServer {
     runtime: Arc<Runtime>,
@@ -429,17 +406,6 @@ async fn serve(site: Site, req: Request<Incoming>) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pipes_are_parsed() {
-        assert_eq!(
-            pipe_headers("pipe=header(Access-Control-Allow-Origin, *)|header(X, y)"),
-            vec![
-                ("Access-Control-Allow-Origin".to_owned(), "*".to_owned()),
-                ("X".to_owned(), "y".to_owned())
-            ]
-        );
-    }
 
     #[test]
     fn generated_pages() {
