@@ -195,14 +195,7 @@ impl Runner {
         if !file.ends_with(".any.js") {
             return vec![self.run_page(file, file)];
         }
-        let text = std::fs::read_to_string(
-            self.server
-                .site()
-                .root()
-                .join("background-fetch")
-                .join(file),
-        )
-        .unwrap_or_default();
+        let text = self.test_file_text(file);
         let globals = text
             .lines()
             .filter_map(|l| l.strip_prefix("// META:"))
@@ -255,16 +248,21 @@ impl Runner {
         self.collect(key, &mut event_loop, harness, finished, false)
     }
 
-    /// Runs `file` in a page whose results are reported as `key`.
-    fn run_page(&self, key: &str, file: &str) -> FileResult {
-        let text = std::fs::read_to_string(
+    /// The text of `background-fetch/<file>` under the root (empty if it cannot be read).
+    fn test_file_text(&self, file: &str) -> String {
+        std::fs::read_to_string(
             self.server
                 .site()
                 .root()
                 .join("background-fetch")
                 .join(file),
         )
-        .unwrap_or_default();
+        .unwrap_or_default()
+    }
+
+    /// Runs `file` in a page whose results are reported as `key`.
+    fn run_page(&self, key: &str, file: &str) -> FileResult {
+        let text = self.test_file_text(file);
         let metas: Vec<(String, String)> = text
             .lines()
             .take_while(|l| l.starts_with("//") || l.trim().is_empty())
