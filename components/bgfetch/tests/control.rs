@@ -430,3 +430,38 @@ while (my @r = $s->can_read) { for my $x (@r) { my $c = $x->accept; my $q = <$c>
 }
 
 use std::os::unix::process::CommandExt;
+
+/// A query whose process goes away before answering (its fetches ended and it exited, between
+/// the connection and the answer) is answered by the store, not reported as an error ("error:
+/// Connection reset by peer", exit 3: seen in CI as a flaky `queries_are_forwarded_to_the_running_process`).
+#[test]
+fn a_process_that_goes_away_before_answering_leaves_the_answer_to_the_store() {
+    let bed = Bed::new(vec![("/a", Route::bytes(&b"a"[..]))]);
+    assert_eq!(
+        code(&bed.run(&["fetch", "gone", &bed.url("/a"), "--detach"])),
+        0
+    );
+    // A listener where the running process's socket would be, which reads the query and
+    // closes the connection without answering, as an exiting process does.
+    let sock = bgfetch::paths::socket_path(&bed.store).unwrap();
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 256];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            drop(conn);
+        }
+    });
+    let o = bed.run(&["--json", "ids"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!(["gone"]), "{}", text(&o));
+    let _ = std::fs::remove_file(&sock);
+    drop(server);
+}

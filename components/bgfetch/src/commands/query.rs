@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::commands::running::{NotOpened, open_waiting};
-use crate::control::client::{self, AskError, BodyError, Frames};
+use crate::control::client::{self, AnswerError, AskError, BodyError, Frames};
 use crate::control::server::{self, Reply};
 use crate::control::wire::{Message, Query};
 use crate::delivery::{FetchData, OutDelivery, remove_journal};
@@ -26,11 +26,31 @@ fn print_line(text: &str) -> bool {
 /// Runs a query.
 pub async fn query(path: &Path, q: Query, output: Option<&Path>, json_mode: bool) -> i32 {
     let mut warned = false;
+    let mut told = false;
     for _ in 0..3 {
         if let Ok(sock) = paths::socket_path(path) {
             match client::ask(&sock, &q).await {
                 Ok(mut asked) => {
-                    return print_answer(&mut asked.frames, &q, output, json_mode).await;
+                    let message = client::answer(&mut asked.frames, |reason| {
+                        if !told {
+                            eprintln!("waiting: {reason}");
+                            told = true;
+                        }
+                    })
+                    .await;
+                    match message {
+                        Ok(m) => {
+                            return print_answer(m, &mut asked.frames, &q, output, json_mode).await;
+                        }
+                        // The process went away (its fetches ended): the store answers now.
+                        Err(AnswerError::Gone(why)) => {
+                            tracing::debug!(%why, "the running process went away; asking the store");
+                        }
+                        Err(AnswerError::Bad(e)) => {
+                            eprintln!("error: {e}");
+                            return exit::ERROR;
+                        }
+                    }
                 }
                 Err(AskError::NotRunning) => {}
                 Err(AskError::Unusable(m)) => {
@@ -102,7 +122,13 @@ async fn answer_locally(
     let reply = server::answer(&app, q.clone(), false).await;
     let aborted = matches!(&reply, Reply::Json(v) if v == &json!(true));
     let mut frames = server::local(reply);
-    let code = print_answer(&mut frames, &q, output, json_mode).await;
+    let code = match client::answer(&mut frames, |_| {}).await {
+        Ok(m) => print_answer(m, &mut frames, &q, output, json_mode).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    };
     if aborted && let Some(f) = aborting {
         // No process runs the fetch: settle it here (it ends with backgroundfetchabort, which
         // also removes the temporary files it left in --out).
@@ -184,27 +210,14 @@ pub fn ls_table(rows: &[serde_json::Value]) -> String {
         .join("\n")
 }
 
+/// Prints the answer `message` (and the body that follows it in `frames`, if it is one).
 async fn print_answer<R: AsyncRead + Unpin>(
+    message: Message,
     frames: &mut Frames<R>,
     q: &Query,
     output: Option<&Path>,
     json_mode: bool,
 ) -> i32 {
-    let mut told = false;
-    let message = client::answer(frames, |reason| {
-        if !told {
-            eprintln!("waiting: {reason}");
-            told = true;
-        }
-    })
-    .await;
-    let message = match message {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
     match message {
         Message::Json { value } => {
             let printed = match (&value, json_mode) {

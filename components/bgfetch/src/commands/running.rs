@@ -28,7 +28,7 @@ async fn runner_answers(store: &Path) -> Result<bool, String> {
         let mut asked = client::ask(&sock, &Query::Ids).await?;
         client::answer(&mut asked.frames, |_| {})
             .await
-            .map_err(AskError::Unusable)
+            .map_err(|e| AskError::Unusable(e.to_string()))
     };
     match tokio::time::timeout(Duration::from_secs(5), asked).await {
         Ok(Ok(_)) => Ok(true),

@@ -92,19 +92,54 @@ pub async fn next<R: AsyncRead + Unpin>(frames: &mut Frames<R>) -> Result<Option
     }
 }
 
+/// Why no answer came.
+#[derive(Debug)]
+pub enum AnswerError {
+    /// The connection ended (closed or reset) before an answer: the process went away, for
+    /// example because its fetches ended and it exited. The store can answer instead.
+    Gone(String),
+    /// Anything else (in words).
+    Bad(String),
+}
+
+impl std::fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerError::Gone(m) | AnswerError::Bad(m) => f.write_str(m),
+        }
+    }
+}
+
 /// The answer's first message other than `waiting` (each reason is passed to `waiting`).
 pub async fn answer<R: AsyncRead + Unpin>(
     frames: &mut Frames<R>,
     mut waiting: impl FnMut(&str),
-) -> Result<Message, String> {
+) -> Result<Message, AnswerError> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     loop {
-        match next(frames).await? {
-            Some(Frame::Message(Message::Waiting { reason })) => waiting(&reason),
-            Some(Frame::Message(m)) => return Ok(m),
-            Some(Frame::Data(_)) => return Err("body bytes before an answer".into()),
+        let frame = match frames.next().await {
             None => {
-                return Err("the process running fetches closed the connection without an answer (it may have exited)".into());
+                return Err(AnswerError::Gone(
+                    "the process running fetches closed the connection without an answer (it may have exited)".into(),
+                ));
             }
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+                ) =>
+            {
+                return Err(AnswerError::Gone(format!(
+                    "the process running fetches went away before answering: {e}"
+                )));
+            }
+            Some(Err(e)) => return Err(AnswerError::Bad(e.to_string())),
+            Some(Ok(f)) => wire::decode(f).map_err(AnswerError::Bad)?,
+        };
+        match frame {
+            Frame::Message(Message::Waiting { reason }) => waiting(&reason),
+            Frame::Message(m) => return Ok(m),
+            Frame::Data(_) => return Err(AnswerError::Bad("body bytes before an answer".into())),
         }
     }
 }
