@@ -254,7 +254,7 @@ pub struct App {
     pages: Mutex<HashMap<String, Connection>>,
     spawner: Arc<dyn Spawn>,
     /// The program's own same-process views (see [`App::registration`]).
-    environments: Mutex<Vec<Environment>>,
+    environments: Mutex<HashMap<String, Environment>>,
 }
 
 impl App {
@@ -378,7 +378,7 @@ impl App {
             service,
             pages: Mutex::new(HashMap::new()),
             spawner: Arc::new(TokioSpawn(handle)),
-            environments: Mutex::new(Vec::new()),
+            environments: Mutex::new(HashMap::new()),
         })
     }
 
@@ -430,17 +430,25 @@ impl App {
     pub async fn registration(&self, id: &str) -> Option<BackgroundFetchRegistration> {
         let info = self.find(id)?;
         let scope = Url::parse(&info.registration.scope).ok()?;
-        let env = self.engine.create_environment(EnvironmentSettings {
-            kind: EnvironmentKind::Window,
-            secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(&scope),
-            base_url: scope,
-            policy: PolicyContainer::default(),
-            embedder: None,
-        });
-        let manager = env.background_fetch(&info.registration);
-        let reg = manager.get(id).await.ok().flatten();
-        self.environments.lock().unwrap().push(env);
-        reg
+        // One environment per scope, kept for the process (a query made a new one each time).
+        let manager = self
+            .environments
+            .lock()
+            .unwrap()
+            .entry(scope.as_str().to_owned())
+            .or_insert_with(|| {
+                self.engine.create_environment(EnvironmentSettings {
+                    kind: EnvironmentKind::Window,
+                    secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(
+                        &scope,
+                    ),
+                    base_url: scope.clone(),
+                    policy: PolicyContainer::default(),
+                    embedder: None,
+                })
+            })
+            .background_fetch(&info.registration);
+        manager.get(id).await.ok().flatten()
     }
 
     /// Waits for the settle event of `uid`.
