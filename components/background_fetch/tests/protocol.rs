@@ -2,11 +2,12 @@
 //! `ipc-channel` uses (and through JSON, which the redb store writes its rows in).
 
 use background_fetch::service::protocol::*;
+use background_fetch::store::{ExportMode, Exported};
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
     BackgroundFetchUiOptions, CacheQueryOptions, DispatchOutcome, DomError, FetchUid,
-    FunctionalEventKind, HeaderList, ImageResource, PolicyContainer, Request, ResponseHead,
-    ResponseType, ServiceWorkerRegistrationId,
+    FunctionalEventKind, HeaderList, ImageResource, PolicyContainer, RecordResult, Request,
+    ResponseHead, ResponseType, ServiceWorkerRegistrationId,
 };
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -185,6 +186,20 @@ fn call() -> impl Strategy<Value = Call> {
             body: BodyId(b),
             offset
         }),
+        any::<u64>().prop_map(|n| Call::RecordState {
+            record: RecordId(n)
+        }),
+        (any::<u64>(), "[a-z/]{0,12}", any::<bool>()).prop_map(|(n, path, copy)| {
+            Call::ExportBody {
+                record: RecordId(n),
+                destination: path.into(),
+                mode: if copy {
+                    ExportMode::Copy
+                } else {
+                    ExportMode::Move
+                },
+            }
+        }),
         (any::<u64>(), prop::option::of(".{0,10}")).prop_map(|(e, title)| Call::UpdateUi {
             event: EventToken(e),
             options: BackgroundFetchUiOptions { title, icons: None },
@@ -279,6 +294,30 @@ fn reply() -> impl Strategy<Value = Reply> {
         prop::option::of(prop::collection::vec(any::<u8>(), 0..16))
             .prop_map(|b| Reply::Chunk(b.map(Bytes::from))),
         Just(Reply::Done),
+        (0..8u8, prop::option::of(head()), any::<u64>()).prop_map(|(r, response_head, n)| {
+            Reply::RecordState(RecordStateData {
+                result: [
+                    RecordResult::Empty,
+                    RecordResult::Success,
+                    RecordResult::Redundant,
+                    RecordResult::Aborted,
+                    RecordResult::BadStatus,
+                    RecordResult::FetchError,
+                    RecordResult::QuotaExceeded,
+                    RecordResult::DownloadTotalExceeded,
+                ][r as usize],
+                response_head,
+                stored_bytes: n,
+            })
+        }),
+        (0..4u8).prop_map(|e| Reply::Exported(
+            [
+                Exported::Linked,
+                Exported::Reflinked,
+                Exported::Copied,
+                Exported::Streamed
+            ][e as usize]
+        )),
     ]
 }
 

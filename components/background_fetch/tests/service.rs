@@ -3,11 +3,12 @@
 
 use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData, PROTOCOL_VERSION};
 use background_fetch::service::{Connection, Service, WorkerBridge, client, in_process};
+use background_fetch::store::{ExportMode, Exported};
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchResult as Outcome,
     BackgroundFetchUiOptions, DispatchOutcome, FunctionalEventKind as Kind, PolicyContainer,
-    RequestBody, RequestInfo, RequestInit, Spawn,
+    RecordResult, RequestBody, RequestInfo, RequestInit, Spawn,
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -363,4 +364,58 @@ fn an_update_that_follows_a_reply_is_applied_after_the_caller_took_the_object() 
         *b.seen.lock().unwrap(),
         vec!["backgroundfetchfail Failure/FetchError 0 [0: TypeError]"]
     );
+}
+
+/// An embedder's own view of a record (its state right now) and its delivery as a file (the
+/// store's export, run in the service's process) cross the protocol: the state follows the
+/// download, an export waits for the record's final result, and a record that failed exports
+/// nothing.
+#[test]
+fn a_records_state_and_its_export_cross_the_protocol() {
+    let b = bed();
+    let data = body(50_000, 5);
+    b.bed.network.serve(
+        A,
+        Resource::ok(data.clone())
+            .chunk_size(10_000)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    b.bed.network.serve(
+        B,
+        Resource::status(404, "not here").head_delay(Duration::from_secs(9)),
+    );
+    let dir = std::env::temp_dir().join(format!("bf-service-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a_path, b_path) = (dir.join("a.bin"), dir.join("b.bin"));
+    let m = b.page.background_fetch(&b.bed.registration);
+    let paths = (a_path.clone(), b_path.clone());
+    let (early, late, exported, refused, failed_state) = b.bed.run(async move {
+        let reg = m.fetch("export", [A, B], Default::default()).await.unwrap();
+        let records = reg.match_all(None, Default::default()).await.unwrap();
+        let early = records[0].state().await.unwrap();
+        let export_a = records[0].export_response_body(paths.0, ExportMode::Copy);
+        let export_b = records[1].export_response_body(paths.1, ExportMode::Copy);
+        let (exported, refused) = futures::join!(export_a, export_b);
+        // Both records' results are final once both exports answered.
+        let late = records[0].state().await.unwrap();
+        let failed_state = records[1].state().await.unwrap();
+        (early, late, exported, refused, failed_state)
+    });
+    assert_eq!(early.result, RecordResult::Empty, "{early:?}");
+    assert!(early.stored_bytes < 50_000, "{early:?}");
+    assert_eq!(late.result, RecordResult::Success);
+    assert_eq!(late.stored_bytes, 50_000);
+    assert_eq!(late.response_head.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(
+        exported.unwrap(),
+        Exported::Streamed,
+        "the memory store streams"
+    );
+    assert_eq!(std::fs::read(&a_path).unwrap(), data);
+    assert_eq!(refused.unwrap_err().name(), "TypeError");
+    assert!(!b_path.exists(), "a record that failed exports nothing");
+    assert_eq!(failed_state.result, RecordResult::BadStatus);
+    assert_eq!(failed_state.response_head.map(|h| h.status), Some(404));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,7 +8,8 @@
 
 use super::protocol::{
     BodyData, BodyId, Call, CallId, EnvironmentData, EventToken, FetchRequestData,
-    PROTOCOL_VERSION, RecordData, RecordId, RegistrationData, Reply, ToScript, ToService,
+    PROTOCOL_VERSION, RecordData, RecordId, RecordStateData, RegistrationData, Reply, ToScript,
+    ToService,
 };
 use crate::error::DomError;
 use crate::fetch::{
@@ -23,6 +24,7 @@ use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
     BackgroundFetchUiOptions, FetchUid, ServiceWorkerRegistrationId,
 };
+use crate::store::{ExportMode, Exported};
 use crate::sync::lock;
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -653,6 +655,42 @@ impl BackgroundFetchRecord {
     /// `responseReady`: the same promise at every call.
     pub fn response_ready(&self) -> BoxFuture<'static, Result<Response, DomError>> {
         self.inner.response_ready.clone().boxed()
+    }
+
+    /// The record's state right now: its result, its stored response head and how many body
+    /// bytes are stored (not web-exposed; for an embedder's own views of a fetch).
+    pub async fn state(&self) -> Result<RecordStateData, DomError> {
+        let record = self.inner.data.record;
+        match self.inner.conn.call(Call::RecordState { record }).await? {
+            Reply::RecordState(state) => Ok(state),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Hands the record's response body to `destination`, a path of the file system of the
+    /// service's process, through the store's export: resolves once the record's result is
+    /// final and, for a success, the destination is whole and durable; a record that did not
+    /// succeed is a `TypeError` and nothing is written (not web-exposed; for an embedder that
+    /// delivers bodies as files, see [`Call::ExportBody`]).
+    pub async fn export_response_body(
+        &self,
+        destination: std::path::PathBuf,
+        mode: ExportMode,
+    ) -> Result<Exported, DomError> {
+        let record = self.inner.data.record;
+        match self
+            .inner
+            .conn
+            .call(Call::ExportBody {
+                record,
+                destination,
+                mode,
+            })
+            .await?
+        {
+            Reply::Exported(how) => Ok(how),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The request's body, read from the engine's store, or `None` when it has none.

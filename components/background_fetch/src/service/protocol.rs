@@ -22,16 +22,19 @@ use crate::hosts::DispatchOutcome;
 use crate::matching::CacheQueryOptions;
 use crate::model::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
-    BackgroundFetchUiOptions, FetchUid, PolicyContainer, ServiceWorkerRegistrationId,
+    BackgroundFetchUiOptions, FetchUid, PolicyContainer, RecordResult, ServiceWorkerRegistrationId,
 };
 pub use crate::model::{EventToken, FunctionalEventKind};
+use crate::store::{ExportMode, Exported};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use url::Url;
 
 /// The version of this protocol. [`ToService::Hello`] carries the client's; a service refuses
-/// a connection of another version. Version 2 added [`RegistrationData::revision`].
-pub const PROTOCOL_VERSION: u32 = 2;
+/// a connection of another version. Version 2 added [`RegistrationData::revision`]; version 3
+/// added [`Call::RecordState`] and [`Call::ExportBody`].
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Names one call of a connection (chosen by the client, unique within the connection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -193,6 +196,26 @@ pub enum Call {
         /// The bytes read so far.
         offset: u64,
     },
+    /// A record's state right now (not web-exposed: for an embedder's own views of a fetch,
+    /// such as a download manager's list, that must not wait on `responseReady`).
+    RecordState {
+        /// The record object.
+        record: RecordId,
+    },
+    /// Hands a record's response body to `destination`, a path of the file system of the
+    /// service's process, through the store's export (not web-exposed: for an embedder that
+    /// delivers bodies as files, in place of reading the body chunk by chunk and writing it
+    /// again). Answered once the record's result is final: [`Reply::Exported`] when it is a
+    /// success and the destination is whole and durable; a `TypeError` otherwise, with nothing
+    /// written.
+    ExportBody {
+        /// The record object.
+        record: RecordId,
+        /// Where the body goes.
+        destination: PathBuf,
+        /// What the store may do with its own copy.
+        mode: ExportMode,
+    },
     /// `event.updateUI(options)` on an active functional event.
     UpdateUi {
         /// The event.
@@ -228,6 +251,21 @@ pub enum Reply {
     Chunk(Option<Bytes>),
     /// Done (`updateUI()`).
     Done,
+    /// [`Call::RecordState`].
+    RecordState(RecordStateData),
+    /// [`Call::ExportBody`]: how the store delivered the body.
+    Exported(Exported),
+}
+
+/// A record's state at one moment ([`Call::RecordState`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordStateData {
+    /// Its response's result (`Empty` while it is in progress).
+    pub result: RecordResult,
+    /// The stored response head, once one arrived.
+    pub response_head: Option<ResponseHead>,
+    /// How many body bytes are stored.
+    pub stored_bytes: u64,
 }
 
 /// A message from script to the service.

@@ -7,7 +7,8 @@
 
 use super::protocol::{
     BodyData, BodyId, Call, CallId, EnvironmentData, EnvironmentKindData, EventToken,
-    PROTOCOL_VERSION, RecordData, RecordId, RegistrationData, Reply, ToScript, ToService,
+    PROTOCOL_VERSION, RecordData, RecordId, RecordStateData, RegistrationData, Reply, ToScript,
+    ToService,
 };
 use crate::engine::Engine;
 use crate::error::DomError;
@@ -384,6 +385,24 @@ impl Service {
                         Ok(Reply::Chunk(None))
                     }
                 }
+            }
+            Call::RecordState { record } => {
+                let rec = Self::record(conn, record)?;
+                Ok(Reply::RecordState(RecordStateData {
+                    result: rec.result(),
+                    response_head: rec.response_head(),
+                    stored_bytes: rec.stored_bytes(),
+                }))
+            }
+            Call::ExportBody {
+                record,
+                destination,
+                mode,
+            } => {
+                let rec = Self::record(conn, record)?;
+                Ok(Reply::Exported(
+                    rec.export_response_body(destination, mode).await?,
+                ))
             }
             Call::UpdateUi { event, options } => {
                 let Some(event) = self.inner.engine.functional_event(event) else {
