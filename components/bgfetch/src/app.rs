@@ -2,10 +2,17 @@
 //! itself in the roles of the UI (see [`crate::output`]) and of the service worker (an
 //! [`EventHandler`]: `--out` delivery in [`crate::delivery`], the explained one in the demo).
 //!
-//! The page's calls (`fetch()`) reach the engine through its service protocol
-//! (`background_fetch::service`, an in-process connection per origin), as a browser's content
-//! process would; the program's own views (the worker role, the control server) use the
-//! engine's same-process objects (see [`App::registration`]).
+//! Script reaches the engine through its service protocol (`background_fetch::service`, the
+//! [`Service`] of [`App::service`]), as a browser's content and service worker processes would:
+//!
+//! * the page's calls (`fetch()`) over a window connection per origin ([`App::manager`]);
+//! * the functional events over a service worker connection per registration: the engine's
+//!   worker host is a [`ServiceWorkerHost`] over a [`WorkerBridge`]; the connection of a
+//!   registration comes from [`ServiceWorkers::connect`] (the program's own, [`ProgramWorker`],
+//!   unless [`App::set_worker`] gave another, such as a JavaScript service worker), and it is
+//!   the registration's active worker;
+//! * the program's own views (the control server) use the engine's same-process objects (see
+//!   [`App::registration`]).
 
 use crate::data::FetchData;
 use crate::network::{NetSetup, ObservedNetwork, RateLimits};
@@ -13,21 +20,23 @@ use crate::output::Reporter;
 use crate::paths;
 use crate::quota::DiskQuota;
 use crate::records::{ObservedStore, RecordLog};
-use background_fetch::service::client::BackgroundFetchManager;
+use background_fetch::service::client::{
+    BackgroundFetchManager, BackgroundFetchRegistration, FunctionalEvent,
+};
 use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
-use background_fetch::service::{Connection, Service, WorkerBridge, in_process};
+use background_fetch::service::{Connection, Service, ServiceWorkerHost, WorkerBridge, in_process};
 use background_fetch::{
-    BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, Clock, DispatchOutcome, Engine,
-    EngineConfig, Environment, EnvironmentKind, EnvironmentSettings, EventObjects, FetchInfo,
-    FetchUid, FunctionalEvent, FunctionalEventData, FunctionalEventKind, Granted, Hosts, NoPolicy,
-    PolicyContainer, RecordResult, ServiceWorkerRegistrationId, Spawn, Store, WorkerHost,
+    BoxFuture, CacheQueryOptions, Clock, DispatchOutcome, Engine, EngineConfig, Environment,
+    EnvironmentKind, EnvironmentSettings, FetchInfo, FetchUid, FunctionalEventData,
+    FunctionalEventKind, Granted, Hosts, NoPolicy, PolicyContainer, RecordResult,
+    ServiceWorkerRegistrationId, Spawn, Store, WeakEngine, WorkerHost,
 };
 use background_fetch_hyper::HyperNetwork;
 use background_fetch_redb::{OpenError, RedbStore, RedbStoreConfig};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use url::Url;
@@ -79,8 +88,9 @@ pub enum Handled {
 
 /// What the program does with a functional event in the service worker's role.
 pub trait EventHandler: Send + Sync + 'static {
-    /// Handles `event` for a fetch created with `embedder_data`. The event has already been
-    /// reported when the handler runs, unless [`EventHandler::reports_events`] says it reports them itself.
+    /// Handles `event` (a client of the engine's protocol, as a service worker global sees it)
+    /// for a fetch created with `embedder_data`. The event has already been reported when the
+    /// handler runs, unless [`EventHandler::reports_events`] says it reports them itself.
     fn handle(
         self: Arc<Self>,
         event: FunctionalEvent,
@@ -93,22 +103,38 @@ pub trait EventHandler: Send + Sync + 'static {
     }
 }
 
-/// The program as the service worker: it receives the functional events.
+/// Where the service worker of each registration comes from: given a registration, connect
+/// its service worker global to the service.
+pub trait ServiceWorkers: Send + Sync + 'static {
+    /// A service worker connection to `service` for `registration` (environment kind
+    /// `ServiceWorker(registration)`, its functional event listener set), or `None` when the
+    /// registration has no active worker. Asked once per registration, the first time the
+    /// engine needs its worker (unless [`App::set_worker`] gave one first).
+    fn connect(
+        &self,
+        service: &Service,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> Option<Connection>;
+}
+
+/// The program as the service worker of every registration: a service worker connection per
+/// scope (in this process), whose functional event listener reports the event, runs the
+/// [`EventHandler`] and tells [`App::wait_settled`] how it ended.
 pub struct ProgramWorker {
     reporter: Arc<Reporter>,
     settled: mpsc::UnboundedSender<Settled>,
-    engine: Arc<OnceLock<Engine>>,
-    /// Makes the events' objects (the service worker's script runs in this process).
-    objects: EventObjects,
     handler: Arc<dyn EventHandler>,
     records: Arc<RecordLog>,
+    spawner: Arc<dyn Spawn>,
 }
 
-/// The embedder data stored with fetch `uid` (its `--out` directory).
-fn embedder_data(engine: &OnceLock<Engine>, uid: FetchUid) -> Option<String> {
+/// The embedder data stored with fetch `uid` (its `--out` directory): the embedder's own
+/// record of the fetch, not the script's.
+fn embedder_data(engine: &Engine, uid: FetchUid) -> Option<String> {
     engine
-        .get()
-        .and_then(|e| e.fetches().into_iter().find(|f| f.uid == uid))
+        .fetches()
+        .into_iter()
+        .find(|f| f.uid == uid)
         .and_then(|f| f.embedder_data)
 }
 
@@ -118,87 +144,199 @@ async fn failed_records(reg: &BackgroundFetchRegistration, log: &RecordLog) -> V
     let Ok(records) = reg.match_all(None, CacheQueryOptions::default()).await else {
         return Vec::new();
     };
-    records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.result() != RecordResult::Success)
-        .map(|(index, r)| {
-            let status = match r.response_head() {
-                Some(h) => format!("HTTP {} {}", h.status, h.status_text),
-                None => "no response".to_owned(),
-            };
-            let result = match r.result() {
-                RecordResult::Empty => "not finished",
-                other => other.as_str(),
-            };
-            let why = match (r.result(), log.note(reg.uid(), index).error) {
-                (RecordResult::FetchError | RecordResult::Empty, Some((message, _))) => {
-                    format!(": {message}")
-                }
-                _ => String::new(),
-            };
-            format!(
-                "{} {}: {status}, {result}{why}",
-                r.request().method,
-                r.request().url
-            )
-        })
-        .collect()
+    let mut lines = Vec::new();
+    for (index, r) in records.iter().enumerate() {
+        let Ok(state) = r.state().await else {
+            continue;
+        };
+        if state.result == RecordResult::Success {
+            continue;
+        }
+        let status = match &state.response_head {
+            Some(h) => format!("HTTP {} {}", h.status, h.status_text),
+            None => "no response".to_owned(),
+        };
+        let result = match state.result {
+            RecordResult::Empty => "not finished",
+            other => other.as_str(),
+        };
+        let why = match (state.result, log.note(reg.uid(), index).error) {
+            (RecordResult::FetchError | RecordResult::Empty, Some((message, _))) => {
+                format!(": {message}")
+            }
+            _ => String::new(),
+        };
+        lines.push(format!(
+            "{} {}: {status}, {result}{why}",
+            r.request().method,
+            r.request().url
+        ));
+    }
+    lines
 }
 
-impl WorkerHost for ProgramWorker {
+impl ProgramWorker {
+    /// What the program does with `event`, once the engine fired it at the connection.
+    async fn on_event(self: Arc<Self>, engine: WeakEngine, event: FunctionalEvent) -> Handled {
+        let reg = event.registration().clone();
+        let kind = event.kind();
+        let data = engine.upgrade().and_then(|e| embedder_data(&e, reg.uid()));
+        // The event fires now (every record is stored durably); what the program does
+        // with it follows, before the event's work finishes.
+        if !self.handler.reports_events() {
+            self.reporter.functional(kind, &reg);
+        }
+        let failed = if kind == FunctionalEventKind::Fail {
+            failed_records(&reg, &self.records).await
+        } else {
+            Vec::new()
+        };
+        let handled = self.handler.clone().handle(event, data).await;
+        if kind != FunctionalEventKind::Click {
+            let _ = self.settled.send(Settled {
+                uid: reg.uid(),
+                kind,
+                failure_reason: reg.failure_reason().as_str().to_owned(),
+                handler_error: match &handled {
+                    Handled::Done => None,
+                    Handled::Keep(e) => Some(e.clone()),
+                },
+                failed_records: failed,
+            });
+        }
+        handled
+    }
+}
+
+impl ServiceWorkers for ProgramWorker {
+    fn connect(
+        &self,
+        service: &Service,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> Option<Connection> {
+        let base_url = Url::parse(&registration.scope).ok()?;
+        let conn = in_process::connect(
+            service,
+            EnvironmentData {
+                kind: EnvironmentKindData::ServiceWorker(registration.clone()),
+                secure_context: true,
+                base_url,
+                policy: PolicyContainer::default(),
+                embedder: None,
+            },
+            self.spawner.clone(),
+        );
+        let this = Arc::new(ProgramWorker {
+            reporter: self.reporter.clone(),
+            settled: self.settled.clone(),
+            handler: self.handler.clone(),
+            records: self.records.clone(),
+            spawner: self.spawner.clone(),
+        });
+        let engine = service.engine().downgrade();
+        conn.on_functional_event(move |event| {
+            let this = this.clone();
+            let engine = engine.clone();
+            Box::pin(async move {
+                if this.on_event(engine, event).await != Handled::Done {
+                    // The event stays active: the store keeps the fetch for the next start.
+                    std::future::pending::<()>().await;
+                }
+                DispatchOutcome::Completed
+            })
+        });
+        Some(conn)
+    }
+}
+
+/// The engine's worker host: functional events go as data through the service's
+/// [`WorkerBridge`] ([`ServiceWorkerHost`]) to the service worker connection of their
+/// registration, connected (by [`ServiceWorkers::connect`]) the first time the engine asks
+/// about the registration. Until the service exists (while the engine starts), the questions
+/// wait: an event must not be skipped for want of a connection (its records would be dropped).
+struct Workers {
+    host: ServiceWorkerHost,
+    bridge: WorkerBridge,
+    service: tokio::sync::watch::Sender<Option<Service>>,
+    source: Arc<dyn ServiceWorkers>,
+    /// The connection of each registration asked about (`None`: it has no active worker).
+    connections: Mutex<HashMap<ServiceWorkerRegistrationId, Option<Connection>>>,
+}
+
+impl Workers {
+    fn new(source: Arc<dyn ServiceWorkers>) -> Arc<Workers> {
+        let bridge = WorkerBridge::new();
+        Arc::new(Workers {
+            host: ServiceWorkerHost::new(bridge.clone()),
+            bridge,
+            service: tokio::sync::watch::Sender::new(None),
+            source,
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine's service, from now on.
+    fn serve(&self, service: &Service) {
+        self.host.serve(service);
+        self.service.send_replace(Some(service.clone()));
+    }
+
+    async fn service(&self) -> Service {
+        let mut rx = self.service.subscribe();
+        let service = rx.wait_for(Option::is_some).await;
+        match service.as_deref() {
+            Ok(Some(s)) => s.clone(),
+            // The sender lives as long as `self`.
+            _ => unreachable!("the service is set before it is dropped"),
+        }
+    }
+
+    /// Connects `registration`'s worker if it has none yet; whether it has an active one.
+    fn ensure(&self, service: &Service, registration: &ServiceWorkerRegistrationId) -> bool {
+        let mut connections = self.connections.lock().unwrap();
+        if let Some(conn) = connections.get(registration) {
+            return conn.is_some();
+        }
+        let conn = self.source.connect(service, registration);
+        let active = conn.is_some();
+        self.bridge.set_active_worker(registration, active);
+        connections.insert(registration.clone(), conn);
+        active
+    }
+
+    /// Makes `conn` the worker of `registration` (replacing any).
+    fn set(&self, registration: &ServiceWorkerRegistrationId, conn: Connection) {
+        self.bridge.set_active_worker(registration, true);
+        self.connections
+            .lock()
+            .unwrap()
+            .insert(registration.clone(), Some(conn));
+    }
+}
+
+/// [`Workers`] as the engine's worker host.
+struct WorkersHost(Arc<Workers>);
+
+impl WorkerHost for WorkersHost {
     fn has_active_worker(
         &self,
-        _registration: &ServiceWorkerRegistrationId,
+        registration: &ServiceWorkerRegistrationId,
     ) -> BoxFuture<'static, bool> {
-        Box::pin(futures::future::ready(true))
+        let workers = self.0.clone();
+        let registration = registration.clone();
+        Box::pin(async move {
+            let service = workers.service().await;
+            workers.ensure(&service, &registration);
+            workers.host.has_active_worker(&registration).await
+        })
     }
 
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
-        let reporter = self.reporter.clone();
-        let settled = self.settled.clone();
-        let handler = self.handler.clone();
-        let engine = self.engine.clone();
-        let records = self.records.clone();
-        let object = self.objects.object(&event);
+        let workers = self.0.clone();
         Box::pin(async move {
-            // The event's objects, once the engine is known (a restored fetch's event may be
-            // fired while the engine starts).
-            let Some(event) = object.await else {
-                return DispatchOutcome::Skipped;
-            };
-            let reg = event.registration().clone();
-            let kind = event.kind();
-            let data = embedder_data(&engine, reg.uid());
-            // The event fires now (every record is stored durably); what the program does
-            // with it follows, before the event's work finishes.
-            if !handler.reports_events() {
-                reporter.functional(kind, &reg);
-            }
-            let failed = if kind == FunctionalEventKind::Fail {
-                failed_records(&reg, &records).await
-            } else {
-                Vec::new()
-            };
-            let handled = handler.handle(event, data).await;
-            let handler_error = match &handled {
-                Handled::Done => None,
-                Handled::Keep(e) => Some(e.clone()),
-            };
-            if kind != FunctionalEventKind::Click {
-                let _ = settled.send(Settled {
-                    uid: reg.uid(),
-                    kind,
-                    failure_reason: reg.failure_reason().as_str().to_owned(),
-                    handler_error,
-                    failed_records: failed,
-                });
-            }
-            if handled != Handled::Done {
-                // The event stays active: the store keeps the fetch for the next start.
-                std::future::pending::<()>().await;
-            }
-            DispatchOutcome::Completed
+            let service = workers.service().await;
+            workers.ensure(&service, &event.registration);
+            workers.host.dispatch(event).await
         })
     }
 }
@@ -247,9 +385,11 @@ pub struct App {
     pub records: Arc<RecordLog>,
     _network: HyperNetwork,
     _link: background_fetch_hyper::EngineLink,
-    /// The engine as a service: the page role (`fetch()`) reaches it through the protocol, as
-    /// a browser's content process would.
+    /// The engine as a service: the page role (`fetch()`) and the service worker role reach
+    /// it through the protocol, as a browser's content and service worker processes would.
     service: Service,
+    /// The service worker connection of each registration.
+    workers: Arc<Workers>,
     /// The page connection of each origin.
     pages: Mutex<HashMap<String, Connection>>,
     spawner: Arc<dyn Spawn>,
@@ -293,14 +433,14 @@ impl App {
             )
         })?);
         let (tx, rx) = mpsc::unbounded_channel();
-        let worker = Arc::new(ProgramWorker {
+        let spawner: Arc<dyn Spawn> = Arc::new(TokioSpawn(handle.clone()));
+        let workers = Workers::new(Arc::new(ProgramWorker {
             reporter: reporter.clone(),
             settled: tx,
-            engine: Arc::new(OnceLock::new()),
-            objects: EventObjects::new(),
             handler,
             records: records.clone(),
-        });
+            spawner: spawner.clone(),
+        }));
         let hosts = Hosts {
             store: Arc::new(ObservedStore::new(Arc::new(store.clone()), records.clone())),
             network: Arc::new(ObservedNetwork::new(
@@ -309,7 +449,7 @@ impl App {
                 limits.clone(),
             )),
             ui: reporter.clone(),
-            worker: worker.clone(),
+            worker: Arc::new(WorkersHost(workers.clone())),
             permission: Arc::new(Granted),
             quota: quota.clone(),
             policy: Arc::new(NoPolicy),
@@ -350,7 +490,6 @@ impl App {
                 .map_err(|e| format!("cannot read the store {}: {e}", store.path().display()))?;
             quota.set_stored_at_start(&key, used);
         }
-        let _ = worker.engine.set(engine.clone());
         // A fetch's rate limit (`--limit-rate`) is in its embedder data.
         let weak = engine.downgrade();
         limits.set_lookup(move |uid| {
@@ -362,11 +501,9 @@ impl App {
                 .and_then(|f| f.embedder_data);
             FetchData::parse(data.as_deref()).limit_rate
         });
-        worker.objects.attach(&engine);
         let link = network.drive_engine(&engine);
-        // The program's worker role is the engine's own worker host (it delivers files from
-        // this process), so the service's bridge dispatches nothing.
-        let service = Service::new(engine.clone(), WorkerBridge::new());
+        let service = Service::new(engine.clone(), workers.bridge.clone());
+        workers.serve(&service);
         Ok(App {
             engine,
             store,
@@ -376,8 +513,9 @@ impl App {
             _network: network,
             _link: link,
             service,
+            workers,
             pages: Mutex::new(HashMap::new()),
-            spawner: Arc::new(TokioSpawn(handle)),
+            spawner,
             environments: Mutex::new(HashMap::new()),
         })
     }
@@ -408,8 +546,27 @@ impl App {
                     )
                 })
                 .clone();
-        // The program is the service worker: the registration always has an active worker.
-        (page.background_fetch(&registration), registration)
+        // registration.active, as the page sees it (the program's worker, unless another
+        // was set).
+        let active = self.workers.ensure(&self.service, &registration);
+        (
+            page.background_fetch_with(&registration, active),
+            registration,
+        )
+    }
+
+    /// The engine as a service (for connections of other script: another process's queries,
+    /// a JavaScript service worker).
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Makes `worker` (a service worker connection to [`App::service`] for `registration`,
+    /// with its functional event listener set) the active worker of `registration`, in place
+    /// of the program's own. Set it before the registration's fetches are created or resumed
+    /// (`Engine::resume_restored`): an event already dispatched stays with the earlier worker.
+    pub fn set_worker(&self, registration: &ServiceWorkerRegistrationId, worker: Connection) {
+        self.workers.set(registration, worker);
     }
 
     /// The active fetch with `id` (the first, if several origins use it).
@@ -427,7 +584,10 @@ impl App {
     /// not the page's, so it uses the engine's same-process objects.
     /// FIXME (issue 13): the protocol carries neither a record's result and head nor the
     /// export, so this view cannot go through it yet.
-    pub async fn registration(&self, id: &str) -> Option<BackgroundFetchRegistration> {
+    pub async fn registration(
+        &self,
+        id: &str,
+    ) -> Option<background_fetch::BackgroundFetchRegistration> {
         let info = self.find(id)?;
         let scope = Url::parse(&info.registration.scope).ok()?;
         // One environment per scope, kept for the process (a query made a new one each time).

@@ -26,10 +26,10 @@ pub use crate::data::FetchData;
 use crate::names::{self, TEMPORARY_SUFFIX};
 use crate::output::Reporter;
 use crate::paths;
-use background_fetch::{
-    BackgroundFetchRecord, BackgroundFetchRegistration, BoxFuture, CacheQueryOptions, ExportMode,
-    FetchUid, FunctionalEvent, FunctionalEventKind,
+use background_fetch::service::client::{
+    BackgroundFetchRecord, BackgroundFetchRegistration, FunctionalEvent,
 };
+use background_fetch::{BoxFuture, CacheQueryOptions, ExportMode, FetchUid, FunctionalEventKind};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -375,7 +375,7 @@ impl OutDelivery {
         // that died while delivering, for example).
         remove_temporary_files(dir, token);
         for (url, path) in done {
-            self.reporter.saved(reg.id(), &url, &path);
+            self.reporter.saved(&reg.id(), &url, &path);
         }
         Ok(())
     }

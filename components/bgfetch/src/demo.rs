@@ -4,9 +4,10 @@ use crate::app::{App, EventHandler, Handled, StoreOpen, open_store};
 use crate::exit;
 use crate::output::{Mode, Reporter, human};
 use crate::server::{Body, Route, Server, fill_generated};
+use background_fetch::service::client::FunctionalEvent;
 use background_fetch::{
     BackgroundFetchOptions, BackgroundFetchUiOptions, BoxFuture, CacheQueryOptions,
-    FunctionalEvent, FunctionalEventKind, ImageResource, RequestInfo,
+    FunctionalEventKind, ImageResource, RequestInfo,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,9 +118,12 @@ async fn service_worker(reporter: &Reporter, event: &FunctionalEvent) {
             Err(e) => say(reporter, &format!("   match({:?}): {e}", url.path())),
         }
     }
-    if let Some(ui_event) = event.update_ui_event() {
+    if matches!(
+        event.kind(),
+        FunctionalEventKind::Success | FunctionalEventKind::Fail
+    ) {
         let title = "Episode 5 ready to listen!".to_owned();
-        match ui_event
+        match event
             .update_ui(BackgroundFetchUiOptions {
                 title: Some(title.clone()),
                 icons: None,

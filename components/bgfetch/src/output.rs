@@ -2,9 +2,8 @@
 //! bars are drawn there), or plain lines otherwise. Errors go to stderr whatever the display.
 //! This is also the program's [`UiHost`].
 
-use background_fetch::{
-    BackgroundFetchRegistration, FetchUid, FunctionalEventKind, UiHost, UiSnapshot,
-};
+use background_fetch::service::client::BackgroundFetchRegistration;
+use background_fetch::{FetchUid, FunctionalEventKind, UiHost, UiSnapshot};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::HashMap;
@@ -70,10 +69,10 @@ impl Fields {
         }
     }
 
-    /// From a registration object.
+    /// From a registration object (a client of the engine's protocol).
     pub fn of_registration(r: &BackgroundFetchRegistration) -> Fields {
         Fields {
-            id: r.id().to_owned(),
+            id: r.id(),
             downloaded: r.downloaded(),
             download_total: r.download_total(),
             uploaded: r.uploaded(),
