@@ -11,8 +11,9 @@
 //!   registration comes from [`ServiceWorkers::connect`] (the program's own, [`ProgramWorker`],
 //!   unless [`App::set_worker`] gave another, such as a JavaScript service worker), and it is
 //!   the registration's active worker;
-//! * the program's own views (the control server) use the engine's same-process objects (see
-//!   [`App::registration`]).
+//! * the program's own views of a fetch (the control server's `get`, `abort`, `match`) over
+//!   the window connection of its scope ([`App::registration`]): a record's state and body
+//!   come through `BackgroundFetchRecord::state` and `responseReady`.
 
 use crate::data::FetchData;
 use crate::network::{NetSetup, ObservedNetwork, RateLimits};
@@ -26,10 +27,9 @@ use background_fetch::service::client::{
 use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
 use background_fetch::service::{Connection, Service, ServiceWorkerHost, WorkerBridge, in_process};
 use background_fetch::{
-    BoxFuture, CacheQueryOptions, Clock, DispatchOutcome, Engine, EngineConfig, Environment,
-    EnvironmentKind, EnvironmentSettings, FetchInfo, FetchUid, FunctionalEventData,
-    FunctionalEventKind, Granted, Hosts, NoPolicy, PolicyContainer, RecordResult,
-    ServiceWorkerRegistrationId, Spawn, Store, WeakEngine, WorkerHost,
+    BoxFuture, CacheQueryOptions, Clock, DispatchOutcome, Engine, EngineConfig, FetchInfo,
+    FetchUid, FunctionalEventData, FunctionalEventKind, Granted, Hosts, NoPolicy, PolicyContainer,
+    RecordResult, ServiceWorkerRegistrationId, Spawn, Store, WeakEngine, WorkerHost,
 };
 use background_fetch_hyper::HyperNetwork;
 use background_fetch_redb::{OpenError, RedbStore, RedbStoreConfig};
@@ -390,11 +390,9 @@ pub struct App {
     service: Service,
     /// The service worker connection of each registration.
     workers: Arc<Workers>,
-    /// The page connection of each origin.
+    /// The window connection of each scope (the page's, and the program's own views).
     pages: Mutex<HashMap<String, Connection>>,
     spawner: Arc<dyn Spawn>,
-    /// The program's own same-process views (see [`App::registration`]).
-    environments: Mutex<HashMap<String, Environment>>,
 }
 
 impl App {
@@ -516,36 +514,40 @@ impl App {
             workers,
             pages: Mutex::new(HashMap::new()),
             spawner,
-            environments: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The window connection of `scope` (one per scope, kept for the process).
+    fn page(&self, scope: &Url) -> Connection {
+        self.pages
+            .lock()
+            .unwrap()
+            .entry(scope.as_str().to_owned())
+            .or_insert_with(|| {
+                in_process::connect(
+                    &self.service,
+                    EnvironmentData {
+                        kind: EnvironmentKindData::Window,
+                        secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(
+                            scope,
+                        ),
+                        base_url: scope.clone(),
+                        policy: PolicyContainer::default(),
+                        embedder: None,
+                    },
+                    self.spawner.clone(),
+                )
+            })
+            .clone()
     }
 
     /// `registration.backgroundFetch` for the registration whose scope is `origin` + `/`, in a
     /// window of that origin: a client of the engine's service protocol, over that window's
-    /// connection (one per origin).
+    /// connection (one per scope).
     pub fn manager(&self, origin: &Url) -> (BackgroundFetchManager, ServiceWorkerRegistrationId) {
         let scope = origin.join("/").unwrap_or_else(|_| origin.clone());
         let registration = ServiceWorkerRegistrationId::for_scope(&scope);
-        let page =
-            self.pages
-                .lock()
-                .unwrap()
-                .entry(scope.as_str().to_owned())
-                .or_insert_with(|| {
-                    in_process::connect(
-                        &self.service,
-                        EnvironmentData {
-                            kind: EnvironmentKindData::Window,
-                            secure_context:
-                                background_fetch::fetch::policy::is_potentially_trustworthy(&scope),
-                            base_url: scope.clone(),
-                            policy: PolicyContainer::default(),
-                            embedder: None,
-                        },
-                        self.spawner.clone(),
-                    )
-                })
-                .clone();
+        let page = self.page(&scope);
         // registration.active, as the page sees it (the program's worker, unless another
         // was set).
         let active = self.workers.ensure(&self.service, &registration);
@@ -577,37 +579,12 @@ impl App {
             .find(|f| f.active && f.id == id)
     }
 
-    /// The page-side registration object of an active fetch.
-    ///
-    /// This is the program's own view, in the engine's process (what its service-worker role
-    /// and the control server read: each record's result and head, the export of its body),
-    /// not the page's, so it uses the engine's same-process objects.
-    /// FIXME (issue 13): the protocol carries neither a record's result and head nor the
-    /// export, so this view cannot go through it yet.
-    pub async fn registration(
-        &self,
-        id: &str,
-    ) -> Option<background_fetch::BackgroundFetchRegistration> {
+    /// The registration object of the active fetch `id`, as a window of its scope gets it
+    /// (`get(id)` through the protocol, over that window's connection).
+    pub async fn registration(&self, id: &str) -> Option<BackgroundFetchRegistration> {
         let info = self.find(id)?;
         let scope = Url::parse(&info.registration.scope).ok()?;
-        // One environment per scope, kept for the process (a query made a new one each time).
-        let manager = self
-            .environments
-            .lock()
-            .unwrap()
-            .entry(scope.as_str().to_owned())
-            .or_insert_with(|| {
-                self.engine.create_environment(EnvironmentSettings {
-                    kind: EnvironmentKind::Window,
-                    secure_context: background_fetch::fetch::policy::is_potentially_trustworthy(
-                        &scope,
-                    ),
-                    base_url: scope.clone(),
-                    policy: PolicyContainer::default(),
-                    embedder: None,
-                })
-            })
-            .background_fetch(&info.registration);
+        let manager = self.page(&scope).background_fetch(&info.registration);
         manager.get(id).await.ok().flatten()
     }
 

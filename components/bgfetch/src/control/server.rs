@@ -4,10 +4,8 @@ use crate::app::App;
 use crate::control::wire::{self, Message, Query};
 use crate::data::FetchData;
 use crate::paths;
-use background_fetch::{
-    BackgroundFetchRecord, BackgroundFetchRegistration, CacheQueryOptions, FetchInfo,
-    OperationError, RecordResult,
-};
+use background_fetch::service::client::{BackgroundFetchRecord, BackgroundFetchRegistration};
+use background_fetch::{CacheQueryOptions, FetchInfo, OperationError, RecordResult};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -83,13 +81,16 @@ pub async fn registration_json(reg: &BackgroundFetchRegistration) -> Value {
     let mut records = Vec::new();
     if let Ok(all) = reg.match_all(None, CacheQueryOptions::default()).await {
         for r in all {
-            let head = r.response_head();
+            let Ok(state) = r.state().await else {
+                continue;
+            };
+            let head = state.response_head;
             records.push(json!({
                 "url": r.request().url.as_str(),
                 "method": r.request().method,
                 "status": head.as_ref().map(|h| h.status),
-                "bytes": r.stored_bytes(),
-                "state": record_state(r.result(), head.is_some()),
+                "bytes": state.stored_bytes,
+                "state": record_state(state.result, head.is_some()),
             }));
         }
     }
@@ -223,13 +224,15 @@ pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
                 ignore_vary,
             };
             match reg.r#match(url.as_str(), options).await {
-                Ok(Some(record)) if !downloading && record.result() == RecordResult::Empty => {
-                    Reply::Error(format!(
+                Ok(Some(record)) if !downloading => match record.state().await {
+                    Ok(state) if state.result == RecordResult::Empty => Reply::Error(format!(
                         "the record for {url} is incomplete ({} bytes stored) and no bgfetch \
                          process is downloading it: `bgfetch run` continues it",
-                        record.stored_bytes()
-                    ))
-                }
+                        state.stored_bytes
+                    )),
+                    Ok(_) => Reply::Record(record),
+                    Err(e) => Reply::Error(e.to_string()),
+                },
                 Ok(Some(record)) => Reply::Record(record),
                 Ok(None) => Reply::NotFound(format!("no record of {id:?} matches {url}")),
                 Err(e) => Reply::Error(e.to_string()),
