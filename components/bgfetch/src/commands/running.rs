@@ -2,9 +2,9 @@
 //! control socket, and telling how a fetch ended.
 
 use crate::app::{App, EventHandler, Settled, StoreOpen, open_store};
-use crate::control::client::{self, AskError};
+use crate::control::client::{AskError, Remote};
 use crate::control::server::{self, Limits, ServerGuard};
-use crate::control::wire::Query;
+use crate::control::wire::Control;
 use crate::exit;
 use crate::network::NetSetup;
 use crate::output::Reporter;
@@ -25,15 +25,16 @@ async fn runner_answers(store: &Path) -> Result<bool, String> {
         return Ok(false);
     };
     let asked = async {
-        let mut asked = client::ask(&sock, &Query::Ids).await?;
-        client::answer(&mut asked.frames, |_| {})
+        let remote = Remote::connect(&sock).await?;
+        remote
+            .control(Control::Ids)
             .await
             .map_err(|e| AskError::Unusable(e.to_string()))
     };
     match tokio::time::timeout(Duration::from_secs(5), asked).await {
         Ok(Ok(_)) => Ok(true),
-        Ok(Err(AskError::NotRunning)) => Ok(false),
-        Ok(Err(AskError::Unusable(m))) => Err(m),
+        Ok(Err(AskError::NotRunning | AskError::Gone(_))) => Ok(false),
+        Ok(Err(AskError::Unusable(m) | AskError::Refused(m))) => Err(m),
         Err(_) => Err(format!(
             "the process on {} does not answer within 5 s",
             sock.display()

@@ -1,29 +1,32 @@
-//! The process running fetches answers queries on its control socket.
+//! The process running fetches answers queries on its control socket: each connection is one
+//! more connection of the engine's service, with bgfetch's extension queries beside it (see
+//! [`wire`]).
 
 use crate::app::App;
-use crate::control::wire::{self, Message, Query};
+use crate::control::wire::{self, Control, ControlAnswer, FromRunner, LsRow, ToRunner};
 use crate::data::FetchData;
 use crate::paths;
-use background_fetch::service::client::{BackgroundFetchRecord, BackgroundFetchRegistration};
-use background_fetch::{CacheQueryOptions, FetchInfo, OperationError, RecordResult};
+use background_fetch::service::ConnectionId;
+use background_fetch::service::protocol::{ToScript, ToService};
+use background_fetch::service::server::ScriptSink;
+use background_fetch::{FetchInfo, OperationError};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
-use tokio::io::AsyncWrite;
 use tokio::net::{UnixListener, UnixStream};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LinesCodec};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// What the server allows a client.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
-    /// Time a client has to send its query line.
+    /// Time a client has to ask something while nothing it asked is waiting for an answer
+    /// (its first message, or its next call).
     pub read_timeout: Duration,
     /// Time a client has to take each frame of an answer (a client that stops reading is
     /// dropped, so it cannot keep the process alive).
@@ -56,57 +59,6 @@ impl Limits {
     }
 }
 
-/// An answer before it is sent.
-pub enum Reply {
-    /// A JSON value to print.
-    Json(Value),
-    /// A matched record, whose body is sent as it becomes available.
-    Record(BackgroundFetchRecord),
-    /// Nothing matched (exit 1).
-    NotFound(String),
-    /// The query failed (exit 1).
-    Error(String),
-}
-
-fn record_state(result: RecordResult, has_head: bool) -> &'static str {
-    match (result, has_head) {
-        (RecordResult::Empty, false) => "pending",
-        (RecordResult::Empty, true) => "active",
-        (r, _) => r.as_str(),
-    }
-}
-
-/// The registration as `get` prints it.
-pub async fn registration_json(reg: &BackgroundFetchRegistration) -> Value {
-    let mut records = Vec::new();
-    if let Ok(all) = reg.match_all(None, CacheQueryOptions::default()).await {
-        for r in all {
-            let Ok(state) = r.state().await else {
-                continue;
-            };
-            let head = state.response_head;
-            records.push(json!({
-                "url": r.request().url.as_str(),
-                "method": r.request().method,
-                "status": head.as_ref().map(|h| h.status),
-                "bytes": state.stored_bytes,
-                "state": record_state(state.result, head.is_some()),
-            }));
-        }
-    }
-    json!({
-        "id": reg.id(),
-        "uploadTotal": reg.upload_total(),
-        "uploaded": reg.uploaded(),
-        "downloadTotal": reg.download_total(),
-        "downloaded": reg.downloaded(),
-        "result": reg.result().as_str(),
-        "failureReason": reg.failure_reason().as_str(),
-        "recordsAvailable": reg.records_available(),
-        "records": records,
-    })
-}
-
 /// The state `ls` shows: `succeeded`, `failed`, `aborted` (settled), `paused`, `waiting`
 /// (for permission), `offline`, `running`, or `stopped` (no process downloads it: `bgfetch run`
 /// continues it).
@@ -125,54 +77,57 @@ fn state(f: &FetchInfo, downloading: bool) -> &'static str {
 }
 
 /// Every fetch in the store, as `ls` shows them.
-pub fn ls_json(app: &App, downloading: bool) -> Value {
+pub fn ls_rows(app: &App, downloading: bool) -> Vec<LsRow> {
     let mut fetches = app.engine.fetches();
     fetches.sort_by_key(|f| f.uid.0);
-    let rows: Vec<Value> = fetches
+    fetches
         .iter()
         .map(|f| {
             let (done, records) = app.records.done(f.uid).unwrap_or((0, 0));
-            json!({
-                "id": f.id,
-                "title": f.ui.title,
-                "origin": f.ui.origin,
-                "state": state(f, downloading),
-                "downloaded": f.ui.downloaded,
-                "downloadTotal": f.ui.download_total,
-                "rate": if downloading { app.reporter.rate(f.uid) } else { 0 },
-                "recordsDone": done,
-                "records": records,
-                "failureReason": f.ui.failure_reason.as_str(),
-                "limitRate": FetchData::parse(f.embedder_data.as_deref()).limit_rate,
-            })
+            LsRow {
+                id: f.id.clone(),
+                title: f.ui.title.clone(),
+                origin: f.ui.origin.clone(),
+                state: state(f, downloading).to_owned(),
+                downloaded: f.ui.downloaded,
+                download_total: f.ui.download_total,
+                rate: if downloading {
+                    app.reporter.rate(f.uid)
+                } else {
+                    0
+                },
+                records_done: done as u64,
+                records: records as u64,
+                failure_reason: f.ui.failure_reason.as_str().to_owned(),
+                limit_rate: FetchData::parse(f.embedder_data.as_deref()).limit_rate,
+            }
         })
-        .collect();
-    Value::Array(rows)
+        .collect()
 }
 
-/// Answers `query` from `app`'s engine. `downloading` says whether this process downloads the
-/// fetches (a record that is not complete then gets its body as it arrives); otherwise such a
-/// record is answered at once as incomplete.
-pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
-    let pause = matches!(query, Query::Pause { .. });
+/// Answers an extension query from `app`. `downloading` says whether this process downloads
+/// the fetches (`ls` shows the others as stopped).
+pub async fn control(app: &App, query: Control, downloading: bool) -> ControlAnswer {
+    let pause = matches!(query, Control::Pause { .. });
     match query {
-        Query::Ids => {
-            let ids: Vec<String> = app
-                .engine
+        Control::Ids => ControlAnswer::Ids(
+            app.engine
                 .fetches()
                 .into_iter()
                 .filter(|f| f.active)
                 .map(|f| f.id)
-                .collect();
-            Reply::Json(json!(ids))
-        }
-        Query::Ls => Reply::Json(ls_json(app, downloading)),
-        Query::Pause { id } | Query::Resume { id } => {
+                .collect(),
+        ),
+        Control::Ls => ControlAnswer::Ls(ls_rows(app, downloading)),
+        Control::Find { id } => ControlAnswer::Found(app.find(&id).map(|f| f.registration)),
+        Control::Pause { id } | Control::Resume { id } => {
             let Some(f) = app.find(&id) else {
-                return Reply::NotFound(format!("no active background fetch with id {id:?}"));
+                return ControlAnswer::NotFound(format!(
+                    "no active background fetch with id {id:?}"
+                ));
             };
             if pause && !f.ui.can_pause {
-                return Reply::Error(format!(
+                return ControlAnswer::Error(format!(
                     "{id} cannot be paused: only a fetch whose requests are all GET can \
                      (an upload cannot be resumed)"
                 ));
@@ -183,7 +138,7 @@ pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
                 app.engine.resume(f.uid).await
             };
             match done {
-                Ok(()) => Reply::Json(json!(true)),
+                Ok(()) => ControlAnswer::Changed(true),
                 // Paused already, not paused, or settled meanwhile: nothing changed.
                 Err(
                     OperationError::AlreadyPaused
@@ -191,123 +146,13 @@ pub async fn answer(app: &App, query: Query, downloading: bool) -> Reply {
                     | OperationError::Settled
                     | OperationError::UnknownFetch
                     | OperationError::NotAwaitingPermission,
-                ) => Reply::Json(json!(false)),
+                ) => ControlAnswer::Changed(false),
                 Err(e @ (OperationError::NotOffered | OperationError::NotDurable(_))) => {
-                    Reply::Error(format!("{id}: {e}"))
+                    ControlAnswer::Error(format!("{id}: {e}"))
                 }
-            }
-        }
-        Query::Get { id } => match app.registration(&id).await {
-            Some(reg) => Reply::Json(registration_json(&reg).await),
-            None => Reply::NotFound(format!("no active background fetch with id {id:?}")),
-        },
-        Query::Abort { id } => match app.registration(&id).await {
-            Some(reg) => match reg.abort().await {
-                Ok(b) => Reply::Json(json!(b)),
-                Err(e) => Reply::Error(e.to_string()),
-            },
-            None => Reply::Json(json!(false)),
-        },
-        Query::Match {
-            id,
-            url,
-            ignore_search,
-            ignore_method,
-            ignore_vary,
-        } => {
-            let Some(reg) = app.registration(&id).await else {
-                return Reply::NotFound(format!("no active background fetch with id {id:?}"));
-            };
-            let options = CacheQueryOptions {
-                ignore_search,
-                ignore_method,
-                ignore_vary,
-            };
-            match reg.r#match(url.as_str(), options).await {
-                Ok(Some(record)) if !downloading => match record.state().await {
-                    Ok(state) if state.result == RecordResult::Empty => Reply::Error(format!(
-                        "the record for {url} is incomplete ({} bytes stored) and no bgfetch \
-                         process is downloading it: `bgfetch run` continues it",
-                        state.stored_bytes
-                    )),
-                    Ok(_) => Reply::Record(record),
-                    Err(e) => Reply::Error(e.to_string()),
-                },
-                Ok(Some(record)) => Reply::Record(record),
-                Ok(None) => Reply::NotFound(format!("no record of {id:?} matches {url}")),
-                Err(e) => Reply::Error(e.to_string()),
             }
         }
     }
-}
-
-async fn write<W: AsyncWrite + Unpin>(
-    out: &mut FramedWrite<W, LengthDelimitedCodec>,
-    frame: Bytes,
-    limit: Option<Duration>,
-) -> std::io::Result<()> {
-    match limit {
-        Some(d) => tokio::time::timeout(d, out.send(frame))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stalled"))?,
-        None => out.send(frame).await,
-    }
-}
-
-/// Writes `reply` as the protocol says; each frame must be taken within `limit`.
-pub async fn send<W: AsyncWrite + Unpin>(
-    reply: Reply,
-    out: &mut FramedWrite<W, LengthDelimitedCodec>,
-    limit: Option<Duration>,
-) -> std::io::Result<()> {
-    let msg = match reply {
-        Reply::Json(value) => Message::Json { value },
-        Reply::NotFound(message) => Message::NotFound { message },
-        Reply::Error(message) => Message::Error { message },
-        Reply::Record(record) => {
-            let url = record.request().url.clone();
-            let mut ready = record.response_ready();
-            let response = match futures::poll!(&mut ready) {
-                Poll::Ready(r) => r,
-                Poll::Pending => {
-                    let reason = format!(
-                        "the record for {url} has no response yet (it waits for its turn or for \
-                         the server): waiting for it"
-                    );
-                    write(out, wire::message(&Message::Waiting { reason }), limit).await?;
-                    ready.await
-                }
-            };
-            let response = match response {
-                Ok(r) => r,
-                Err(e) => {
-                    let message = format!("the record for {url} has no response: {e}");
-                    write(out, wire::message(&Message::Error { message }), limit).await?;
-                    return SinkExt::<Bytes>::close(out).await;
-                }
-            };
-            let status = response.status();
-            write(out, wire::message(&Message::Body { status }), limit).await?;
-            let mut body = response.into_body();
-            let mut bytes = 0u64;
-            loop {
-                match body.next().await {
-                    Some(Ok(c)) => {
-                        bytes += c.len() as u64;
-                        write(out, wire::data(&c), limit).await?;
-                    }
-                    Some(Err(e)) => {
-                        break Message::BodyError {
-                            message: e.to_string(),
-                        };
-                    }
-                    None => break Message::End { bytes },
-                }
-            }
-        }
-    };
-    write(out, wire::message(&msg), limit).await?;
-    SinkExt::<Bytes>::close(out).await
 }
 
 /// Removes the socket file when the server goes.
@@ -351,7 +196,7 @@ pub fn serve(app: Arc<App>, path: &Path, limits: Limits) -> Result<ServerGuard, 
             };
             let app = app.clone();
             tokio::spawn(async move {
-                let _ = handle(&app, conn, limits).await;
+                handle(app, conn, limits).await;
                 drop(permit);
             });
         },
@@ -397,54 +242,132 @@ fn refuse_busy(conn: &UnixStream, max: usize) {
     let message = format!("busy: {max} control connections are open already");
     let mut buf = bytes::BytesMut::new();
     if wire::codec()
-        .encode(wire::message(&Message::Error { message }), &mut buf)
+        .encode(wire::encode(&FromRunner::Refused(message)), &mut buf)
         .is_ok()
     {
         let _ = conn.try_write(&buf);
     }
 }
 
-async fn handle(app: &App, conn: UnixStream, limits: Limits) -> std::io::Result<()> {
-    let (r, w) = conn.into_split();
-    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(wire::MAX_QUERY_LINE));
-    let mut out = FramedWrite::new(w, wire::codec());
-    let reply = match tokio::time::timeout(limits.read_timeout, lines.next()).await {
-        Ok(Some(Ok(line))) => match serde_json::from_str::<Query>(&line) {
-            Ok(q) => answer(app, q, true).await,
-            Err(e) => Reply::Error(format!("bad query: {e}")),
-        },
-        Ok(Some(Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded))) => Reply::Error(
-            format!("bad query: longer than {} bytes", wire::MAX_QUERY_LINE),
-        ),
-        Ok(Some(Err(e))) => Reply::Error(format!("bad query: {e}")),
-        Ok(None) => return Ok(()),
-        Err(_) => Reply::Error(format!(
-            "no query within {} ms",
-            limits.read_timeout.as_millis()
-        )),
-    };
-    if !matches!(reply, Reply::Record(_)) {
-        return send(reply, &mut out, Some(limits.write_timeout)).await;
-    }
-    // A client that goes away (closes its side) while a record's body is awaited (a record that
-    // has not started, for example) frees its connection at once.
-    let gone = async { while let Some(Ok(_)) = lines.next().await {} };
-    tokio::select! {
-        biased;
-        sent = send(reply, &mut out, Some(limits.write_timeout)) => sent,
-        () = gone => Ok(()),
+/// The service's end of a control connection: the engine's messages go to the socket's writer.
+struct ToSocket {
+    out: mpsc::UnboundedSender<FromRunner>,
+    outstanding: Arc<watch::Sender<u64>>,
+}
+
+impl ScriptSink for ToSocket {
+    fn send(&self, message: ToScript) {
+        if matches!(message, ToScript::Reply { .. }) {
+            self.outstanding.send_modify(|n| *n = n.saturating_sub(1));
+        }
+        let _ = self.out.send(FromRunner::Script(message));
     }
 }
 
-/// An answer given in this process (no process runs fetches on the store), as frames to read
-/// the way a forwarded answer is read.
-pub fn local(reply: Reply) -> FramedRead<tokio::io::DuplexStream, LengthDelimitedCodec> {
-    let (a, b) = tokio::io::duplex(256 * 1024);
-    tokio::spawn(async move {
-        let mut out = FramedWrite::new(a, wire::codec());
-        let _ = send(reply, &mut out, None).await;
-    });
-    FramedRead::new(b, wire::codec())
+/// Writes the connection's frames, each taken within `limit` (a client that stops reading is
+/// dropped); ends after a refusal, or when a write fails.
+async fn write_frames(
+    w: tokio::net::unix::OwnedWriteHalf,
+    mut messages: mpsc::UnboundedReceiver<FromRunner>,
+    limit: Duration,
+) {
+    let mut out = FramedWrite::new(w, wire::codec());
+    while let Some(m) = messages.recv().await {
+        let last = matches!(m, FromRunner::Refused(_));
+        match tokio::time::timeout(limit, out.send(wire::encode(&m))).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        if last {
+            let _ = SinkExt::<Bytes>::close(&mut out).await;
+            return;
+        }
+    }
+}
+
+/// Serves one control connection: a connection of the engine's service, plus bgfetch's
+/// [`Control`] queries (see [`wire`]).
+async fn handle(app: Arc<App>, conn: UnixStream, limits: Limits) {
+    let (r, w) = conn.into_split();
+    let mut frames = FramedRead::new(r, wire::codec());
+    let (out, messages) = mpsc::unbounded_channel();
+    // Calls and queries not answered yet: while there are none, the client has `read_timeout`
+    // to say hello, then `write_timeout` for each next call (an idle client, or one that
+    // stopped reading a body, is dropped, and the body with it).
+    let outstanding = Arc::new(watch::Sender::new(0u64));
+    let mut writer = tokio::spawn(write_frames(w, messages, limits.write_timeout));
+    let service = app.service().clone();
+    let mut id: Option<ConnectionId> = None;
+    let refusal = loop {
+        let limit = match id {
+            None => limits.read_timeout,
+            Some(_) => limits.write_timeout,
+        };
+        let idle = async {
+            let mut n = outstanding.subscribe();
+            let _ = n.wait_for(|n| *n == 0).await;
+            tokio::time::sleep(limit).await;
+        };
+        let frame = tokio::select! {
+            frame = frames.next() => frame,
+            () = idle => break Some(format!("nothing asked within {} ms", limit.as_millis())),
+            // The client stopped taking what is written to it.
+            _ = &mut writer => break None,
+        };
+        let message = match frame {
+            None => break None,
+            Some(Err(e)) => break Some(format!("bad frame: {}", wire::frame_error(&e))),
+            Some(Ok(bytes)) => match wire::decode::<ToRunner>(&bytes) {
+                Ok(m) => m,
+                Err(e) => break Some(format!("bad frame: {e}")),
+            },
+        };
+        match message {
+            ToRunner::Script(m) => {
+                let m = *m;
+                let connection = match id {
+                    Some(c) => c,
+                    None if matches!(m, ToService::Hello { .. }) => {
+                        let c = service.connect(Arc::new(ToSocket {
+                            out: out.clone(),
+                            outstanding: outstanding.clone(),
+                        }));
+                        id = Some(c);
+                        c
+                    }
+                    None => break Some("the first message must be Hello".to_owned()),
+                };
+                if matches!(m, ToService::Call { .. }) {
+                    outstanding.send_modify(|n| *n += 1);
+                }
+                service.receive(connection, m);
+            }
+            ToRunner::Control { call, query } => {
+                if id.is_none() {
+                    break Some("the first message must be Hello".to_owned());
+                }
+                outstanding.send_modify(|n| *n += 1);
+                let (app, out, outstanding) = (app.clone(), out.clone(), outstanding.clone());
+                tokio::spawn(async move {
+                    let answer = control(&app, query, true).await;
+                    let _ = out.send(FromRunner::Control { call, answer });
+                    outstanding.send_modify(|n| *n = n.saturating_sub(1));
+                });
+            }
+        }
+    };
+    // The service releases what the connection held (its records, the bodies it read).
+    if let Some(c) = id {
+        service.disconnect(c);
+    }
+    match refusal {
+        Some(why) => {
+            tracing::debug!(%why, "dropping a control connection");
+            let _ = out.send(FromRunner::Refused(why));
+            let _ = tokio::time::timeout(limits.write_timeout, writer).await;
+        }
+        None => writer.abort(),
+    }
 }
 
 #[cfg(test)]
