@@ -465,3 +465,246 @@ fn a_process_that_goes_away_before_answering_leaves_the_answer_to_the_store() {
     let _ = std::fs::remove_file(&sock);
     drop(server);
 }
+
+/// The control socket's frames, as a test writes and reads them: a 4-byte big-endian length,
+/// then the message in postcard.
+mod frames {
+    use bgfetch::control::wire::{self, FromRunner, ToRunner};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    pub fn write_raw(c: &mut UnixStream, length: u32, bytes: &[u8]) {
+        let _ = c.write_all(&length.to_be_bytes());
+        let _ = c.write_all(bytes);
+    }
+
+    pub fn write(c: &mut UnixStream, m: &ToRunner) {
+        let b = wire::encode(m);
+        write_raw(c, b.len() as u32, &b);
+    }
+
+    pub fn write_from_runner(c: &mut UnixStream, m: &FromRunner) {
+        let b = wire::encode(m);
+        write_raw(c, b.len() as u32, &b);
+    }
+
+    /// The next frame's bytes, or `None` when the connection closed.
+    pub fn read_raw(c: &mut UnixStream) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        c.read_exact(&mut len).ok()?;
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        c.read_exact(&mut b).ok()?;
+        Some(b)
+    }
+
+    pub fn read(c: &mut UnixStream) -> Option<FromRunner> {
+        Some(wire::decode(&read_raw(c)?).expect("a message"))
+    }
+
+    pub fn read_to_runner(c: &mut UnixStream) -> Option<ToRunner> {
+        Some(wire::decode(&read_raw(c)?).expect("a message"))
+    }
+}
+
+/// A query's first message: hello, with `version`.
+fn hello(version: u32) -> bgfetch::control::wire::ToRunner {
+    use background_fetch::service::protocol::ToService;
+    bgfetch::control::wire::ToRunner::Script(Box::new(ToService::Hello {
+        version,
+        environment: bgfetch::control::client::query_environment(),
+    }))
+}
+
+/// A frame that is not a message, and a frame longer than the limit, are refused with a reason
+/// (no panic); the running process goes on: it answers the next query and its fetch completes
+/// with every byte.
+#[test]
+fn a_malformed_or_oversized_frame_is_refused_and_loses_nothing() {
+    use bgfetch::control::wire::{FromRunner, MAX_FRAME};
+    let body = generated(300_000, 4);
+    let bed = Bed::new(vec![("/a.bin", held(body.clone(), 100_000))]);
+    let out = bed.out();
+    let runner = bed.spawn(&[
+        "fetch",
+        "f",
+        &bed.url("/a.bin"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    bed.wait_held("/a.bin", 1);
+    let sock = bed.socket();
+    // Not a message, as the first frame and after a hello.
+    for after_hello in [false, true] {
+        let mut c = connect(&sock);
+        if after_hello {
+            frames::write(
+                &mut c,
+                &hello(background_fetch::service::protocol::PROTOCOL_VERSION),
+            );
+            assert!(matches!(
+                frames::read(&mut c),
+                Some(FromRunner::Script(
+                    background_fetch::service::protocol::ToScript::Welcome(Ok(_))
+                ))
+            ));
+        }
+        frames::write_raw(&mut c, 3, &[0xff, 0xff, 0xff]);
+        match frames::read(&mut c) {
+            Some(FromRunner::Refused(why)) => assert!(why.contains("not a message"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(frames::read_raw(&mut c), None, "then it closes");
+    }
+    // Longer than the limit (its bytes are never sent).
+    let mut c = connect(&sock);
+    frames::write_raw(&mut c, MAX_FRAME as u32 + 1, &[]);
+    match frames::read(&mut c) {
+        Some(FromRunner::Refused(why)) => assert!(why.contains("longer than"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A first message other than hello.
+    let mut c = connect(&sock);
+    frames::write(
+        &mut c,
+        &bgfetch::control::wire::ToRunner::Control {
+            call: 1,
+            query: bgfetch::control::wire::Control::Ids,
+        },
+    );
+    match frames::read(&mut c) {
+        Some(FromRunner::Refused(why)) => assert!(why.contains("Hello"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let o = bed.run(&["ids"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "f",
+        "{}",
+        text(&o)
+    );
+    bed.release("/a.bin");
+    let o = Bed::finish(runner, Duration::from_secs(60));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(std::fs::read(out.join("a.bin")).unwrap() == body);
+}
+
+/// Two bgfetch builds of different protocol versions: the running process refuses a query of
+/// another version with the engine's `Welcome` refusal (and goes on), and a query refused so
+/// says why and does not take the store for itself.
+#[test]
+fn a_query_of_another_protocol_version_is_refused_with_the_reason() {
+    use background_fetch::service::protocol::{PROTOCOL_VERSION, ToScript};
+    use bgfetch::control::wire::FromRunner;
+    // The running process, asked by an older build.
+    let bed = Bed::new(vec![("/a.bin", held(vec![1u8; 1000], 10))]);
+    let runner = bed.spawn(&["fetch", "f", &bed.url("/a.bin")]);
+    bed.wait_held("/a.bin", 1);
+    let mut c = connect(&bed.socket());
+    frames::write(&mut c, &hello(PROTOCOL_VERSION - 1));
+    match frames::read(&mut c) {
+        Some(FromRunner::Script(ToScript::Welcome(Err(e)))) => {
+            let why = e.to_string();
+            assert!(
+                why.contains(&format!("version {}", PROTOCOL_VERSION - 1))
+                    && why.contains(&PROTOCOL_VERSION.to_string()),
+                "{why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(c);
+    let o = bed.run(&["ids"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "f",
+        "{}",
+        text(&o)
+    );
+    bed.release("/a.bin");
+    assert_eq!(code(&Bed::finish(runner, Duration::from_secs(60))), 0);
+
+    // This build, asking a newer one (a listener that refuses every hello as it would).
+    let bed = Bed::new(vec![("/a", Route::bytes(&b"a"[..]))]);
+    assert_eq!(
+        code(&bed.run(&["fetch", "v", &bed.url("/a"), "--detach"])),
+        0
+    );
+    let sock = bgfetch::paths::socket_path(&bed.store).unwrap();
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let first = frames::read_to_runner(&mut conn);
+        assert!(
+            matches!(&first, Some(bgfetch::control::wire::ToRunner::Script(m))
+                if matches!(**m, background_fetch::service::protocol::ToService::Hello { .. })),
+            "{first:?}"
+        );
+        frames::write_from_runner(
+            &mut conn,
+            &FromRunner::Script(ToScript::Welcome(Err(
+                background_fetch::DomError::invalid_state(format!(
+                    "protocol version {PROTOCOL_VERSION} is not supported (this service speaks {})",
+                    PROTOCOL_VERSION + 1
+                )),
+            ))),
+        );
+        let _ = frames::read_raw(&mut conn);
+    });
+    let o = bed.run(&["ids"]);
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refused") && err.contains(&format!("speaks {}", PROTOCOL_VERSION + 1)),
+        "{err}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "no answer from the store: {}",
+        text(&o)
+    );
+    server.join().unwrap();
+    let _ = std::fs::remove_file(&sock);
+}
+
+/// A process that welcomes a query and goes away before answering it (in the middle of the
+/// query's calls) leaves the answer to the store, as one that goes away before the welcome.
+#[test]
+fn a_process_that_goes_away_in_the_middle_of_a_query_leaves_the_answer_to_the_store() {
+    use background_fetch::service::protocol::{PROTOCOL_VERSION, ToScript};
+    use bgfetch::control::wire::FromRunner;
+    let bed = Bed::new(vec![("/a", Route::bytes(&b"a"[..]))]);
+    assert_eq!(
+        code(&bed.run(&["fetch", "mid", &bed.url("/a"), "--detach"])),
+        0
+    );
+    let sock = bgfetch::paths::socket_path(&bed.store).unwrap();
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        // Each connection is welcomed; its next message gets no answer: the process closes.
+        for _ in 0..2 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let _ = frames::read_raw(&mut conn);
+            frames::write_from_runner(
+                &mut conn,
+                &FromRunner::Script(ToScript::Welcome(Ok(PROTOCOL_VERSION))),
+            );
+            let _ = frames::read_raw(&mut conn);
+        }
+    });
+    let o = bed.run(&["--json", "get", "mid"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["id"], "mid", "{}", text(&o));
+    let o = bed.run(&["--json", "ids"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(),
+        serde_json::json!(["mid"])
+    );
+    let _ = std::fs::remove_file(&sock);
+    server.join().unwrap();
+}
