@@ -5,15 +5,22 @@
 //! Script reaches the engine through its service protocol (`background_fetch::service`, the
 //! [`Service`] of [`App::service`]), as a browser's content and service worker processes would:
 //!
-//! * the page's calls (`fetch()`) over a window connection per origin ([`App::manager`]);
+//! * the page's calls (`fetch()`) over a window connection per scope ([`App::manager`]);
 //! * the functional events over a service worker connection per registration: the engine's
 //!   worker host is a [`ServiceWorkerHost`] over a [`WorkerBridge`]; the connection of a
 //!   registration comes from [`ServiceWorkers::connect`] (the program's own, [`ProgramWorker`],
 //!   unless [`App::set_worker`] gave another, such as a JavaScript service worker), and it is
 //!   the registration's active worker;
-//! * the program's own views of a fetch (the control server's `get`, `abort`, `match`) over
-//!   the window connection of its scope ([`App::registration`]): a record's state and body
-//!   come through `BackgroundFetchRecord::state` and `responseReady`.
+//! * the queries of other bgfetch processes (`get`, `abort`, `match`) over a connection each,
+//!   whose transport is the control socket ([`crate::control`]); the same queries answered
+//!   from the store when no process runs, over an in-process connection. A record's state and
+//!   body come through `BackgroundFetchRecord::state` and `responseReady`, the `--out`
+//!   delivery through `BackgroundFetchRecord::export_response_body` (the store's export, run
+//!   in this process, the service's).
+//!
+//! What the program reads without the protocol is its own embedder's record of a fetch
+//! (`Engine::fetches`: its `--out` directory and rate limit, the UI state `ls` shows) and the
+//! user's operations on it (`Engine::pause`, `resume`, `resume_restored`).
 
 use crate::data::FetchData;
 use crate::network::{NetSetup, ObservedNetwork, RateLimits};
@@ -577,15 +584,6 @@ impl App {
             .fetches()
             .into_iter()
             .find(|f| f.active && f.id == id)
-    }
-
-    /// The registration object of the active fetch `id`, as a window of its scope gets it
-    /// (`get(id)` through the protocol, over that window's connection).
-    pub async fn registration(&self, id: &str) -> Option<BackgroundFetchRegistration> {
-        let info = self.find(id)?;
-        let scope = Url::parse(&info.registration.scope).ok()?;
-        let manager = self.page(&scope).background_fetch(&info.registration);
-        manager.get(id).await.ok().flatten()
     }
 
     /// Waits for the settle event of `uid`.

@@ -8,7 +8,10 @@
 //! bars or prints JSON lines ([`output::Reporter`]), quota is the disk's free space
 //! ([`quota::DiskQuota`]), and the program itself plays the service worker
 //! ([`app::ProgramWorker`]): it receives the functional events and, with `--out`, delivers each
-//! record's body into a directory during `backgroundfetchsuccess` ([`delivery`]).
+//! record's body into a directory during `backgroundfetchsuccess` ([`delivery`]). Script
+//! reaches the engine only through its service protocol: the page's `fetch()`, the service
+//! worker's events, and the queries of other bgfetch processes, whose control socket carries
+//! the same protocol ([`control::wire`]).
 //!
 //! ```text
 //! bgfetch [--store PATH] [--json] <command>
