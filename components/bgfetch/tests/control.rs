@@ -708,3 +708,97 @@ fn a_process_that_goes_away_in_the_middle_of_a_query_leaves_the_answer_to_the_st
     let _ = std::fs::remove_file(&sock);
     server.join().unwrap();
 }
+
+/// A query may read and abort, not make fetches: a `fetch()` call on the control socket is
+/// rejected with a `NotAllowedError`, and the connection still answers.
+#[test]
+fn a_query_may_not_call_fetch_on_the_control_socket() {
+    use background_fetch::service::protocol::{
+        Call, CallId, PROTOCOL_VERSION, ToScript, ToService,
+    };
+    use bgfetch::control::wire::{Control, ControlAnswer, FromRunner, ToRunner};
+    let bed = Bed::new(vec![("/a.bin", held(vec![1u8; 1000], 10))]);
+    let runner = bed.spawn(&["fetch", "f", &bed.url("/a.bin")]);
+    bed.wait_held("/a.bin", 1);
+    let mut c = connect(&bed.socket());
+    frames::write(&mut c, &hello(PROTOCOL_VERSION));
+    assert!(matches!(
+        frames::read(&mut c),
+        Some(FromRunner::Script(ToScript::Welcome(Ok(_))))
+    ));
+    let scope = url::Url::parse(&bed.url("/")).unwrap();
+    frames::write(
+        &mut c,
+        &ToRunner::Script(Box::new(ToService::Call {
+            call: CallId(1),
+            call_data: Call::Fetch {
+                registration: background_fetch::ServiceWorkerRegistrationId::for_scope(&scope),
+                id: "sneaky".into(),
+                requests: Vec::new(),
+                options: Default::default(),
+                active_worker: true,
+            },
+        })),
+    );
+    match frames::read(&mut c) {
+        Some(FromRunner::Script(ToScript::Reply {
+            call: CallId(1),
+            result: Err(e),
+        })) => assert!(e.to_string().contains("control socket"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    frames::write(
+        &mut c,
+        &ToRunner::Control {
+            call: 2,
+            query: Control::Ids,
+        },
+    );
+    assert_eq!(
+        frames::read(&mut c),
+        Some(FromRunner::Control {
+            call: 2,
+            answer: ControlAnswer::Ids(vec!["f".into()])
+        })
+    );
+    drop(c);
+    bed.release("/a.bin");
+    assert_eq!(code(&Bed::finish(runner, Duration::from_secs(60))), 0);
+}
+
+/// A process that sends what this bgfetch cannot read (a frame that is not a message) gets a
+/// clear error, not a panic nor an answer made up.
+#[test]
+fn a_frame_from_the_process_that_is_not_a_message_is_a_clear_error() {
+    use background_fetch::service::protocol::{PROTOCOL_VERSION, ToScript};
+    use bgfetch::control::wire::FromRunner;
+    let bed = Bed::new(vec![("/a", Route::bytes(&b"a"[..]))]);
+    assert_eq!(
+        code(&bed.run(&["fetch", "g", &bed.url("/a"), "--detach"])),
+        0
+    );
+    let sock = bgfetch::paths::socket_path(&bed.store).unwrap();
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let _ = frames::read_raw(&mut conn);
+        frames::write_from_runner(
+            &mut conn,
+            &FromRunner::Script(ToScript::Welcome(Ok(PROTOCOL_VERSION))),
+        );
+        let _ = frames::read_raw(&mut conn);
+        frames::write_raw(&mut conn, 2, &[0xee, 0xee]);
+        let _ = frames::read_raw(&mut conn);
+    });
+    let o = bed.run(&["ids"]);
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a message"),
+        "{}",
+        text(&o)
+    );
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    server.join().unwrap();
+    let _ = std::fs::remove_file(&sock);
+}

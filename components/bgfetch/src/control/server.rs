@@ -7,9 +7,9 @@ use crate::control::wire::{self, Control, ControlAnswer, FromRunner, LsRow, ToRu
 use crate::data::FetchData;
 use crate::paths;
 use background_fetch::service::ConnectionId;
-use background_fetch::service::protocol::{ToScript, ToService};
+use background_fetch::service::protocol::{Call, ToScript, ToService};
 use background_fetch::service::server::ScriptSink;
-use background_fetch::{FetchInfo, OperationError};
+use background_fetch::{DomError, FetchInfo, OperationError};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use std::os::unix::fs::PermissionsExt;
@@ -337,7 +337,18 @@ async fn handle(app: Arc<App>, conn: UnixStream, limits: Limits) {
                     }
                     None => break Some("the first message must be Hello".to_owned()),
                 };
-                if matches!(m, ToService::Call { .. }) {
+                if let ToService::Call { call, call_data } = &m {
+                    // A query reads and aborts; it does not make fetches or act as a service
+                    // worker (those are the page's and the worker's, in this process).
+                    if matches!(call_data, Call::Fetch { .. } | Call::UpdateUi { .. }) {
+                        let _ = out.send(FromRunner::Script(ToScript::Reply {
+                            call: *call,
+                            result: Err(DomError::not_allowed(
+                                "a query on the control socket may not call fetch() or updateUI()",
+                            )),
+                        }));
+                        continue;
+                    }
                     outstanding.send_modify(|n| *n += 1);
                 }
                 service.receive(connection, m);

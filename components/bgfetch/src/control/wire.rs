@@ -17,7 +17,8 @@
 //!   `Script(Welcome(Ok(version)))`, or `Script(Welcome(Err(..)))` from a build that speaks
 //!   another version, which then closes the connection. Calls (`get`, `abort`, `matchAll`,
 //!   `responseReady`, body reads chunk by chunk, a record's state) and their replies follow as
-//!   the engine's protocol says.
+//!   the engine's protocol says. A query does not make fetches nor act as a service worker:
+//!   `fetch()` and `updateUI()` calls are rejected with a `NotAllowedError`.
 //! * [`ToRunner::Control`]`{ call, query }`: a [`Control`] query, answered by one
 //!   [`FromRunner::Control`] with the same `call`.
 //! * [`FromRunner::Refused`]: the running process drops the connection, and why: too many
