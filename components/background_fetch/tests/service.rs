@@ -419,3 +419,111 @@ fn a_records_state_and_its_export_cross_the_protocol() {
     assert_eq!(failed_state.response_head.map(|h| h.status), Some(404));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A service worker that is active but not running (no connection yet, as after a restart
+/// before the embedder started it), and a worker host not yet given its service: the functional
+/// event waits for the worker's connection instead of being skipped (skipping drops the
+/// records the worker would have read). With no active worker the event is skipped.
+#[test]
+fn an_event_waits_for_an_active_worker_that_is_not_connected_yet() {
+    use background_fetch::service::ServiceWorkerHost;
+    use background_fetch::testing::{Executor, ScriptedNetwork, VirtualClock};
+    use background_fetch::{Engine, EngineConfig, Hosts, MemoryStore, ServiceWorkerRegistrationId};
+
+    let (executor, clock) = (Executor::new(), VirtualClock::new());
+    let network = ScriptedNetwork::new(clock.clone());
+    network.serve(A, Resource::ok(body(1000, 9)));
+    network.serve(B, Resource::ok(body(10, 9)));
+    let bridge = WorkerBridge::new();
+    let scope = Url::parse("https://example.com/").unwrap();
+    let registration = ServiceWorkerRegistrationId::for_scope(&scope);
+    let idle_scope = Url::parse("https://example.com/idle/").unwrap();
+    let idle = ServiceWorkerRegistrationId::for_scope(&idle_scope);
+    bridge.set_active_worker(&registration, true);
+    bridge.set_active_worker(&idle, true);
+    let started: Arc<Mutex<Vec<String>>> = Arc::default();
+    let st = started.clone();
+    bridge.on_start_worker(move |r| st.lock().unwrap().push(r.scope.to_string()));
+    let worker_host = ServiceWorkerHost::new(bridge.clone());
+    let hosts = Hosts::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(network),
+        Arc::new(worker_host.clone()),
+        Arc::new(clock.clone()),
+        Arc::new(executor.clone()),
+    );
+    let engine = executor
+        .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
+        .unwrap();
+    let service = Service::new(engine, bridge.clone());
+    let spawner: Arc<dyn Spawn> = Arc::new(executor.clone());
+    let page = in_process::connect(&service, page_environment(), spawner.clone());
+    let (m, idle_m) = (
+        page.background_fetch(&registration),
+        page.background_fetch(&idle),
+    );
+    let (reg, idle_reg) = executor.block_on(&clock, async move {
+        let reg = m.fetch("early", A, Default::default()).await.unwrap();
+        let idle_reg = idle_m.fetch("idle", B, Default::default()).await.unwrap();
+        (reg, idle_reg)
+    });
+    // Both downloads settle before the worker host has its service.
+    executor.run_until_idle(&clock);
+    assert_eq!(reg.result(), Outcome::Success);
+    worker_host.serve(&service);
+    executor.run_until_idle(&clock);
+    // The idle scope's worker stops being active without ever running: its event is skipped.
+    bridge.set_active_worker(&idle, false);
+    executor.run_until_idle(&clock);
+    assert!(
+        !idle_reg.records_available(),
+        "an event with no active worker is skipped, and the records go"
+    );
+    assert!(
+        reg.records_available(),
+        "the records wait for the event, which waits for the worker"
+    );
+    let mut asked = started.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        vec![scope.to_string(), idle_scope.to_string()],
+        "the embedder was asked to run each worker"
+    );
+    // Now the embedder starts the service worker: the event reaches it, with its records.
+    let worker = in_process::connect(
+        &service,
+        EnvironmentData {
+            kind: EnvironmentKindData::ServiceWorker(registration.clone()),
+            base_url: Url::parse("https://example.com/sw.js").unwrap(),
+            secure_context: true,
+            policy: PolicyContainer::default(),
+            embedder: None,
+        },
+        spawner,
+    );
+    let seen: Arc<Mutex<Vec<(String, Option<usize>)>>> = Arc::default();
+    let s = seen.clone();
+    worker.on_functional_event(move |e: client::FunctionalEvent| {
+        let s = s.clone();
+        async move {
+            let records = e.registration().match_all(None, Default::default()).await;
+            let n = match records {
+                Ok(records) => match records[0].response_ready().await {
+                    Ok(r) => r.bytes().await.ok().map(|b| b.len()),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            s.lock().unwrap().push((e.event_type().to_owned(), n));
+            DispatchOutcome::Completed
+        }
+        .boxed()
+    });
+    executor.run_until_idle(&clock);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![("backgroundfetchsuccess".to_owned(), Some(1000))]
+    );
+    assert!(!reg.records_available(), "the event ended; the records go");
+}

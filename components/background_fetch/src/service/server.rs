@@ -509,7 +509,15 @@ struct BridgeState {
     active: HashSet<ServiceWorkerRegistrationId>,
     /// Events sent to a worker's connection, until it reports them done.
     pending: HashMap<EventToken, (ConnectionId, oneshot::Sender<DispatchOutcome>)>,
+    /// Events of an active worker that has no connection yet, woken when one attaches or the
+    /// worker stops being active.
+    waiting: HashMap<ServiceWorkerRegistrationId, Vec<oneshot::Sender<()>>>,
+    /// Asked to start a registration's service worker when an event waits for it.
+    start: Option<StartWorker>,
 }
+
+/// What the embedder does to run a registration's service worker (connect its global).
+type StartWorker = Arc<dyn Fn(&ServiceWorkerRegistrationId) + Send + Sync>;
 
 impl WorkerBridge {
     /// A bridge with no worker.
@@ -520,16 +528,44 @@ impl WorkerBridge {
     /// Records whether `registration` has an active worker (the embedder's service worker
     /// system pushes it when it changes).
     pub fn set_active_worker(&self, registration: &ServiceWorkerRegistrationId, active: bool) {
-        let mut st = lock(&self.inner);
-        if active {
-            st.active.insert(registration.clone());
-        } else {
-            st.active.remove(registration);
+        let waiting = {
+            let mut st = lock(&self.inner);
+            if active {
+                st.active.insert(registration.clone());
+                Vec::new()
+            } else {
+                st.active.remove(registration);
+                st.waiting.remove(registration).unwrap_or_default()
+            }
+        };
+        // Events waiting for the worker are skipped now.
+        for w in waiting {
+            let _ = w.send(());
         }
     }
 
+    /// Asks `start` to run a registration's service worker whenever a functional event waits
+    /// for an active worker that has no connection (the service worker spec's "run service
+    /// worker" before firing a functional event): the embedder starts it, and its global's
+    /// connection ([`EnvironmentKindData::ServiceWorker`]) receives the event. Without it the
+    /// event waits until the worker connects on its own, or until
+    /// [`WorkerBridge::set_active_worker`] says it is not active (then it is skipped).
+    pub fn on_start_worker(
+        &self,
+        start: impl Fn(&ServiceWorkerRegistrationId) + Send + Sync + 'static,
+    ) {
+        lock(&self.inner).start = Some(Arc::new(start));
+    }
+
     fn attach(&self, registration: ServiceWorkerRegistrationId, connection: ConnectionId) {
-        lock(&self.inner).workers.insert(registration, connection);
+        let waiting = {
+            let mut st = lock(&self.inner);
+            st.workers.insert(registration.clone(), connection);
+            st.waiting.remove(&registration).unwrap_or_default()
+        };
+        for w in waiting {
+            let _ = w.send(());
+        }
     }
 
     fn disconnected(&self, connection: ConnectionId) {
@@ -563,34 +599,66 @@ impl WorkerBridge {
 
     /// Fires `event` at its registration's service worker global through `service`: sends it
     /// as data to the worker's connection, and completes when the worker reports it no longer
-    /// active. With no connected worker the event is skipped.
+    /// active. An active worker that has no connection yet is started
+    /// ([`WorkerBridge::on_start_worker`]) and the event waits for its connection; with no
+    /// active worker the event is skipped.
     pub fn dispatch(
         &self,
         service: &Service,
         event: FunctionalEventData,
     ) -> BoxFuture<'static, DispatchOutcome> {
-        let worker = lock(&self.inner).workers.get(&event.registration).copied();
-        let conn = worker.and_then(|id| lock(&service.inner.connections).get(&id).cloned());
-        let Some(conn) = conn else {
-            tracing::info!(scope = %event.registration.scope, "no service worker connected: skipped");
-            return futures::future::ready(DispatchOutcome::Skipped).boxed();
-        };
-        // The event's registration is the service worker global's instance: the worker's
-        // connection can match() and abort() through it.
-        let Some(object) = service.engine().functional_event(event.token) else {
-            return futures::future::ready(DispatchOutcome::Skipped).boxed();
-        };
-        let (tx, rx) = oneshot::channel();
-        lock(&self.inner).pending.insert(event.token, (conn.id, tx));
-        let registration = service.watch(&conn, object.registration());
-        conn.sink.send(ToScript::Event {
-            event: event.token,
-            kind: event.kind,
-            registration,
-        });
-        let bridge = self.clone();
-        let token = event.token;
+        let (bridge, service) = (self.clone(), service.clone());
         async move {
+            // The service worker spec's "fire a functional event": with no active worker,
+            // nothing is fired; otherwise the worker is run (connected) first.
+            let conn = loop {
+                let (waiter, start) = {
+                    let mut st = lock(&bridge.inner);
+                    let worker = st.workers.get(&event.registration).copied();
+                    let conn =
+                        worker.and_then(|id| lock(&service.inner.connections).get(&id).cloned());
+                    if let Some(conn) = conn {
+                        break conn;
+                    }
+                    if !st.active.contains(&event.registration) {
+                        tracing::info!(
+                            scope = %event.registration.scope,
+                            "no active service worker: skipped"
+                        );
+                        return DispatchOutcome::Skipped;
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    st.waiting
+                        .entry(event.registration.clone())
+                        .or_default()
+                        .push(tx);
+                    (rx, st.start.clone())
+                };
+                tracing::info!(
+                    scope = %event.registration.scope,
+                    "the event waits for the service worker to run"
+                );
+                if let Some(start) = start {
+                    start(&event.registration);
+                }
+                let _ = waiter.await;
+            };
+            // The event's registration is the service worker global's instance: the worker's
+            // connection can match() and abort() through it.
+            let Some(object) = service.engine().functional_event(event.token) else {
+                return DispatchOutcome::Skipped;
+            };
+            let (tx, rx) = oneshot::channel();
+            lock(&bridge.inner)
+                .pending
+                .insert(event.token, (conn.id, tx));
+            let registration = service.watch(&conn, object.registration());
+            conn.sink.send(ToScript::Event {
+                event: event.token,
+                kind: event.kind,
+                registration,
+            });
+            let token = event.token;
             let outcome = rx
                 .await
                 .unwrap_or_else(|_| DispatchOutcome::Failed("the event was dropped".into()));
@@ -602,11 +670,18 @@ impl WorkerBridge {
 }
 
 /// The bridge as the engine's worker host. The engine is started before the service exists, so
-/// the service is given to the bridge afterwards ([`ServiceWorkerHost::serve`]).
+/// the service is given to the bridge afterwards ([`ServiceWorkerHost::serve`]); an event the
+/// engine fires before that (a fetch restored from the store settling at once) waits for it.
 #[derive(Clone, Default)]
 pub struct ServiceWorkerHost {
     bridge: WorkerBridge,
-    service: Arc<Mutex<Option<Service>>>,
+    service: Arc<Mutex<ServiceSlot>>,
+}
+
+#[derive(Default)]
+struct ServiceSlot {
+    service: Option<Service>,
+    waiting: Vec<oneshot::Sender<Service>>,
 }
 
 impl ServiceWorkerHost {
@@ -618,9 +693,16 @@ impl ServiceWorkerHost {
         }
     }
 
-    /// Dispatches through `service` from now on.
+    /// Dispatches through `service` from now on (and the events that waited for it).
     pub fn serve(&self, service: &Service) {
-        *lock(&self.service) = Some(service.clone());
+        let waiting = {
+            let mut slot = lock(&self.service);
+            slot.service = Some(service.clone());
+            std::mem::take(&mut slot.waiting)
+        };
+        for w in waiting {
+            let _ = w.send(service.clone());
+        }
     }
 }
 
@@ -635,10 +717,24 @@ impl WorkerHost for ServiceWorkerHost {
     }
 
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
-        let service = lock(&self.service).clone();
-        match service {
-            Some(service) => self.bridge.dispatch(&service, event),
-            None => futures::future::ready(DispatchOutcome::Skipped).boxed(),
+        let waiting = {
+            let mut slot = lock(&self.service);
+            match &slot.service {
+                Some(service) => return self.bridge.dispatch(service, event),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    slot.waiting.push(tx);
+                    rx
+                }
+            }
+        };
+        let bridge = self.bridge.clone();
+        async move {
+            match waiting.await {
+                Ok(service) => bridge.dispatch(&service, event).await,
+                Err(_) => DispatchOutcome::Failed("the worker host was dropped unserved".into()),
+            }
         }
+        .boxed()
     }
 }
