@@ -215,10 +215,13 @@ impl WorkerHost for RecordingWorker {
             };
             let kind = event.kind();
             let uid = event.registration().uid();
-            let outcome = match (engine_handler, service, data) {
-                (Some(h), _, _) => h(event).await,
-                (None, Some((service, bridge)), data) => bridge.dispatch(&service, data).await,
-                (None, None, _) => DispatchOutcome::Completed,
+            let outcome = if let Some(h) = engine_handler {
+                h(event).await
+            } else if let Some((service, bridge)) = service {
+                // As data, through the service, to the service worker global's connection.
+                bridge.dispatch(&service, data).await
+            } else {
+                DispatchOutcome::Completed
             };
             inner.lock().unwrap().finished.push((kind, uid));
             outcome
