@@ -36,7 +36,9 @@
 //!   timers, `URL`/`URLSearchParams`, `TextEncoder`/`TextDecoder` (UTF-8 through encoding_rs),
 //!   `Blob`/`File`/`FormData`, `Headers`/`Request`/`Response` (bodies as text, arrayBuffer,
 //!   bytes, json, blob, and a `ReadableStream` that follows a record still downloading), the
-//!   page's `fetch()` (policy checks and CORS), the Cache API, `unhandledrejection`.
+//!   page's `fetch()` (policy checks and CORS), the Cache API (in memory for the WPT runner; in
+//!   the same redb database as the fetches for an app run on a store, see [`cache_store`]),
+//!   `unhandledrejection`.
 //! * Not: IndexedDB, notifications, `MessageChannel`, dedicated and shared workers (the
 //!   dedicated and shared worker variants of `.any.js` files are not run), `tee()` and piping
 //!   of streams, byte streams, the service worker update algorithm (a second `register()`

@@ -8,6 +8,7 @@
 //! environment considers the page loaded one microtask after it ran). The `document` stub is
 //! defined after testharness.js, so that it keeps its shell environment.
 
+use crate::cache_store::CacheStore;
 use crate::engine_host::BrowserSide;
 use crate::event_loop::EventLoop;
 use crate::network::LoopbackNetwork;
@@ -112,10 +113,23 @@ impl Runner {
     pub fn run_app(&self, prelude: &str, page: &str) -> AppRun {
         let page_url =
             Url::parse(&format!("{ORIGIN}/{}", page.replace(".js", ".html"))).expect("a URL");
+        let mut caches = None;
         let browser = match &self.store {
             None => BrowserSide::start(self.network.clone()),
             Some(path) => match background_fetch_redb::RedbStore::open(path, Default::default()) {
-                Ok(store) => BrowserSide::start_with_store(self.network.clone(), Arc::new(store)),
+                Ok(store) => {
+                    // The app's caches live in the same database as its fetches.
+                    match CacheStore::on_store(store.clone(), ORIGIN) {
+                        Ok(c) => caches = Some(c),
+                        Err(e) => {
+                            return AppRun {
+                                errors: vec![e],
+                                ..AppRun::default()
+                            };
+                        }
+                    }
+                    BrowserSide::start_with_store(self.network.clone(), Arc::new(store))
+                }
                 Err(e) => {
                     return AppRun {
                         errors: vec![format!("{}: {e}", path.display())],
@@ -127,6 +141,9 @@ impl Runner {
         let ui = browser.ui.clone();
         let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
         event_loop.real_time = self.real_time;
+        if let Some(caches) = caches {
+            event_loop.inspect(|s| s.caches = caches);
+        }
         let mut errors = Vec::new();
         if let Err(e) = event_loop.eval_page("prelude", prelude) {
             errors.push(e);
