@@ -1,26 +1,129 @@
-//! The Cache API's storage: per origin (the runner has one), the named caches in creation order,
-//! each a list of (request, response) entries as the bindings' data, and their bodies.
+//! The Cache API's storage: per origin (a page and its service workers share one), the named
+//! caches in creation order, each a list of (request, response) entries as the bindings' data,
+//! and their bodies.
 //!
 //! <https://w3c.github.io/ServiceWorker/#cache-objects>
 //!
-//! AD-HOC: the caches live in memory beside the engine's store, not in it (the engine's
-//! `Store` has no request-response cache), so they do not survive a restart.
-//! FIXME: keep them in the store with the background fetches.
+//! Two places to keep them: in memory (the WPT runner: every file starts with no cache), or in
+//! the same redb database as the engine's background fetches ([`CacheStore::on_store`]), so
+//! that an app's caches survive the program as its fetches do. There they are the store's
+//! embedder rows ([`RedbStore::write_rows`]) of namespace `cache-storage <origin>`:
+//!
+//! * `names`: the cache names in creation order (JSON);
+//! * `cache:<name>`: the entries of a cache (JSON: `{id, request, response}` each);
+//! * `body:<id>`: an entry's body (bytes; the id in 16 hexadecimal digits).
+//!
+//! Every change is written through at once, in one durable transaction (the entries and the
+//! bodies they no longer need together).
+//!
+//! AD-HOC: a cached body is one value in the database, read and written whole (the engine's
+//! records stream theirs through body files): apps cache what fits in memory anyway, since
+//! `Cache.put` here takes the whole body first.
 
+use background_fetch_redb::{RedbStore, RowWrite};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The name-to-cache map and the bodies.
 #[derive(Default)]
 pub struct CacheStore {
     /// The caches, in creation order: name and entries (`{id, request, response}`).
     caches: Vec<(String, Vec<Value>)>,
-    /// Bodies by entry id.
+    /// Bodies by entry id (in memory; with a store, only those not yet written).
     bodies: HashMap<u64, Vec<u8>>,
     next: u64,
+    /// The store and the namespace of the origin's rows, when the caches persist.
+    store: Option<(RedbStore, String)>,
+}
+
+fn cache_key(name: &str) -> String {
+    format!("cache:{name}")
+}
+
+fn body_key(id: u64) -> String {
+    format!("body:{id:016x}")
+}
+
+fn entry_ids(entries: &[Value]) -> impl Iterator<Item = u64> + '_ {
+    entries.iter().filter_map(|v| v["id"].as_u64())
 }
 
 impl CacheStore {
+    /// The caches of `origin` kept in `store` (read now; every change is written through).
+    /// Bodies that no entry refers to (a `put` cut off between its body and its entry) are
+    /// removed.
+    pub fn on_store(store: RedbStore, origin: &str) -> Result<CacheStore, String> {
+        let ns = format!("cache-storage {origin}");
+        let rows = futures::executor::block_on(store.rows(&ns, ""))
+            .map_err(|e| format!("reading the caches of {origin}: {e}"))?;
+        let mut names: Vec<String> = Vec::new();
+        let mut entries: HashMap<String, Vec<Value>> = HashMap::new();
+        let mut body_ids = Vec::new();
+        for (key, value) in &rows {
+            if key == "names" {
+                names = serde_json::from_slice(value).unwrap_or_default();
+            } else if let Some(name) = key.strip_prefix("cache:") {
+                entries.insert(
+                    name.to_owned(),
+                    serde_json::from_slice(value).unwrap_or_default(),
+                );
+            } else if let Some(id) = key
+                .strip_prefix("body:")
+                .and_then(|i| u64::from_str_radix(i, 16).ok())
+            {
+                body_ids.push(id);
+            }
+        }
+        let caches: Vec<(String, Vec<Value>)> = names
+            .into_iter()
+            .map(|n| {
+                let e = entries.remove(&n).unwrap_or_default();
+                (n, e)
+            })
+            .collect();
+        let live: HashSet<u64> = caches.iter().flat_map(|(_, e)| entry_ids(e)).collect();
+        let orphans: Vec<RowWrite> = body_ids
+            .iter()
+            .filter(|id| !live.contains(id))
+            .map(|id| (body_key(*id), None))
+            .collect();
+        if !orphans.is_empty() {
+            futures::executor::block_on(store.write_rows(&ns, orphans))
+                .map_err(|e| format!("writing the caches of {origin}: {e}"))?;
+        }
+        let next = body_ids
+            .iter()
+            .chain(live.iter())
+            .copied()
+            .max()
+            .unwrap_or(0);
+        Ok(CacheStore {
+            caches,
+            bodies: HashMap::new(),
+            next,
+            store: Some((store, ns)),
+        })
+    }
+
+    /// Writes `writes` through to the store, if the caches persist.
+    ///
+    /// FIXME: a write that fails (a full disk) is reported on stderr, and the caches in memory
+    /// keep the change: the Cache API's promises cannot reject for it yet.
+    fn persist(&self, writes: Vec<RowWrite>) {
+        if let Some((store, ns)) = &self.store
+            && let Err(e) = futures::executor::block_on(store.write_rows(ns, writes))
+        {
+            eprintln!("error: writing the caches: {e}");
+        }
+    }
+
+    fn names_row(&self) -> RowWrite {
+        (
+            "names".to_owned(),
+            Some(serde_json::to_vec(&self.names()).unwrap_or_default()),
+        )
+    }
+
     /// The cache names, in creation order.
     pub fn names(&self) -> Vec<String> {
         self.caches.iter().map(|(n, _)| n.clone()).collect()
@@ -30,15 +133,21 @@ impl CacheStore {
     pub fn open(&mut self, name: &str) {
         if !self.caches.iter().any(|(n, _)| n == name) {
             self.caches.push((name.to_owned(), Vec::new()));
+            let writes = vec![self.names_row(), (cache_key(name), Some(b"[]".to_vec()))];
+            self.persist(writes);
         }
     }
 
     /// Deletes cache `name`; whether it existed.
     pub fn delete(&mut self, name: &str) -> bool {
-        let before = self.caches.len();
-        self.caches.retain(|(n, _)| n != name);
-        self.collect_bodies();
-        before != self.caches.len()
+        let Some(at) = self.caches.iter().position(|(n, _)| n == name) else {
+            return false;
+        };
+        let (_, gone) = self.caches.remove(at);
+        let mut writes = vec![self.names_row(), (cache_key(name), None)];
+        writes.extend(self.collect_bodies(entry_ids(&gone).collect()));
+        self.persist(writes);
+        true
     }
 
     /// The entries of cache `name`.
@@ -51,10 +160,29 @@ impl CacheStore {
 
     /// Replaces the entries of cache `name` (the bindings computed the new list).
     pub fn write(&mut self, name: &str, entries: Vec<Value>) {
-        if let Some((_, e)) = self.caches.iter_mut().find(|(n, _)| n == name) {
-            *e = entries;
+        let Some((_, e)) = self.caches.iter_mut().find(|(n, _)| n == name) else {
+            return;
+        };
+        let before: Vec<u64> = entry_ids(e).collect();
+        let added: Vec<u64> = entry_ids(&entries)
+            .filter(|id| !before.contains(id))
+            .collect();
+        *e = entries.clone();
+        let mut writes = Vec::new();
+        // The new entries' bodies, with the entries that refer to them.
+        for id in added {
+            if self.store.is_some()
+                && let Some(body) = self.bodies.remove(&id)
+            {
+                writes.push((body_key(id), Some(body)));
+            }
         }
-        self.collect_bodies();
+        writes.push((
+            cache_key(name),
+            Some(serde_json::to_vec(&entries).unwrap_or_default()),
+        ));
+        writes.extend(self.collect_bodies(before));
+        self.persist(writes);
     }
 
     /// Keeps a body for an entry to come; returns its id.
@@ -66,19 +194,33 @@ impl CacheStore {
 
     /// The body of entry `id`.
     pub fn body(&self, id: u64) -> Option<Vec<u8>> {
-        self.bodies.get(&id).cloned()
+        if let Some(b) = self.bodies.get(&id) {
+            return Some(b.clone());
+        }
+        let (store, ns) = self.store.as_ref()?;
+        let key = body_key(id);
+        futures::executor::block_on(store.rows(ns, &key))
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// Drops the bodies no entry refers to (a body added but not yet written is kept while
-    /// its id is the newest).
-    fn collect_bodies(&mut self) {
-        let live: std::collections::HashSet<u64> = self
-            .caches
-            .iter()
-            .flat_map(|(_, e)| e.iter().filter_map(|v| v["id"].as_u64()))
-            .collect();
+    /// its id is the newest); `candidates` are the ids that may have lost their last entry.
+    /// Returns the removals of stored bodies.
+    fn collect_bodies(&mut self, candidates: Vec<u64>) -> Vec<RowWrite> {
+        let live: HashSet<u64> = self.caches.iter().flat_map(|(_, e)| entry_ids(e)).collect();
         let newest = self.next;
         self.bodies
             .retain(|id, _| live.contains(id) || *id == newest);
+        if self.store.is_none() {
+            return Vec::new();
+        }
+        candidates
+            .into_iter()
+            .filter(|id| !live.contains(id))
+            .map(|id| (body_key(id), None))
+            .collect()
     }
 }

@@ -7,7 +7,7 @@
 //! produce for script is queued as an [`Inbound`] message for the event loop (which owns the
 //! JavaScript side and is not `Send`).
 
-use crate::network::{Latency, LoopbackNetwork};
+use crate::network::{AppNetwork, Latency, LoopbackNetwork, PageNetwork};
 use background_fetch::service::client::{
     BackgroundFetchRecord, BackgroundFetchRegistration, FunctionalEvent, Response,
 };
@@ -100,8 +100,10 @@ pub struct BrowserSide {
     pub permission: TestPermission,
     /// The UI host (what the user would see).
     pub ui: RecordingUi,
-    /// The network.
-    pub network: LoopbackNetwork,
+    /// The network (scripts, the page's `fetch()`; the engine's too).
+    pub network: Arc<dyn PageNetwork>,
+    /// The background-fetch events dispatched to service workers, in order (`type id`).
+    pub events: Arc<Mutex<Vec<String>>>,
     /// Messages for the event loop.
     pub inbound: Arc<Mutex<VecDeque<Inbound>>>,
     /// Objects held by number.
@@ -122,8 +124,29 @@ impl BrowserSide {
         network: LoopbackNetwork,
         store: Arc<dyn background_fetch::Store>,
     ) -> BrowserSide {
-        let executor = Executor::new();
         let clock = VirtualClock::new();
+        let engine_network = Arc::new(Latency::new(
+            Arc::new(CorsNetwork::new(Arc::new(network.clone()))),
+            Arc::new(clock.clone()),
+            NETWORK_LATENCY,
+        ));
+        Self::start_on(Arc::new(network), engine_network, store, clock)
+    }
+
+    /// Starts an engine for an app: on `network` (which runs the CORS protocol itself) and
+    /// `store`.
+    pub fn start_app(network: AppNetwork, store: Arc<dyn background_fetch::Store>) -> BrowserSide {
+        let network = Arc::new(network);
+        Self::start_on(network.clone(), network, store, VirtualClock::new())
+    }
+
+    fn start_on(
+        network: Arc<dyn PageNetwork>,
+        engine_network: Arc<dyn background_fetch::NetworkHost>,
+        store: Arc<dyn background_fetch::Store>,
+        clock: VirtualClock,
+    ) -> BrowserSide {
+        let executor = Executor::new();
         let bridge = WorkerBridge::new();
         let worker_host = ServiceWorkerHost::new(bridge.clone());
         let permission = TestPermission::default();
@@ -132,11 +155,7 @@ impl BrowserSide {
         let ui = RecordingUi::default();
         let hosts = Hosts {
             store,
-            network: Arc::new(Latency::new(
-                Arc::new(CorsNetwork::new(Arc::new(network.clone()))),
-                Arc::new(clock.clone()),
-                NETWORK_LATENCY,
-            )),
+            network: engine_network,
             ui: Arc::new(ui.clone()),
             worker: Arc::new(worker_host.clone()),
             permission: Arc::new(permission.clone()),
@@ -164,6 +183,7 @@ impl BrowserSide {
             permission,
             ui,
             network,
+            events: Arc::default(),
             inbound: Arc::default(),
             handles: Arc::default(),
             connections: Arc::default(),
@@ -241,12 +261,17 @@ impl BrowserSide {
         );
         let inbound = self.inbound.clone();
         let handles = self.handles.clone();
+        let events = self.events.clone();
         conn.on_functional_event(
             move |event: FunctionalEvent| -> BoxFuture<'static, DispatchOutcome> {
                 let (tx, rx) = oneshot::channel();
                 let registration = event.registration().clone();
                 let data = registration.data();
                 let uid = format!("{:?}", data.uid);
+                events
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {}", event.event_type(), data.id));
                 let handle = {
                     let mut h = handles.lock().unwrap();
                     let n = h.fresh();

@@ -66,6 +66,7 @@ impl EventLoop {
             verbose,
             harness: None,
             caches: Default::default(),
+            registrations: None,
             console: Vec::new(),
         });
         let mut this = EventLoop {

@@ -16,6 +16,9 @@
 //!  state.rs              what natives reach: queues, environments, reports, caches
 //!  engine_host.rs        the engine, its protocol service, one connection per environment
 //!  network.rs, server.rs the loopback WPT server and the engine's network to it
+//!  cache_store.rs        the Cache API's storage (memory, or the redb store's rows)
+//!  registrations.rs      service worker registrations kept with the fetches
+//!  app.rs                web apps on an embedder's hosts (`bgfetch js`, `bgfetch run`)
 //!  runner.rs             one page per upstream file (and apps); expectations.rs
 //! ```
 //!
@@ -36,7 +39,9 @@
 //!   timers, `URL`/`URLSearchParams`, `TextEncoder`/`TextDecoder` (UTF-8 through encoding_rs),
 //!   `Blob`/`File`/`FormData`, `Headers`/`Request`/`Response` (bodies as text, arrayBuffer,
 //!   bytes, json, blob, and a `ReadableStream` that follows a record still downloading), the
-//!   page's `fetch()` (policy checks and CORS), the Cache API, `unhandledrejection`.
+//!   page's `fetch()` (policy checks and CORS), the Cache API (in memory for the WPT runner; in
+//!   the same redb database as the fetches for an app run on a store, see [`cache_store`]),
+//!   `unhandledrejection`.
 //! * Not: IndexedDB, notifications, `MessageChannel`, dedicated and shared workers (the
 //!   dedicated and shared worker variants of `.any.js` files are not run), `tee()` and piping
 //!   of streams, byte streams, the service worker update algorithm (a second `register()`
@@ -50,7 +55,10 @@
 //! cargo run -p background-fetch-js --bin wpt -- --root ../shared/wpt-upstream
 //! ```
 //!
-//! An app: `cargo run -p background-fetch-js --bin bgfetch-js -- --root DIR [--store PATH]
+//! An app on the `bgfetch` program's hosts (redb store, hyper network; a fetch cut off by a
+//! kill is finished by `bgfetch run` in the app's own worker): `bgfetch js --root DIR
+//! --register /sw.js index.js` ([`app::run_page`], [`app::resume_stored`]). For the host's
+//! tests: `cargo run -p background-fetch-js --bin bgfetch-js -- --root DIR [--store PATH]
 //! --register /sw.js index.js` (with `--store`, fetches survive the program and resume in the
 //! next run). In Rust, [`runner::Runner::run_app`]:
 //!
@@ -69,6 +77,7 @@
 //! }
 //! ```
 
+pub mod app;
 pub mod bootstrap;
 pub mod cache_store;
 pub mod engine_host;
@@ -76,6 +85,7 @@ pub mod event_loop;
 pub mod expectations;
 pub mod natives;
 pub mod network;
+pub mod registrations;
 pub mod rejections;
 pub mod runner;
 pub mod server;

@@ -246,7 +246,13 @@ fn settings(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<Js
             });
         }
         "unregister" => {
-            let id = registration_id(value.as_str().unwrap_or_default())?;
+            let scope = value.as_str().unwrap_or_default();
+            let id = registration_id(scope)?;
+            if let Some(Err(e)) =
+                with_state(|s| s.registrations.as_ref().map(|r| r.unregister(scope)))
+            {
+                return Err(type_error(e));
+            }
             with_state(|s| {
                 let engine = s.browser.engine.clone();
                 s.browser.executor.spawn_boxed(Box::pin(async move {
@@ -271,6 +277,14 @@ fn create_worker(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResu
     let scope = string_arg(args, 1, context)?;
     let script_url = Url::parse(&script).map_err(|e| type_error(e.to_string()))?;
     let id = registration_id(&scope)?;
+    // An app on a store keeps the registration with its fetches (see crate::registrations).
+    if let Some(Err(e)) = with_state(|s| {
+        s.registrations
+            .as_ref()
+            .map(|r| r.register(&scope, &script))
+    }) {
+        return Err(type_error(e));
+    }
     let realm = context.create_realm()?;
     let env = with_state(|s| {
         s.next_env += 1;
@@ -527,8 +541,19 @@ fn op(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue>
                 ..BackgroundFetchOptions::default()
             };
             let fetch_id = v["id"].as_str().unwrap_or_default().to_owned();
+            let events = browser.events.clone();
             browser.settle_with(op, async move {
-                let registration = manager.fetch(&fetch_id, requests?, options).await?;
+                let registration = match manager.fetch(&fetch_id, requests?, options).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The embedder's log: an app run's exit code says a fetch() rejected.
+                        events
+                            .lock()
+                            .unwrap()
+                            .push(format!("rejected {fetch_id}: {}", e.message));
+                        return Err(e);
+                    }
+                };
                 Ok((b.keep_registration(env, registration), None))
             });
         }
@@ -683,7 +708,12 @@ fn op(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue>
                 };
                 Ok((request, body))
             });
-            let network = CorsNetwork::new(Arc::new(browser.network.clone()));
+            let page_network: Arc<dyn NetworkHost> = browser.network.clone();
+            let network: Arc<dyn NetworkHost> = if browser.network.needs_cors() {
+                Arc::new(CorsNetwork::new(page_network))
+            } else {
+                page_network
+            };
             browser.settle_with(op, async move {
                 let (request, body) = prepared?;
                 let url = request.url.clone();

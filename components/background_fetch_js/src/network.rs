@@ -316,3 +316,125 @@ impl NetworkHost for Latency {
         .boxed()
     }
 }
+
+/// The network a page and its engine use: the engine's [`NetworkHost`], plus what the event
+/// loop needs of it (whether a transfer is in flight, scripts read whole and synchronously).
+pub trait PageNetwork: NetworkHost {
+    /// How many transfers are in flight.
+    fn in_flight(&self) -> usize;
+    /// Sends a GET and reads the whole response, blocking the calling thread (scripts).
+    fn get_blocking(&self, url: &Url) -> Result<WholeResponse, String>;
+    /// Whether requests need the CORS protocol around this network (a network that runs it
+    /// itself, such as `background-fetch-hyper`'s, says no).
+    fn needs_cors(&self) -> bool {
+        true
+    }
+}
+
+impl PageNetwork for LoopbackNetwork {
+    fn in_flight(&self) -> usize {
+        LoopbackNetwork::in_flight(self)
+    }
+    fn get_blocking(&self, url: &Url) -> Result<WholeResponse, String> {
+        LoopbackNetwork::get_blocking(self, url)
+    }
+}
+
+/// An app's network: the app's own origin served on loopback ([`LoopbackNetwork`], behind the
+/// CORS protocol), when it has one, and every other URL through the embedder's network (for
+/// `bgfetch js`, `background-fetch-hyper`'s, proxies included), counted while in flight.
+#[derive(Clone)]
+pub struct AppNetwork {
+    loopback: Option<LoopbackNetwork>,
+    other: Arc<dyn NetworkHost>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a transfer in flight while it lives.
+struct InFlight(Arc<AtomicUsize>);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl AppNetwork {
+    /// `other` for every URL, and `loopback` for the hosts it serves.
+    pub fn new(loopback: Option<LoopbackNetwork>, other: Arc<dyn NetworkHost>) -> AppNetwork {
+        AppNetwork {
+            loopback,
+            other,
+            in_flight: Arc::default(),
+        }
+    }
+
+    fn loopback_for(&self, url: &Url) -> Option<&LoopbackNetwork> {
+        self.loopback.as_ref().filter(|l| l.resolve(url).is_some())
+    }
+}
+
+impl NetworkHost for AppNetwork {
+    fn fetch(&self, request: NetworkRequest) -> BoxStream<'static, NetworkEvent> {
+        if let Some(l) = self.loopback_for(&request.request.url) {
+            return background_fetch_wpt::cors::CorsNetwork::new(Arc::new(l.clone()))
+                .fetch(request);
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        self.other
+            .fetch(request)
+            .map(move |e| {
+                let _ = &guard;
+                e
+            })
+            .boxed()
+    }
+}
+
+impl PageNetwork for AppNetwork {
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+            + self.loopback.as_ref().map_or(0, LoopbackNetwork::in_flight)
+    }
+
+    fn get_blocking(&self, url: &Url) -> Result<WholeResponse, String> {
+        if let Some(l) = self.loopback_for(url) {
+            return l.get_blocking(url);
+        }
+        let request = background_fetch::Request::get(url.clone());
+        let mut events = futures::executor::block_on_stream(self.fetch(NetworkRequest {
+            request,
+            body: None,
+            range_start: None,
+            validators: Default::default(),
+            client: background_fetch::ClientSnapshot::for_url(url.clone()),
+            fetch: background_fetch::FetchUid(0),
+            record: 0,
+        }));
+        let mut head: Option<ResponseHead> = None;
+        let mut body = Vec::new();
+        for event in events.by_ref() {
+            match event {
+                NetworkEvent::Response(h) => head = Some(h),
+                NetworkEvent::Data(d) => body.extend_from_slice(&d),
+                NetworkEvent::UploadProgress(_) => {}
+                NetworkEvent::Error(e) => return Err(format!("{url}: {e:?}")),
+            }
+        }
+        let head = head.ok_or_else(|| format!("{url}: no response"))?;
+        Ok(WholeResponse {
+            status: head.status,
+            status_text: head.status_text.clone(),
+            headers: head
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+            body,
+        })
+    }
+
+    fn needs_cors(&self) -> bool {
+        false
+    }
+}

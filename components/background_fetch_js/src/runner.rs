@@ -8,6 +8,7 @@
 //! environment considers the page loaded one microtask after it ran). The `document` stub is
 //! defined after testharness.js, so that it keeps its shell environment.
 
+use crate::cache_store::CacheStore;
 use crate::engine_host::BrowserSide;
 use crate::event_loop::EventLoop;
 use crate::network::LoopbackNetwork;
@@ -42,18 +43,7 @@ pub struct FileResult {
     pub harness: (String, String),
 }
 
-/// What a web app's run left behind.
-#[derive(Clone, Debug, Default)]
-pub struct AppRun {
-    /// Its console output (`level: text`).
-    pub console: Vec<String>,
-    /// Exceptions its scripts threw while loading.
-    pub errors: Vec<String>,
-    /// The titles the UI showed, in order.
-    pub ui_titles: Vec<String>,
-    /// Its caches: name and the URLs of the requests stored.
-    pub caches: Vec<(String, Vec<String>)>,
-}
+pub use crate::app::AppRun;
 
 /// The runner of one WPT root.
 pub struct Runner {
@@ -112,10 +102,23 @@ impl Runner {
     pub fn run_app(&self, prelude: &str, page: &str) -> AppRun {
         let page_url =
             Url::parse(&format!("{ORIGIN}/{}", page.replace(".js", ".html"))).expect("a URL");
+        let mut caches = None;
         let browser = match &self.store {
             None => BrowserSide::start(self.network.clone()),
             Some(path) => match background_fetch_redb::RedbStore::open(path, Default::default()) {
-                Ok(store) => BrowserSide::start_with_store(self.network.clone(), Arc::new(store)),
+                Ok(store) => {
+                    // The app's caches live in the same database as its fetches.
+                    match CacheStore::on_store(store.clone(), ORIGIN) {
+                        Ok(c) => caches = Some(c),
+                        Err(e) => {
+                            return AppRun {
+                                errors: vec![e],
+                                ..AppRun::default()
+                            };
+                        }
+                    }
+                    BrowserSide::start_with_store(self.network.clone(), Arc::new(store))
+                }
                 Err(e) => {
                     return AppRun {
                         errors: vec![format!("{}: {e}", path.display())],
@@ -124,65 +127,17 @@ impl Runner {
                 }
             },
         };
-        let ui = browser.ui.clone();
-        let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
-        event_loop.real_time = self.real_time;
-        let mut errors = Vec::new();
-        if let Err(e) = event_loop.eval_page("prelude", prelude) {
-            errors.push(e);
-        }
-        let url = page_url.join(page).expect("a URL");
-        match self.network.get_blocking(&url) {
-            Ok(r) if r.status == 200 => {
-                let source = encoding_rs::UTF_8
-                    .decode_with_bom_removal(&r.body)
-                    .0
-                    .into_owned();
-                if let Err(e) = event_loop.eval_page(page, &source) {
-                    errors.push(e);
-                }
-            }
-            Ok(r) => errors.push(format!("{url} answered {}", r.status)),
-            Err(e) => errors.push(e),
-        }
-        let _ = event_loop.eval_page(
-            "load",
-            "globalThis[Symbol.for('background-fetch-js.load')]()",
-        );
-        event_loop.run(self.timeout);
-        let ui_titles = ui
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                background_fetch::testing::UiCall::Show(s)
-                | background_fetch::testing::UiCall::Update(s) => Some(s.title),
-                _ => None,
-            })
-            .collect();
-        let (console, caches) = event_loop.inspect(|s| {
-            let caches = s
-                .caches
-                .names()
-                .into_iter()
-                .map(|n| {
-                    let urls = s
-                        .caches
-                        .entries(&n)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|e| e["request"]["url"].as_str().unwrap_or_default().to_owned())
-                        .collect();
-                    (n, urls)
-                })
-                .collect();
-            (s.console.clone(), caches)
-        });
-        AppRun {
-            console,
-            errors,
-            ui_titles,
-            caches,
-        }
+        crate::app::run_in_page(
+            browser,
+            page_url,
+            prelude,
+            Some(page),
+            caches.unwrap_or_default(),
+            None,
+            self.timeout,
+            self.real_time,
+            self.verbose,
+        )
     }
 
     /// Runs every variant of `file` (a name in `background-fetch/`): a `.window.js` file in a

@@ -72,6 +72,8 @@ pub struct LoopState {
     pub console: Vec<String>,
     /// The Cache API's caches.
     pub caches: crate::cache_store::CacheStore,
+    /// Where the page's service worker registrations are kept (an app run on a store).
+    pub registrations: Option<crate::registrations::RegistrationRows>,
 }
 
 thread_local! {

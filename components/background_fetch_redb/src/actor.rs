@@ -64,6 +64,8 @@ pub(crate) enum Op {
     Stats(Reply<crate::reports::StoreStats>),
     Close(Reply<()>),
     UidFloor(Reply<u64>),
+    WriteRows(String, Vec<crate::embedder_rows::RowWrite>, Reply<()>),
+    Rows(String, String, Reply<Vec<crate::embedder_rows::Row>>),
     /// The append fast path queued bytes.
     Wake,
 }

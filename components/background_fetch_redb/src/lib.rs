@@ -184,6 +184,7 @@ mod rows;
 mod actor;
 mod commit;
 mod compact;
+mod embedder_rows;
 mod export;
 mod integrity;
 mod op_loop;
@@ -195,6 +196,7 @@ mod revert;
 
 pub use backend::{BackendFactory, file_backend_factory};
 pub use config::{QuotaLimit, RedbStoreConfig};
+pub use embedder_rows::{Row, RowWrite};
 pub use error::OpenError;
 pub use files::{BodyFile, BodyFs, DirFs, body_dir};
 pub use reports::{CompactReport, IntegrityReport, StoreStats};
@@ -421,6 +423,25 @@ impl RedbStore {
         &self,
     ) -> BoxFuture<'static, Result<Vec<ServiceWorkerRegistrationId>, StoreError>> {
         self.call(Op::Registrations)
+    }
+
+    /// Writes the embedder's own rows of namespace `ns` (a value of `None` removes its row), in
+    /// one durable transaction after every change buffered before it: data the embedder keeps
+    /// beside the background fetches (the JavaScript host keeps its Cache API and its service
+    /// worker registrations here). The engine never reads them, and no fetch refers to them.
+    pub fn write_rows(
+        &self,
+        ns: &str,
+        writes: Vec<RowWrite>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let ns = ns.to_owned();
+        self.call(move |reply| Op::WriteRows(ns, writes, reply))
+    }
+
+    /// The embedder's rows of namespace `ns` whose key starts with `prefix`, in key order.
+    pub fn rows(&self, ns: &str, prefix: &str) -> BoxFuture<'static, Result<Vec<Row>, StoreError>> {
+        let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
+        self.call(move |reply| Op::Rows(ns, prefix, reply))
     }
 
     /// Commits everything buffered, durably.

@@ -67,6 +67,8 @@ fn is_barrier(op: &Op) -> bool {
             | Op::Stats(_)
             | Op::Purge(..)
             | Op::Export(..)
+            | Op::WriteRows(..)
+            | Op::Rows(..)
             | Op::Close(_)
     )
 }
@@ -274,6 +276,8 @@ impl Actor {
                 deferred(reply, r)
             }
             Op::Flush(reply) => deferred(reply, self.flush().map(|_| ())),
+            Op::WriteRows(ns, writes, reply) => deferred(reply, self.write_rows(&ns, writes)),
+            Op::Rows(ns, prefix, reply) => deferred(reply, self.rows(&ns, &prefix)),
             Op::CheckIntegrity(reply) => deferred(reply, self.check_integrity()),
             Op::Compact(reply) => deferred(reply, self.compact()),
             Op::Stats(reply) => deferred(reply, self.stats()),

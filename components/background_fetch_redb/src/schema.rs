@@ -68,6 +68,14 @@ pub const REQUEST_CHUNKS: TableDefinition<(u64, u32, u32), &[u8]> =
 pub const BODY_CHUNKS: TableDefinition<(u64, u32, u32), &[u8]> =
     TableDefinition::new("body_chunks");
 
+/// (namespace, key) → bytes: rows an embedder keeps in the same database as the background
+/// fetches (the JavaScript host's Cache API and service worker registrations), through
+/// [`crate::RedbStore::write_rows`] and [`crate::RedbStore::rows`]. The engine never reads
+/// them. Created by the first write, so a store that never had one reads as empty, and adding
+/// the table changed no schema version (older builds ignore a table they do not know).
+pub const EMBEDDER_ROWS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("embedder_rows");
+
 /// The mutable per-fetch flags.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchStateRow {

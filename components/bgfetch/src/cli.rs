@@ -1,6 +1,7 @@
 //! The command line (a contract scripts rely on; exit codes in [`crate::exit`]).
 
 use crate::commands::fetch::{FetchArgs, fetch};
+use crate::commands::js::{JsArgs, js};
 use crate::commands::query::query;
 use crate::commands::run::run_all;
 use crate::control::wire::Query;
@@ -146,6 +147,39 @@ enum Command {
     },
     /// Resumes every unsettled fetch in the store and runs them until they settle.
     Run {
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Runs a web app headless: serves DIR on loopback as the app's origin (or uses a live
+    /// --origin), runs PAGE.js in a page of that origin (its navigator.serviceWorker.register()
+    /// loads the worker from the origin; background-fetch is granted), prints console output,
+    /// the background-fetch events its workers receive, the UI and its caches, and exits when
+    /// nothing is pending (or after --timeout) with the exit codes of `fetch`. Fetches, caches
+    /// and the worker's registration live in the store: a fetch cut off by a kill is resumed
+    /// by `bgfetch run`, which starts the app's worker again for its events.
+    Js {
+        /// The app's directory, served on loopback as https://web-platform.test.
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "origin",
+            required_unless_present = "origin"
+        )]
+        root: Option<PathBuf>,
+        /// A live origin (http or https URL) instead of --root, reached through the network.
+        #[arg(long, value_name = "URL")]
+        origin: Option<String>,
+        /// Register this service worker script before PAGE.js runs (for apps that register it
+        /// in a page this command does not run).
+        #[arg(long, value_name = "SW.js")]
+        register: Option<String>,
+        /// Stop after this long even if something is pending (30, 90s, 500ms, 5m); a fetch
+        /// still running stays in the store for `bgfetch run`.
+        #[arg(long, value_name = "D", default_value = "10m", value_parser = crate::commands::js::parse_timeout)]
+        timeout: std::time::Duration,
+        /// The page script: a path under the origin.
+        #[arg(value_name = "PAGE.js")]
+        page: String,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -340,6 +374,24 @@ async fn run(cli: Cli) -> i32 {
             fetch(&path, Arc::new(Reporter::new(mode)), args).await
         }
         Command::Run { net } => run_all(&path, Arc::new(Reporter::new(mode)), &net).await,
+        Command::Js {
+            root,
+            origin,
+            register,
+            timeout,
+            page,
+            net,
+        } => {
+            let args = JsArgs {
+                root,
+                origin,
+                register,
+                page,
+                timeout,
+                net,
+            };
+            js(&path, Arc::new(Reporter::new(mode)), args).await
+        }
         Command::Ls => query(&path, Query::Ls, None, json).await,
         Command::Pause { id } => query(&path, Query::Pause { id }, None, json).await,
         Command::Resume { id } => query(&path, Query::Resume { id }, None, json).await,

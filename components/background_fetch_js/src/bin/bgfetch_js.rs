@@ -12,10 +12,11 @@
 //! a fetch finished leaves it there, and the next run on the same store resumes it and fires its
 //! event at the service worker that run registers.
 //!
-//! FIXME: `bgfetch js` (the `bgfetch` program's subcommand, on the hyper network for a live
-//! `--origin`, with the worker script stored with its registration so that `bgfetch run`
-//! resumes a killed fetch and runs the worker's handlers itself) is not done; here the app's
-//! directory is always served on loopback and the next run must register the worker again.
+//! The `bgfetch` program's `bgfetch js` runs apps on its own hosts instead (hyper network, a
+//! live `--origin`, the worker's registration kept in the store so that `bgfetch run` resumes a
+//! killed fetch and runs the worker's handlers itself): see [`background_fetch_js::app`]. This
+//! program stays for the host's tests (an in-memory store, or `--store`, on the loopback
+//! network only; the next run registers the worker again).
 
 use background_fetch_js::runner::Runner;
 use std::path::PathBuf;

@@ -12,8 +12,19 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Runs `run`.
+/// Runs `run`: first the fetches of web apps run by `bgfetch js` (their service workers
+/// handle their events, see [`crate::commands::js::resume_apps`]), then the program's own.
 pub async fn run_all(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32 {
+    let apps = crate::commands::js::resume_apps(path, net, APP_TIMEOUT).await;
+    let code = run_program_fetches(path, reporter, net).await;
+    if code == exit::SUCCESS { apps } else { code }
+}
+
+/// How long `run` lets an app's service worker run its fetches.
+const APP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Runs the fetches the program handles itself (`bgfetch fetch`'s).
+async fn run_program_fetches(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32 {
     let net = match net.setup(|k| std::env::var(k).ok()) {
         Ok(n) => n,
         Err(e) => {

@@ -1,0 +1,262 @@
+//! `bgfetch js`: web apps' JavaScript on the program's hosts (redb store, hyper network).
+//!
+//! * MDN's Background Fetch example, verbatim and as intended, from a directory served on
+//!   loopback (`--root`);
+//! * an app on a live origin (`--origin`, a loopback server this test starts) whose download
+//!   is cut off by `kill -9`: `bgfetch run` starts the app's service worker again, the fetch
+//!   finishes, and the worker's `backgroundfetchsuccess` handler copies the record into its
+//!   cache, which the next `bgfetch js` run finds.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+fn bgfetch(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bgfetch"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("bgfetch runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn mdn_app(dir: &Path, worker: &str) {
+    let mdn = Path::new(env!("CARGO_MANIFEST_DIR")).join("../background_fetch_js/tests/apps/mdn");
+    std::fs::copy(mdn.join("index.js"), dir.join("index.js")).unwrap();
+    std::fs::copy(mdn.join(worker), dir.join("sw.js")).unwrap();
+    std::fs::write(dir.join("ep-5.mp3"), vec![0x49u8; 200 * 1024]).unwrap();
+    std::fs::write(dir.join("ep-5-artwork.jpg"), vec![0xffu8; 30 * 1024]).unwrap();
+}
+
+#[test]
+fn mdn_s_example_as_intended_runs_under_bgfetch_js() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    mdn_app(&app, "sw-intended.js");
+    let store = dir.path().join("store.redb");
+    let root = app.to_str().unwrap();
+    let out = bgfetch(
+        &store,
+        &["js", "--root", root, "--register", "/sw.js", "index.js"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("event: backgroundfetchsuccess"), "{t}");
+    assert!(t.contains("ui: Movie download complete!"), "{t}");
+    assert!(t.contains("cache movies: "), "{t}");
+    assert!(t.contains("https://web-platform.test/ep-5.mp3"), "{t}");
+    assert!(
+        t.contains("https://web-platform.test/ep-5-artwork.jpg"),
+        "{t}"
+    );
+}
+
+#[test]
+fn mdn_s_example_verbatim_runs_under_bgfetch_js_and_copies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    mdn_app(&app, "sw.js");
+    let store = dir.path().join("store.redb");
+    let root = app.to_str().unwrap();
+    let out = bgfetch(
+        &store,
+        &["js", "--root", root, "--register", "/sw.js", "index.js"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    // The event fires; waitUntil is given a function, so nothing runs in it.
+    assert!(t.contains("event: backgroundfetchsuccess"), "{t}");
+    assert!(!t.contains("Movie download complete!"), "{t}");
+    assert!(!t.contains("cache movies: https"), "{t}");
+}
+
+#[test]
+fn a_page_that_throws_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.js"),
+        "throw new Error('broken page');\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store.redb");
+    let out = bgfetch(
+        &store,
+        &["js", "--root", dir.path().to_str().unwrap(), "index.js"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("broken page"), "{t}");
+}
+
+const PAGE: &str = "\
+navigator.serviceWorker.register('/sw.js');
+navigator.serviceWorker.ready
+  .then(reg => reg.backgroundFetch.fetch('big', ['/big'], {title: 'Big'}))
+  .then(r => console.log('started', r.id));
+";
+
+const WORKER: &str = "\
+addEventListener('backgroundfetchsuccess', event => {
+  event.waitUntil((async () => {
+    const records = await event.registration.matchAll();
+    const cache = await caches.open('big');
+    for (const r of records) await cache.put(r.request, await r.responseReady);
+    console.log('worker: success', event.registration.id, records.length);
+  })());
+});
+";
+
+const CHECK: &str = "\
+caches.open('big').then(c => c.match('/big')).then(r => r.arrayBuffer())
+  .then(b => console.log('cached bytes', b.byteLength));
+";
+
+/// The size of `/big`.
+const BIG: usize = 4 << 20;
+
+/// The live origin: serves the app's scripts, and `/big`, which stops after its first half
+/// until it is released (the test kills the client meanwhile), then is served whole.
+struct Origin {
+    port: u16,
+    /// Set once the first half of `/big` was sent (and the server waits).
+    half_sent: Arc<(Mutex<bool>, Condvar)>,
+    released: Arc<AtomicBool>,
+}
+
+fn respond(mut s: TcpStream, half_sent: &(Mutex<bool>, Condvar), released: &AtomicBool) {
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+    }
+    let (kind, body): (&str, Vec<u8>) = match path.as_str() {
+        "/index.js" => ("text/javascript", PAGE.into()),
+        "/check.js" => ("text/javascript", CHECK.into()),
+        "/sw.js" => ("text/javascript", WORKER.into()),
+        "/big" => ("application/octet-stream", vec![0x42; BIG]),
+        _ => {
+            let _ = s.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    if path == "/big" && !released.load(Ordering::SeqCst) {
+        let _ = s.write_all(&body[..BIG / 2]);
+        let _ = s.flush();
+        let (lock, cv) = half_sent;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+        // Holds the connection until the test released it (the client is gone by then).
+        let mut sink = [0u8; 1];
+        let _ = s.read(&mut sink);
+        return;
+    }
+    let _ = s.write_all(&body);
+}
+
+fn start_origin() -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let half_sent = Arc::new((Mutex::new(false), Condvar::new()));
+    let released = Arc::new(AtomicBool::new(false));
+    let (h, r) = (half_sent.clone(), released.clone());
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let (h, r) = (h.clone(), r.clone());
+            std::thread::spawn(move || respond(s, &h, &r));
+        }
+    });
+    Origin {
+        port,
+        half_sent,
+        released,
+    }
+}
+
+#[test]
+fn a_fetch_started_by_a_page_survives_kill_9_and_bgfetch_run_runs_the_worker_s_handler() {
+    let origin = start_origin();
+    let url = format!("http://127.0.0.1:{}", origin.port);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bgfetch"))
+        .arg("--store")
+        .arg(&store)
+        .args(["js", "--origin", &url, "index.js"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        // Until the first half of `/big` is out (or the program ended without asking for it).
+        let (lock, cv) = &*origin.half_sent;
+        let mut sent = lock.lock().unwrap();
+        while !*sent {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "bgfetch js ended first ({status}): {}",
+                    text(&child.wait_with_output().unwrap())
+                );
+            }
+            sent = cv
+                .wait_timeout(sent, std::time::Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    let killed = child.wait_with_output().unwrap();
+    assert!(!killed.status.success(), "{}", text(&killed));
+    origin.released.store(true, Ordering::SeqCst);
+
+    let out = bgfetch(&store, &["run"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(&format!("app: starting the service worker {url}/sw.js")),
+        "{t}"
+    );
+    assert!(t.contains("event: backgroundfetchsuccess big"), "{t}");
+    assert!(t.contains("console.log: worker: success big 1"), "{t}");
+    assert!(t.contains(&format!("cache big: {url}/big")), "{t}");
+
+    // The worker's cache is in the store: the next run of the app finds the whole body.
+    let out = bgfetch(&store, &["js", "--origin", &url, "check.js"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(&format!("console.log: cached bytes {BIG}")),
+        "{t}"
+    );
+    // Nothing is left to run.
+    let out = bgfetch(&store, &["run"]);
+    assert!(!text(&out).contains("app: starting"), "{}", text(&out));
+}
