@@ -6,19 +6,20 @@ use boa_engine::{Context, JsObject, JsValue, Source};
 
 /// The bootstrap scripts of every realm, in order, joined into one function
 /// `(native, env, kind) => {...}` so that their helpers stay out of the global scope.
-pub const BOOTSTRAP: [&str; 8] = [
+pub const BOOTSTRAP: [&str; 9] = [
     include_str!("js/webidl.js"),
     include_str!("js/dom.js"),
     include_str!("js/streams.js"),
     include_str!("js/fetch.js"),
     include_str!("js/background_fetch.js"),
+    include_str!("js/workers.js"),
     include_str!("js/service_worker.js"),
     include_str!("js/cache.js"),
     include_str!("js/globals.js"),
 ];
 
 /// Installs the bindings in the current realm as environment `env` of kind `kind`
-/// (`"window"` or `"serviceworker"`).
+/// (`"window"`, `"serviceworker"`, `"dedicatedworker"` or `"sharedworker"`).
 pub fn bootstrap_realm(
     context: &mut Context,
     native: JsObject,

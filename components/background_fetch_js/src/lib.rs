@@ -90,3 +90,4 @@ pub mod rejections;
 pub mod runner;
 pub mod server;
 pub mod state;
+pub mod workers;

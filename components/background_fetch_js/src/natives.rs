@@ -45,7 +45,7 @@ pub fn native_object(context: &mut Context) -> JsObject {
         ("utf8Encode", utf8_encode, 1),
         ("report", report, 1),
         ("setCallback", set_callback, 2),
-        ("createWorker", create_worker, 2),
+        ("createWorker", create_worker, 3),
         ("op", op, 3),
         ("sync", sync, 3),
         ("settings", settings, 2),
@@ -270,19 +270,32 @@ fn registration_id(scope: &str) -> JsResult<ServiceWorkerRegistrationId> {
     Ok(ServiceWorkerRegistrationId::for_scope(&url))
 }
 
-/// `native.createWorker(scriptURL, scope)`: a new service worker global (a realm with the
-/// bindings, connected to the engine); returns `{env, global}`. Its script is not run yet.
+/// `native.createWorker(scriptURL, scope, kind)`: a new worker global (a realm with the
+/// bindings, connected to the engine): a service worker global of the registration of
+/// `scope`, or, when `kind` is `dedicatedworker` or `sharedworker`, a worker global (`scope`
+/// unused); returns `{env, global}`. Its script is not run yet.
 fn create_worker(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     let script = string_arg(args, 0, context)?;
     let scope = string_arg(args, 1, context)?;
     let script_url = Url::parse(&script).map_err(|e| type_error(e.to_string()))?;
-    let id = registration_id(&scope)?;
+    let kind = match args.get(2) {
+        Some(k) if !k.is_undefined() => k.to_string(context)?.to_std_string_escaped(),
+        _ => "serviceworker".to_owned(),
+    };
+    let worker_kind = crate::workers::WORKER_KINDS.contains(&kind.as_str());
+    let id = if worker_kind {
+        None
+    } else {
+        Some(registration_id(&scope)?)
+    };
     // An app on a store keeps the registration with its fetches (see crate::registrations).
-    if let Some(Err(e)) = with_state(|s| {
-        s.registrations
-            .as_ref()
-            .map(|r| r.register(&scope, &script))
-    }) {
+    if !worker_kind
+        && let Some(Err(e)) = with_state(|s| {
+            s.registrations
+                .as_ref()
+                .map(|r| r.register(&scope, &script))
+        })
+    {
         return Err(type_error(e));
     }
     let realm = context.create_realm()?;
@@ -297,12 +310,16 @@ fn create_worker(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResu
                 callback: None,
             },
         );
-        s.browser.worker_connection(env, &script_url, &id);
+        if let Some(id) = &id {
+            s.browser.worker_connection(env, &script_url, id);
+        } else {
+            crate::workers::worker_connection(&s.browser, env, &script_url);
+        }
         env
     });
     let old = context.enter_realm(realm.clone());
     let native = native_object(context);
-    let result = bootstrap_realm(context, native, env, "serviceworker");
+    let result = bootstrap_realm(context, native, env, &kind);
     let global = context.global_object();
     context.enter_realm(old);
     result.map_err(type_error)?;

@@ -141,11 +141,9 @@ impl Runner {
     }
 
     /// Runs every variant of `file` (a name in `background-fetch/`): a `.window.js` file in a
-    /// page; an `.any.js` file in a page (`X.any.html`) and, when its `global` includes workers,
-    /// in a service worker (`X.any.serviceworker.html`).
-    ///
-    /// FIXME: the dedicated and shared worker variants of `.any.js` files are not run (this
-    /// host has no `Worker` or `SharedWorker`).
+    /// page; an `.any.js` file in a page (`X.any.html`) and, for each worker its `global`
+    /// names (`worker` is all three), in a dedicated worker (`X.any.worker.html`), a shared
+    /// worker (`X.any.sharedworker.html`) and a service worker (`X.any.serviceworker.html`).
     pub fn run_file(&self, file: &str) -> Vec<FileResult> {
         if !file.ends_with(".any.js") {
             return vec![self.run_page(file, file)];
@@ -163,13 +161,36 @@ impl Runner {
         if globals.split(',').any(|g| g.trim() == "window") {
             out.push(self.run_page(&format!("{stem}.html"), file));
         }
-        if globals
-            .split(',')
-            .any(|g| matches!(g.trim(), "worker" | "serviceworker"))
-        {
+        let has = |kind: &str| {
+            globals
+                .split(',')
+                .any(|g| g.trim() == kind || g.trim() == "worker")
+        };
+        if has("dedicatedworker") {
+            out.push(self.run_worker(&format!("{stem}.worker.html"), file, "Worker"));
+        }
+        if has("sharedworker") {
+            out.push(self.run_worker(&format!("{stem}.sharedworker.html"), file, "SharedWorker"));
+        }
+        if has("serviceworker") {
             out.push(self.run_service_worker(&format!("{stem}.serviceworker.html"), file));
         }
         out
+    }
+
+    /// Runs an `.any.js` file in a dedicated or shared worker as wptserve's generated
+    /// `X.any.worker.html` and `X.any.sharedworker.html` do: a page with testharness.js that
+    /// calls `fetch_tests_from_worker(new Worker("X.any.worker.js"))` (or `SharedWorker` and
+    /// `X.any.sharedworker.js`); the generated worker script runs testharness.js, the META
+    /// scripts and the test by `importScripts`, and the page's testharness.js reports the
+    /// worker's results as its own.
+    fn run_worker(&self, key: &str, file: &str, constructor: &str) -> FileResult {
+        let page_url = Url::parse(&format!("{ORIGIN}/background-fetch/{key}")).expect("a URL");
+        let script = key.replace(".html", ".js");
+        let tail = format!("fetch_tests_from_worker(new {constructor}({script:?}));");
+        let scripts = vec![Url::parse(&format!("{ORIGIN}/resources/testharness.js")).expect("URL")];
+        let _ = file;
+        self.run_in_page(key, page_url, scripts, false, Some(tail))
     }
 
     /// Runs an `.any.js` file in a service worker: the page registers the generated
@@ -232,20 +253,39 @@ impl Runner {
             file.replace(".js", ".html")
         };
         let page_url = Url::parse(&format!("{ORIGIN}/background-fetch/{page}")).expect("a URL");
-        let browser = BrowserSide::start(self.network.clone());
-        let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
-        let mut harness = ("OK".to_owned(), String::new());
         let mut scripts =
             vec![Url::parse(&format!("{ORIGIN}/resources/testharness.js")).expect("URL")];
         for (k, v) in &metas {
             if k == "script" {
                 match page_url.join(v) {
                     Ok(u) => scripts.push(u),
-                    Err(e) => harness = ("ERROR".into(), e.to_string()),
+                    Err(e) => {
+                        return FileResult {
+                            file: key.to_owned(),
+                            subtests: Vec::new(),
+                            harness: ("ERROR".into(), e.to_string()),
+                        };
+                    }
                 }
             }
         }
         scripts.push(page_url.join(file).expect("a URL"));
+        self.run_in_page(key, page_url, scripts, is_any, None)
+    }
+
+    /// Runs a page at `page_url` whose results are reported as `key`: `scripts` (testharness.js
+    /// first) in one task, then `tail` (an inline script), then the load event.
+    fn run_in_page(
+        &self,
+        key: &str,
+        page_url: Url,
+        scripts: Vec<Url>,
+        is_any: bool,
+        tail: Option<String>,
+    ) -> FileResult {
+        let browser = BrowserSide::start(self.network.clone());
+        let mut event_loop = EventLoop::new(browser, page_url.clone(), self.verbose);
+        let mut harness = ("OK".to_owned(), String::new());
         for (i, url) in scripts.iter().enumerate() {
             let source = match self.network.get_blocking(url) {
                 Ok(r) if r.status == 200 => encoding_rs::UTF_8
@@ -296,6 +336,12 @@ impl Runner {
                     break;
                 }
             }
+        }
+        if let Some(tail) = tail
+            && harness.0 == "OK"
+            && let Err(e) = event_loop.eval_page("inline script", &tail)
+        {
+            harness = ("ERROR".into(), e);
         }
         let _ = event_loop.eval_page(
             "load",

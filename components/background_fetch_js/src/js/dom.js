@@ -266,7 +266,9 @@ function reportException(e) {
     s.filename = '';
     s.lineno = 0;
     s.colno = 0;
-    fireEvent(global, event);
+    // A worker's exception that its global's handlers did not cancel goes on to its Worker
+    // object (workers.js).
+    if (fireEvent(global, event) && internal.uncaught) internal.uncaught(e, s);
   }
 }
 

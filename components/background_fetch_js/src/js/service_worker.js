@@ -377,39 +377,6 @@ if (kind === 'serviceworker') {
     },
   });
 
-  defineInterface('WorkerGlobalScope', {
-    parent: 'EventTarget',
-    global: true,
-    attributes: {
-      self: { get: () => global, global: true },
-      location: { get: s => s.location, global: true },
-      navigator: { get: s => s.navigator, global: true },
-      onerror: Object.assign(eventHandlerAttribute('error'), { global: true }),
-      onunhandledrejection: Object.assign(eventHandlerAttribute('unhandledrejection'), { global: true }),
-    },
-    operations: {
-      // https://html.spec.whatwg.org/multipage/workers.html#dom-workerglobalscope-importscripts
-      importScripts: {
-        call(s, urls) {
-          for (const u of urls) {
-            const url = parseURL(u, s.scriptURL);
-            if (!url) throw newDOMException(`The URL '${u}' is invalid.`, 'SyntaxError');
-            let response;
-            try {
-              response = native.loadScript(url.href);
-            } catch (e) {
-              throw newDOMException(`The script at '${url.href}' failed to load.`, 'NetworkError');
-            }
-            if (response.status < 200 || response.status > 299) {
-              throw newDOMException(`The script at '${url.href}' failed to load.`, 'NetworkError');
-            }
-            (0, global.eval)(response.text);
-          }
-        },
-      },
-    },
-  });
-
   defineInterface('ServiceWorkerGlobalScope', {
     parent: 'WorkerGlobalScope',
     global: true,
