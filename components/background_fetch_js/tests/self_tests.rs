@@ -35,6 +35,7 @@ fn the_host_s_own_platform_tests_pass() {
             let runner = Runner::new(&root_path).expect("the loopback server starts");
             let mut results = runner.run_file("platform.https.window.js");
             results.extend(runner.run_file("streams.https.window.js"));
+            results.extend(runner.run_file("workers.https.window.js"));
             results
         })
         .unwrap()
