@@ -1,7 +1,8 @@
 //! # background-fetch-js
 //!
 //! Real JavaScript against the Background Fetch engine: a host on [Boa](https://boajs.dev)
-//! 0.22 with a page realm and service-worker realms on one event loop, the Background Fetch
+//! 0.22 with a page realm and service-worker, dedicated-worker and shared-worker realms on one
+//! event loop, the Background Fetch
 //! WebIDL surface written in JavaScript (`src/js/`) over a few native functions that call the
 //! engine through its script-side service client ([`background_fetch::service::client`]), and
 //! a runner of the upstream WPT `background-fetch/` files, unmodified, in testharness.js's own
@@ -9,12 +10,14 @@
 //!
 //! ```text
 //!  src/js/*.js           WebIDL kit, DOM events, streams, Fetch primitives, Background Fetch,
-//!        │               Service Workers, Cache API, globals: one bootstrap function per realm
+//!        │               workers and channel messaging, Service Workers, Cache API, globals:
+//!        │               one bootstrap function per realm
 //!  natives.rs            native.* functions: tasks, timers, text, scripts, engine operations
 //!  event_loop.rs         tasks, timers on the engine's clock, microtask checkpoints,
 //!  rejections.rs         unhandledrejection
 //!  state.rs              what natives reach: queues, environments, reports, caches
 //!  engine_host.rs        the engine, its protocol service, one connection per environment
+//!  workers.rs            the connections of dedicated and shared worker globals
 //!  network.rs, server.rs the loopback WPT server and the engine's network to it
 //!  cache_store.rs        the Cache API's storage (memory, or the redb store's rows)
 //!  registrations.rs      service worker registrations kept with the fetches
@@ -42,10 +45,26 @@
 //!   page's `fetch()` (policy checks and CORS), the Cache API (in memory for the WPT runner; in
 //!   the same redb database as the fetches for an app run on a store, see [`cache_store`]),
 //!   `unhandledrejection`.
-//! * Not: IndexedDB, notifications, `MessageChannel`, dedicated and shared workers (the
-//!   dedicated and shared worker variants of `.any.js` files are not run), `tee()` and piping
-//!   of streams, byte streams, the service worker update algorithm (a second `register()`
-//!   makes a new registration), fetch interception (pages are never controlled).
+//! * Workers: `Worker` and `SharedWorker` (one realm per worker global, its script run in a
+//!   later task; a shared worker's global is shared by the page's objects of one URL and
+//!   name), `DedicatedWorkerGlobalScope` (`postMessage`, `onmessage`, `close`, `name`) and
+//!   `SharedWorkerGlobalScope` (`connect` events with a `MessagePort`), `WorkerLocation`,
+//!   `WorkerNavigator` whose `serviceWorker` (`getRegistration`, `getRegistrations`, `ready`)
+//!   gives the worker its own `ServiceWorkerRegistration` objects over the page's
+//!   registrations, so that its Background Fetch objects reach the engine through the
+//!   worker's own connection (a `Worker` environment); an uncaught exception and a script
+//!   that does not load fire `error` at the worker object. `MessageChannel` and `MessagePort`
+//!   (entangled across realms, port message queues enabled by `start()` or `onmessage`,
+//!   `close()`, ports transferred in `postMessage`). Every interface is exposed exactly where
+//!   its `[Exposed]` says (the Background Fetch events in service workers only).
+//!   `.any.js` files run in all four of wptserve's variants (window, dedicated, shared and
+//!   service worker), the worker ones through testharness.js's `fetch_tests_from_worker`.
+//! * Not: IndexedDB, notifications, `tee()` and piping of streams, byte streams, the service
+//!   worker update algorithm (a second `register()` makes a new registration), fetch
+//!   interception (pages are never controlled); in workers: module workers,
+//!   `navigator.serviceWorker.register()` (rejects), timers after `close()` (they still run),
+//!   transferring anything but ports, `MessagePort`'s `close` event, `BroadcastChannel`, and
+//!   a service worker's `navigator`.
 //!
 //! ## Running
 //!

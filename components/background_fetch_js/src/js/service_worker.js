@@ -190,6 +190,7 @@ if (kind === 'window') {
                 native.settings('active', [scope, true]);
                 setState(worker, 'activated');
                 if (readyResolve && global.location.href.startsWith(scope)) readyResolve(registration);
+                for (const watch of activationWatchers.splice(0)) watch();
               }));
             });
           }));

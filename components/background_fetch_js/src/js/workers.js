@@ -371,6 +371,10 @@ if (kind === 'window') {
   });
 }
 
+// Called once each time one of the page's registrations gets an active worker
+// (service_worker.js).
+const activationWatchers = [];
+
 // What a worker's navigator.serviceWorker reads of the page's registrations.
 // AD-HOC: a worker's service worker client is its page's (there is no fetch interception);
 // its ServiceWorkerRegistration objects are its own, over the page's registrations.
@@ -381,6 +385,7 @@ function workerHost() {
       const rs = slots.get(r);
       return { scope: rs.scope, active: rs.active !== null, scriptURL: rs.active ? slots.get(rs.active).scriptURL : null };
     }),
+    whenActivated: callback => activationWatchers.push(callback),
   };
 }
 
@@ -414,14 +419,18 @@ if (isWorkerKind) {
     parent: 'EventTarget',
     attributes: {
       controller: { get: () => null },
-      // AD-HOC: resolves with the registration whose scope matches the worker's URL if it is
-      // active when first read. FIXME: one that becomes active later does not resolve it.
+      // https://w3c.github.io/ServiceWorker/#navigator-service-worker-ready: the registration
+      // matching the worker's creation URL, once it has an active worker.
       ready: {
         get(s) {
           if (!s.ready) {
             s.ready = new Promise(resolve => {
-              const d = matching(slots.get(global).scriptURL);
-              if (d && d.active) resolve(registrationFor(d));
+              const check = () => {
+                const d = matching(slots.get(global).scriptURL);
+                if (d && d.active) queueGlobalTask(() => resolve(registrationFor(d)));
+                else slots.get(global).host.whenActivated(check);
+              };
+              check();
             });
           }
           return s.ready;

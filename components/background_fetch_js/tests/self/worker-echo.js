@@ -27,6 +27,8 @@ onmessage = e => {
       const bgFetch = await registration.backgroundFetch.fetch(m.fetch, 'big.bin');
       postMessage({ id: bgFetch.id, ids: await registration.backgroundFetch.getIds() });
     })().catch(error => postMessage({ error: String(error) }));
+  } else if (m === 'ready') {
+    navigator.serviceWorker.ready.then(r => postMessage({ scope: r.scope, active: r.active !== null }));
   } else if (m === 'throw') {
     throw new RangeError('thrown in the worker');
   } else if (m === 'close') {

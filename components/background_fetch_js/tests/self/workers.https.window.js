@@ -111,18 +111,32 @@ promise_test(async () => {
 
 promise_test(async t => {
   await test_driver.set_permission({ name: 'background-fetch' }, 'granted');
-  const registration = await navigator.serviceWorker.register('empty-sw.js', { scope: 'scope/workers' });
+  // The worker's navigator.serviceWorker.ready waits for a registration whose scope matches
+  // its script's URL to get an active worker.
+  const worker = new Worker('worker-echo.js');
+  let activated = false;
+  const ready = nextMessage(worker).then(e => ({ data: e.data, activated }));
+  worker.postMessage('ready');
+  await new Promise(r => step_timeout(r, 10));
+  const registration = await navigator.serviceWorker.register('empty-sw.js', { scope: './' });
   t.add_cleanup(() => registration.unregister());
   const installing = registration.installing;
   await new Promise(resolve => installing.addEventListener('statechange', () => {
-    if (installing.state === 'activated') resolve();
+    if (installing.state === 'activated') {
+      activated = true;
+      resolve();
+    }
   }));
-  const worker = new Worker('worker-echo.js');
-  worker.postMessage({ fetch: 'from-a-worker', scope: 'scope/workers' });
-  const answer = (await nextMessage(worker)).data;
-  assert_equals(answer.error, undefined);
-  assert_equals(answer.id, 'from-a-worker');
-  assert_array_equals(answer.ids, ['from-a-worker']);
+  const answer = await ready;
+  assert_true(answer.activated, 'ready resolved after the activation');
+  assert_equals(answer.data.scope, new URL('./', location.href).href);
+  assert_true(answer.data.active);
+  // Its registration's backgroundFetch reaches the engine through the worker's connection.
+  worker.postMessage({ fetch: 'from-a-worker', scope: './' });
+  const fetched = (await nextMessage(worker)).data;
+  assert_equals(fetched.error, undefined);
+  assert_equals(fetched.id, 'from-a-worker');
+  assert_array_equals(fetched.ids, ['from-a-worker']);
   const seen = await registration.backgroundFetch.get('from-a-worker');
   assert_equals(seen.id, 'from-a-worker', "the page sees the worker's background fetch");
-}, "A dedicated worker's navigator.serviceWorker registrations start background fetches");
+}, "A dedicated worker's navigator.serviceWorker: ready, and registrations that start background fetches");
