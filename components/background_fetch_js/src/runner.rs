@@ -167,10 +167,10 @@ impl Runner {
                 .any(|g| g.trim() == kind || g.trim() == "worker")
         };
         if has("dedicatedworker") {
-            out.push(self.run_worker(&format!("{stem}.worker.html"), file, "Worker"));
+            out.push(self.run_worker(&format!("{stem}.worker.html"), "Worker"));
         }
         if has("sharedworker") {
-            out.push(self.run_worker(&format!("{stem}.sharedworker.html"), file, "SharedWorker"));
+            out.push(self.run_worker(&format!("{stem}.sharedworker.html"), "SharedWorker"));
         }
         if has("serviceworker") {
             out.push(self.run_service_worker(&format!("{stem}.serviceworker.html"), file));
@@ -184,12 +184,11 @@ impl Runner {
     /// `X.any.sharedworker.js`); the generated worker script runs testharness.js, the META
     /// scripts and the test by `importScripts`, and the page's testharness.js reports the
     /// worker's results as its own.
-    fn run_worker(&self, key: &str, file: &str, constructor: &str) -> FileResult {
+    fn run_worker(&self, key: &str, constructor: &str) -> FileResult {
         let page_url = Url::parse(&format!("{ORIGIN}/background-fetch/{key}")).expect("a URL");
         let script = key.replace(".html", ".js");
         let tail = format!("fetch_tests_from_worker(new {constructor}({script:?}));");
         let scripts = vec![Url::parse(&format!("{ORIGIN}/resources/testharness.js")).expect("URL")];
-        let _ = file;
         self.run_in_page(key, page_url, scripts, false, Some(tail))
     }
 
