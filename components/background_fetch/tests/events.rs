@@ -22,7 +22,7 @@ fn abort_returns_true_once_then_false() {
     bed.network.serve(A, Resource::ok(&b"Background Fetch"[..]));
     bed.network.serve(SLOW, Resource::ok(vec![]));
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (first, second) = bed.run(async move {
         let reg = m.fetch("a", [A, SLOW], Default::default()).await.unwrap();
         (reg.abort().await.unwrap(), reg.abort().await.unwrap())
@@ -38,7 +38,7 @@ fn abort_returns_true_once_then_false() {
 fn abort_after_settling_returns_false() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     bed.run_until_idle();
     assert_eq!(reg.result(), Result_::Success);
@@ -55,7 +55,7 @@ fn abort_sets_fields_and_completed_responses_stay_available_in_the_abort_event()
     // The service worker reads every record during the abort event.
     let seen: Arc<Mutex<Vec<Result<String, &'static str>>>> = Arc::default();
     let s = seen.clone();
-    bed.worker.set_handler(move |e: FunctionalEvent| {
+    bed.worker.set_engine_handler(move |e: FunctionalEvent| {
         let s = s.clone();
         async move {
             let reg = e.registration().clone();
@@ -72,7 +72,7 @@ fn abort_sets_fields_and_completed_responses_stay_available_in_the_abort_event()
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let page_reg =
         bed.run(async move { m.fetch("a", [A, SLOW], Default::default()).await.unwrap() });
     bed.run_until_idle();
@@ -100,7 +100,7 @@ fn abort_wins_the_race_with_completion() {
     bed.network.fault_next(A, vec![Fault::Hold]);
     let results = Arc::new(Mutex::new(Vec::new()));
     let r = results.clone();
-    bed.worker.set_handler(move |e: FunctionalEvent| {
+    bed.worker.set_engine_handler(move |e: FunctionalEvent| {
         let r = r.clone();
         async move {
             for rec in e
@@ -115,7 +115,7 @@ fn abort_wins_the_race_with_completion() {
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move { m.fetch("race", A, Default::default()).await })
         .unwrap();
@@ -152,7 +152,7 @@ fn an_aborted_incomplete_record_rejects_with_abort_error() {
     let bed = TestBed::new();
     bed.network.serve(SLOW, Resource::ok(vec![]));
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let ready = bed.run(async move {
         let reg = m.fetch("a", SLOW, Default::default()).await.unwrap();
         let rec = reg
@@ -185,7 +185,7 @@ fn match_with_query_options() {
             ..Default::default()
         },
     );
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let counts = bed.run(async move {
         let reg = m
             .fetch(
@@ -246,7 +246,7 @@ fn match_with_query_options() {
 fn match_all_rejects_once_records_are_unavailable() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     bed.run_until_idle();
     assert!(!reg.records_available());
@@ -264,7 +264,7 @@ fn response_ready_resolves_at_the_head_and_streams_while_downloading() {
             .chunk_size(5000)
             .chunk_delay(Duration::from_secs(1)),
     );
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let clock = bed.clock.clone();
     let (at_head, first_chunk_at, all, reg) = bed.run(async move {
         // match() right after fetch(), before any response: it follows the record.
@@ -307,7 +307,7 @@ fn a_record_failing_before_its_head_rejects_with_type_error() {
             background_fetch::NetworkErrorKind::Fatal,
         )],
     );
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let ready = bed.run(async move {
         let reg = m.fetch("f", A, Default::default()).await.unwrap();
         let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
@@ -324,7 +324,7 @@ fn records_keep_their_request_body() {
     bed.network.serve(SLOW, Resource::ok(vec![]));
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
     let r = bed.request_with_body("/upload", "POST", "Background Fetch request body");
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (method, body) = bed.run(async move {
         let reg = m
             .fetch(
@@ -362,7 +362,7 @@ fn records_are_available_until_the_event_is_no_longer_active() {
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     let (tx, rx) = oneshot::channel::<()>();
     let rx = Arc::new(Mutex::new(Some(rx)));
-    bed.worker.set_handler(move |_e| {
+    bed.worker.set_engine_handler(move |_e| {
         let rx = rx.lock().unwrap().take().unwrap();
         async move {
             let _ = rx.await;
@@ -370,7 +370,7 @@ fn records_are_available_until_the_event_is_no_longer_active() {
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     bed.run_until_idle();
     // The event is dispatched and waiting (waitUntil): records still available.
@@ -399,12 +399,12 @@ fn the_page_sees_the_final_result_before_the_service_worker_event() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     let page = reg.clone();
     let observed = Arc::new(Mutex::new(None));
     let o = observed.clone();
-    bed.worker.set_handler(move |_e| {
+    bed.worker.set_engine_handler(move |_e| {
         *o.lock().unwrap() = Some((page.result(), page.failure_reason()));
         async { DispatchOutcome::Completed }.boxed()
     });
@@ -421,7 +421,7 @@ fn progress_is_not_fired_after_the_result_is_set_but_records_available_still_cha
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     let results = Arc::new(Mutex::new(Vec::new()));
     let r = results.clone();
@@ -457,7 +457,7 @@ fn update_ui_bed(calls: Vec<Option<&'static str>>, later: bool) -> (TestBed, Out
     let r = results.clone();
     let stash: Arc<Mutex<Vec<FunctionalEvent>>> = Arc::default();
     let st = stash.clone();
-    bed.worker.set_handler(move |e: FunctionalEvent| {
+    bed.worker.set_engine_handler(move |e: FunctionalEvent| {
         let r = r.clone();
         let calls = calls.clone();
         if later {
@@ -483,7 +483,7 @@ fn update_ui_bed(calls: Vec<Option<&'static str>>, later: bool) -> (TestBed, Out
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     bed.run(async move { m.fetch("ui", A, Default::default()).await.unwrap() });
     bed.run_until_idle();
     if later {
@@ -530,7 +530,7 @@ fn update_ui_on_an_untrusted_event_fails() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let err = bed.run(async move {
         let reg = m.fetch("a", A, Default::default()).await.unwrap();
         let ev = background_fetch::BackgroundFetchUpdateUiEvent::new_untrusted(Kind::Success, reg);
@@ -544,7 +544,7 @@ fn click_fires_backgroundfetchclick_before_and_after_completion() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     let engine = bed.engine();
     let uid = reg.uid();
@@ -570,7 +570,7 @@ fn no_listener_or_no_worker_still_releases_the_records() {
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.worker
         .set_handler(|_e| async { DispatchOutcome::Skipped }.boxed());
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     bed.run_until_idle();
     assert!(!reg.records_available());
@@ -586,7 +586,7 @@ fn unregistering_aborts_everything_without_events_and_purges_storage() {
             .chunk_size(1000)
             .chunk_delay(Duration::from_millis(100)),
     );
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed.run(async move { m.fetch("a", A, Default::default()).await.unwrap() });
     bed.advance(Duration::from_secs(1));
     assert!(bed.store.total_bytes() > 0);
@@ -599,7 +599,7 @@ fn unregistering_aborts_everything_without_events_and_purges_storage() {
     assert_eq!(bed.store.total_bytes(), 0);
     assert!(bed.ui.removed(reg.uid()));
     assert_eq!(bed.network.in_flight(), 0);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     assert!(
         bed.run(async move { m.get_ids().await.unwrap() })
             .is_empty()
@@ -615,7 +615,7 @@ fn clearing_a_storage_key_purges_its_fetches_only() {
     let other = background_fetch::ServiceWorkerRegistrationId::for_scope(
         &Url::parse("https://other.example/").unwrap(),
     );
-    let page = bed.page();
+    let page = bed.engine_page();
     let m1 = page.background_fetch(&bed.registration);
     let m2 = page.background_fetch(&other);
     let (a, b) = bed.run(async move {
@@ -666,7 +666,7 @@ fn icons_are_resolved_in_fetch_and_in_update_ui_and_kept_across_a_restart() {
     // Held before and after the restart.
     bed.network.fault_next(A, vec![Fault::Hold]);
     bed.network.fault_next(A, vec![Fault::Hold]);
-    bed.worker.set_handler(|e: FunctionalEvent| {
+    bed.worker.set_engine_handler(|e: FunctionalEvent| {
         async move {
             if let Some(ev) = e.update_ui_event() {
                 ev.update_ui(BackgroundFetchUiOptions {
@@ -680,7 +680,7 @@ fn icons_are_resolved_in_fetch_and_in_update_ui_and_kept_across_a_restart() {
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move {
             m.fetch(
@@ -719,7 +719,7 @@ fn an_icon_src_that_does_not_parse_is_a_type_error() {
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     let results = Arc::new(Mutex::new(Vec::new()));
     let r = results.clone();
-    bed.worker.set_handler(move |e: FunctionalEvent| {
+    bed.worker.set_engine_handler(move |e: FunctionalEvent| {
         let r = r.clone();
         async move {
             if let Some(ev) = e.update_ui_event() {
@@ -735,7 +735,7 @@ fn an_icon_src_that_does_not_parse_is_a_type_error() {
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let err = bed
         .run(async move {
             m.fetch(
@@ -751,7 +751,7 @@ fn an_icon_src_that_does_not_parse_is_a_type_error() {
         .unwrap_err();
     assert_eq!(err.name(), "TypeError");
     assert!(bed.network.log().is_empty(), "nothing was fetched");
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move { m.fetch("ok", A, Default::default()).await })
         .unwrap();
@@ -776,7 +776,7 @@ fn a_record_object_has_one_response_ready_promise() {
     // The event stays active, so the records stay available.
     bed.worker
         .set_handler(|_| futures::future::pending::<DispatchOutcome>().boxed());
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (first, again, clone, other) = bed.run(async move {
         let reg = m.fetch("once", A, Default::default()).await.unwrap();
         let records = reg.match_all(None, Default::default()).await.unwrap();
@@ -815,7 +815,7 @@ fn response_text_is_utf8_decode() {
         .serve(A, Resource::ok(&b"\xEF\xBB\xBFcaf\xC3\xA9 \xFF!"[..]));
     bed.worker
         .set_handler(|_| futures::future::pending::<DispatchOutcome>().boxed());
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let text = bed.run(async move {
         let reg = m.fetch("bom", A, Default::default()).await.unwrap();
         let rec = reg.r#match(A, Default::default()).await.unwrap().unwrap();
@@ -832,13 +832,13 @@ fn abort_of_a_fetch_whose_id_was_reused_returns_false() {
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.network.serve(SLOW, Resource::ok(&b"y"[..]));
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let old = bed
         .run(async move { m.fetch("same", A, Default::default()).await })
         .unwrap();
     bed.run_until_idle();
     assert_eq!(old.result(), Result_::Success);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let new = bed
         .run(async move { m.fetch("same", SLOW, Default::default()).await })
         .unwrap();
@@ -876,7 +876,7 @@ fn record_results_are_set_by_complete_a_record() {
         .fault_next(restarts, vec![Fault::Hold, Fault::IgnoreRange]);
     bed.worker
         .set_handler(|_| futures::future::pending::<DispatchOutcome>().boxed());
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (reg, early) = bed.run(async move {
         let reg = m
             .fetch(
@@ -920,7 +920,7 @@ fn record_results_are_set_by_complete_a_record() {
     // "aborted": a record still running when abort() sets the abort all flag.
     bed.network.fault_next(SLOW, vec![Fault::Hold]);
     bed.network.serve(SLOW, Resource::ok(&b"z"[..]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let result = bed.run(async move {
         let reg = m.fetch("aborted", SLOW, Default::default()).await.unwrap();
         let rec = reg
@@ -951,7 +951,7 @@ fn a_successful_records_body_is_exported_to_a_path() {
     type Outcomes = Vec<Result<Exported, background_fetch::DomError>>;
     let seen: Arc<Mutex<Option<Outcomes>>> = Arc::default();
     let (d, s) = (dir.clone(), seen.clone());
-    bed.worker.set_handler(move |event| {
+    bed.worker.set_engine_handler(move |event| {
         let (d, s) = (d.clone(), s.clone());
         async move {
             let records = event
@@ -968,7 +968,7 @@ fn a_successful_records_body_is_exported_to_a_path() {
         }
         .boxed()
     });
-    let m = bed.manager();
+    let m = bed.engine_manager();
     bed.run(async move {
         m.fetch("export", vec![A, SLOW], Default::default())
             .await

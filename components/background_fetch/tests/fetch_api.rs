@@ -18,7 +18,7 @@ fn opts() -> BackgroundFetchOptions {
 #[test]
 fn empty_requests_reject_with_type_error() {
     let bed = TestBed::new();
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let err = bed
         .run(async move { m.fetch("x", Vec::<RequestInfo>::new(), opts()).await })
         .unwrap_err();
@@ -30,7 +30,7 @@ fn empty_requests_reject_with_type_error() {
 fn request_constructor_errors_are_rethrown() {
     let bed = TestBed::new();
     for bad in ["https://user:pass@domain/secret.txt", "http://[::1"] {
-        let m = bed.manager();
+        let m = bed.engine_manager();
         let err = bed
             .run(async move { m.fetch("x", bad, opts()).await })
             .unwrap_err();
@@ -41,7 +41,7 @@ fn request_constructor_errors_are_rethrown() {
 #[test]
 fn no_cors_requests_reject_with_type_error() {
     let bed = TestBed::new();
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let r = bed.request(
         URL,
         RequestInit {
@@ -60,7 +60,7 @@ fn no_cors_requests_reject_with_type_error() {
 fn denied_permission_rejects_with_not_allowed_error() {
     let bed = TestBed::new();
     bed.permission.set(PermissionState::Denied);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let err = bed
         .run(async move { m.fetch("x", URL, opts()).await })
         .unwrap_err();
@@ -72,7 +72,7 @@ fn denied_permission_rejects_with_not_allowed_error() {
 fn no_active_worker_rejects_with_type_error_but_get_and_get_ids_work() {
     let bed = TestBed::new();
     bed.worker.set_active(&bed.registration, false);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (fetch, get, ids) = bed.run(async move {
         (
             m.fetch("x", URL, opts()).await,
@@ -90,7 +90,7 @@ fn active_ids_are_unique_and_reusable_once_settled() {
     let bed = TestBed::new();
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
     bed.network.fault_next(URL, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (a, b) = bed.run(async move {
         let a = m.fetch("my-id", URL, opts()).await;
         let b = m.fetch("my-id", URL, opts()).await;
@@ -102,7 +102,7 @@ fn active_ids_are_unique_and_reusable_once_settled() {
     bed.run_until_idle();
     assert_eq!(a.result(), BackgroundFetchResult::Success);
     // Settled: the id is free again.
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let c = bed
         .run(async move { m.fetch("my-id", URL, opts()).await })
         .unwrap();
@@ -115,7 +115,7 @@ fn active_ids_are_unique_and_reusable_once_settled() {
 fn download_total_beyond_quota_rejects_with_quota_exceeded_error() {
     let bed = TestBed::new();
     bed.quota.set(Some(1000));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let err = bed
         .run(async move {
             m.fetch(
@@ -140,7 +140,7 @@ fn download_totals_are_reserved_atomically_across_fetches() {
     bed.quota.set(Some(1000));
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
     bed.network.fault_next(URL, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (a, b, c) = bed.run(async move {
         let a = m
             .fetch(
@@ -184,7 +184,7 @@ fn download_totals_are_reserved_atomically_across_fetches() {
     // Once `a` settles and its data is dropped, its reservation is released.
     bed.network.release(URL);
     bed.run_until_idle();
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let d = bed.run(async move {
         m.fetch(
             "d",
@@ -204,7 +204,7 @@ fn request_bodies_are_stored_before_resolving_and_count_as_upload_total() {
     let bed = TestBed::new();
     bed.network
         .serve("https://example.com/upload", Resource::echo());
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let stream_body = futures::stream::iter(vec![
         Ok(Bytes::from_static(b"upload")),
         Ok(Bytes::from_static(b"2")),
@@ -252,7 +252,7 @@ fn request_bodies_are_stored_before_resolving_and_count_as_upload_total() {
 #[test]
 fn an_errored_body_stream_rejects_with_type_error_and_stores_nothing() {
     let bed = TestBed::new();
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let body = futures::stream::iter(vec![
         Ok(Bytes::from_static(b"partial")),
         Err(background_fetch::DomError::type_error("boom")),
@@ -278,7 +278,7 @@ fn an_errored_body_stream_rejects_with_type_error_and_stores_nothing() {
 fn request_bodies_over_quota_reject_with_quota_exceeded_error() {
     let bed = TestBed::new();
     bed.quota.set(Some(10));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let r = bed.request(
         "/upload",
         RequestInit {
@@ -299,7 +299,7 @@ fn duplicate_urls_are_separate_records() {
     let bed = TestBed::new();
     bed.network
         .serve(URL, Resource::ok(&b"Background Fetch"[..]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move { m.fetch("dup", [URL, URL], opts()).await })
         .unwrap();
@@ -313,7 +313,7 @@ fn duplicate_urls_are_separate_records() {
 fn new_registration_attributes() {
     let bed = TestBed::new();
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     bed.run(async move {
         let reg = m
             .fetch(
@@ -346,7 +346,7 @@ fn get_returns_the_same_instance_and_get_ids_lists_active_fetches_in_order() {
     bed.network.fault_next(URL, vec![Fault::ResetAfter(50)]);
     bed.network.fault_next(URL, vec![Fault::Hold]);
     bed.network.fault_next(URL, vec![Fault::Hold]);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (a, ids, got, empty, missing) = bed.run(async move {
         let a = m.fetch("a", URL, opts()).await.unwrap();
         let _b = m.fetch("b", URL, opts()).await.unwrap();
@@ -376,13 +376,13 @@ fn get_returns_the_same_instance_and_get_ids_lists_active_fetches_in_order() {
 fn get_resolves_undefined_once_the_fetch_settled() {
     let bed = TestBed::new();
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move { m.fetch("gone", URL, opts()).await })
         .unwrap();
     bed.run_until_idle();
     assert_eq!(reg.result(), BackgroundFetchResult::Success);
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let (got, ids) =
         bed.run(async move { (m.get("gone").await.unwrap(), m.get_ids().await.unwrap()) });
     assert!(got.is_none());
@@ -394,7 +394,7 @@ fn prompt_permission_starts_paused_until_the_user_accepts() {
     let bed = TestBed::new();
     bed.permission.set(PermissionState::Prompt);
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move { m.fetch("p", URL, opts()).await })
         .unwrap();
@@ -420,7 +420,7 @@ fn prompt_permission_refused_aborts() {
     let bed = TestBed::new();
     bed.permission.set(PermissionState::Prompt);
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.manager();
+    let m = bed.engine_manager();
     let reg = bed
         .run(async move { m.fetch("p", URL, opts()).await })
         .unwrap();
@@ -522,7 +522,7 @@ fn fetch_leaves_its_span_when_it_waits() {
                 ..Default::default()
             },
         );
-        let m = bed.manager();
+        let m = bed.engine_manager();
         use background_fetch::Spawn;
         bed.executor.spawn(Box::pin(async move {
             m.fetch("waiting", r, opts()).await.unwrap();

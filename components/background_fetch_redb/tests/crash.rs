@@ -134,7 +134,7 @@ fn child_main(dir: PathBuf, addr: String, round: u64) {
         Arc::new(RedbStore::open(dir.join("store.redb"), store_config()).expect("the store opens"));
     let worker = RecordingWorker::default();
     let d = dir.clone();
-    worker.set_handler(move |event| on_event(event, d.clone()).boxed());
+    worker.set_engine_handler(move |event| on_event(event, d.clone()).boxed());
     let pool = futures::executor::ThreadPool::builder()
         .pool_size(3)
         .create()

@@ -51,7 +51,7 @@ fn start(store: Arc<dyn Store>, server: &Server) -> Bed {
     let (tx, events) = mpsc::channel::<Outcome>();
     let tx = Arc::new(Mutex::new(tx));
     let worker = RecordingWorker::default();
-    worker.set_handler(move |event| {
+    worker.set_engine_handler(move |event| {
         let tx = tx.clone();
         async move {
             let registration = event.registration().clone();

@@ -54,7 +54,7 @@ async fn bed(network: &HyperNetwork, origin: &str) -> Bed {
     let worker = RecordingWorker::default();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let seen2 = seen.clone();
-    worker.set_handler(move |event| {
+    worker.set_engine_handler(move |event| {
         let seen = seen2.clone();
         async move {
             let kind = event.kind();
