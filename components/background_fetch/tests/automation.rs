@@ -62,7 +62,7 @@ fn an_unknown_id_is_background_fetch_not_found() {
 fn the_newest_fetch_with_the_id_gets_the_click() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(vec![1u8; 10]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let old = bed
         .run(async move { m.fetch("dl", A, Default::default()).await })
         .unwrap();
@@ -78,7 +78,7 @@ fn the_newest_fetch_with_the_id_gets_the_click() {
     assert_eq!(clicks[0].registration().uid(), old.uid());
     // The id is reused by a newer fetch (still running): it is the one clicked now.
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let new = bed
         .run(async move { m.fetch("dl", A, Default::default()).await })
         .unwrap();
