@@ -16,7 +16,7 @@ const A: &str = "https://example.com/a.bin";
 fn the_permission_is_asked_for_the_callers_environment() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(vec![1u8; 10]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     bed.run(async move { m.fetch("p", A, Default::default()).await })
         .unwrap();
     let asked = bed.permission.asked();
@@ -34,7 +34,7 @@ fn a_slow_permission_answer_is_waited_for() {
     bed.permission.set(PermissionState::Denied);
     bed.permission
         .answer_after(&bed.clock, Duration::from_secs(3));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let e = bed
         .run(async move { m.fetch("p", A, Default::default()).await })
         .expect_err("denied");
@@ -47,7 +47,7 @@ fn the_quota_is_not_asked_for_every_body_chunk() {
     let bed = TestBed::new();
     bed.network
         .serve(A, Resource::ok(vec![3u8; 1 << 20]).chunk_size(16 * 1024));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("q", A, Default::default()).await })
         .unwrap();
