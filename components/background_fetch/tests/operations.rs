@@ -27,7 +27,7 @@ fn storage_failures(bed: &TestBed, uid: FetchUid) -> Vec<StoredChange> {
 fn running(bed: &TestBed) -> FetchUid {
     bed.network.serve(A, Resource::ok(vec![7u8; 1000]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("f", A, Default::default()).await })
         .unwrap();
@@ -97,7 +97,7 @@ fn pause_is_not_offered_for_an_upload() {
     bed.network
         .fault_next("https://example.com/up", vec![Fault::Hold]);
     let r = bed.request_with_body("/up", "POST", "data");
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("up", r, Default::default()).await })
         .unwrap();
@@ -135,7 +135,7 @@ fn an_abort_from_script_the_store_refuses_reaches_the_ui() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(vec![7u8; 1000]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("f", A, Default::default()).await })
         .unwrap();
@@ -153,12 +153,11 @@ fn an_update_ui_the_store_refuses_reaches_the_ui() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     let store = bed.store.clone();
-    bed.worker.set_engine_handler(move |e| {
+    bed.worker.set_handler(move |e| {
         let store = store.clone();
         async move {
             store.inject_failures(StoreErrorKind::Io, 0, 1);
-            let ev = e.update_ui_event().unwrap().clone();
-            let r = ev
+            let r = e
                 .update_ui(BackgroundFetchUiOptions {
                     title: Some("New title".into()),
                     icons: None,
@@ -169,7 +168,7 @@ fn an_update_ui_the_store_refuses_reaches_the_ui() {
         }
         .boxed()
     });
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("ui", A, Default::default()).await })
         .unwrap();
@@ -190,7 +189,7 @@ fn a_result_the_store_refuses_reaches_the_ui() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::status(404, &b"gone"[..]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("f", A, Default::default()).await })
         .unwrap();
