@@ -67,7 +67,7 @@ proptest! {
         // Read the record inside the event, as a service worker would.
         let got: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> = Default::default();
         let g = got.clone();
-        bed.worker.set_engine_handler(move |e| {
+        bed.worker.set_handler(move |e| {
             let g = g.clone();
             Box::pin(async move {
                 let rec = e.registration().match_all(None, Default::default()).await.unwrap().remove(0);
@@ -75,7 +75,7 @@ proptest! {
                 background_fetch::DispatchOutcome::Completed
             })
         });
-        let m = bed.engine_manager();
+        let m = bed.manager();
         let reg = bed.run(async move { m.fetch("p", RequestInfo::from(URL), Default::default()).await }).unwrap();
         // Offline interruptions: the attempt is held; the network goes away and comes back.
         for _ in offline_after {
