@@ -7,7 +7,6 @@ use background_fetch::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use url::Url;
 
 const URL: &str = "https://example.com/file.bin";
 
@@ -18,7 +17,7 @@ fn opts() -> BackgroundFetchOptions {
 #[test]
 fn empty_requests_reject_with_type_error() {
     let bed = TestBed::new();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let err = bed
         .run(async move { m.fetch("x", Vec::<RequestInfo>::new(), opts()).await })
         .unwrap_err();
@@ -30,7 +29,7 @@ fn empty_requests_reject_with_type_error() {
 fn request_constructor_errors_are_rethrown() {
     let bed = TestBed::new();
     for bad in ["https://user:pass@domain/secret.txt", "http://[::1"] {
-        let m = bed.engine_manager();
+        let m = bed.manager();
         let err = bed
             .run(async move { m.fetch("x", bad, opts()).await })
             .unwrap_err();
@@ -41,7 +40,7 @@ fn request_constructor_errors_are_rethrown() {
 #[test]
 fn no_cors_requests_reject_with_type_error() {
     let bed = TestBed::new();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let r = bed.request(
         URL,
         RequestInit {
@@ -60,7 +59,7 @@ fn no_cors_requests_reject_with_type_error() {
 fn denied_permission_rejects_with_not_allowed_error() {
     let bed = TestBed::new();
     bed.permission.set(PermissionState::Denied);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let err = bed
         .run(async move { m.fetch("x", URL, opts()).await })
         .unwrap_err();
@@ -72,7 +71,7 @@ fn denied_permission_rejects_with_not_allowed_error() {
 fn no_active_worker_rejects_with_type_error_but_get_and_get_ids_work() {
     let bed = TestBed::new();
     bed.worker.set_active(&bed.registration, false);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (fetch, get, ids) = bed.run(async move {
         (
             m.fetch("x", URL, opts()).await,
@@ -90,7 +89,7 @@ fn active_ids_are_unique_and_reusable_once_settled() {
     let bed = TestBed::new();
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
     bed.network.fault_next(URL, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (a, b) = bed.run(async move {
         let a = m.fetch("my-id", URL, opts()).await;
         let b = m.fetch("my-id", URL, opts()).await;
@@ -102,7 +101,7 @@ fn active_ids_are_unique_and_reusable_once_settled() {
     bed.run_until_idle();
     assert_eq!(a.result(), BackgroundFetchResult::Success);
     // Settled: the id is free again.
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let c = bed
         .run(async move { m.fetch("my-id", URL, opts()).await })
         .unwrap();
@@ -115,7 +114,7 @@ fn active_ids_are_unique_and_reusable_once_settled() {
 fn download_total_beyond_quota_rejects_with_quota_exceeded_error() {
     let bed = TestBed::new();
     bed.quota.set(Some(1000));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let err = bed
         .run(async move {
             m.fetch(
@@ -140,7 +139,7 @@ fn download_totals_are_reserved_atomically_across_fetches() {
     bed.quota.set(Some(1000));
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
     bed.network.fault_next(URL, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (a, b, c) = bed.run(async move {
         let a = m
             .fetch(
@@ -184,7 +183,7 @@ fn download_totals_are_reserved_atomically_across_fetches() {
     // Once `a` settles and its data is dropped, its reservation is released.
     bed.network.release(URL);
     bed.run_until_idle();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let d = bed.run(async move {
         m.fetch(
             "d",
@@ -204,7 +203,7 @@ fn request_bodies_are_stored_before_resolving_and_count_as_upload_total() {
     let bed = TestBed::new();
     bed.network
         .serve("https://example.com/upload", Resource::echo());
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let stream_body = futures::stream::iter(vec![
         Ok(Bytes::from_static(b"upload")),
         Ok(Bytes::from_static(b"2")),
@@ -252,7 +251,7 @@ fn request_bodies_are_stored_before_resolving_and_count_as_upload_total() {
 #[test]
 fn an_errored_body_stream_rejects_with_type_error_and_stores_nothing() {
     let bed = TestBed::new();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let body = futures::stream::iter(vec![
         Ok(Bytes::from_static(b"partial")),
         Err(background_fetch::DomError::type_error("boom")),
@@ -278,7 +277,7 @@ fn an_errored_body_stream_rejects_with_type_error_and_stores_nothing() {
 fn request_bodies_over_quota_reject_with_quota_exceeded_error() {
     let bed = TestBed::new();
     bed.quota.set(Some(10));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let r = bed.request(
         "/upload",
         RequestInit {
@@ -299,7 +298,7 @@ fn duplicate_urls_are_separate_records() {
     let bed = TestBed::new();
     bed.network
         .serve(URL, Resource::ok(&b"Background Fetch"[..]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("dup", [URL, URL], opts()).await })
         .unwrap();
@@ -313,7 +312,7 @@ fn duplicate_urls_are_separate_records() {
 fn new_registration_attributes() {
     let bed = TestBed::new();
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     bed.run(async move {
         let reg = m
             .fetch(
@@ -346,7 +345,7 @@ fn get_returns_the_same_instance_and_get_ids_lists_active_fetches_in_order() {
     bed.network.fault_next(URL, vec![Fault::ResetAfter(50)]);
     bed.network.fault_next(URL, vec![Fault::Hold]);
     bed.network.fault_next(URL, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (a, ids, got, empty, missing) = bed.run(async move {
         let a = m.fetch("a", URL, opts()).await.unwrap();
         let _b = m.fetch("b", URL, opts()).await.unwrap();
@@ -360,11 +359,7 @@ fn get_returns_the_same_instance_and_get_ids_lists_active_fetches_in_order() {
     assert!(missing.unwrap().is_none());
     // Another environment's instance agrees on every value, downloaded included.
     bed.run_until_idle();
-    let other = bed
-        .engine()
-        .create_environment(background_fetch::EnvironmentSettings::window(
-            Url::parse("https://example.com/other.html").unwrap(),
-        ));
+    let other = bed.connect_window("https://example.com/other.html");
     let m2 = other.background_fetch(&bed.registration);
     let b2 = bed.run(async move { m2.get("a").await.unwrap().unwrap() });
     assert!(b2 != a);
@@ -376,13 +371,13 @@ fn get_returns_the_same_instance_and_get_ids_lists_active_fetches_in_order() {
 fn get_resolves_undefined_once_the_fetch_settled() {
     let bed = TestBed::new();
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("gone", URL, opts()).await })
         .unwrap();
     bed.run_until_idle();
     assert_eq!(reg.result(), BackgroundFetchResult::Success);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (got, ids) =
         bed.run(async move { (m.get("gone").await.unwrap(), m.get_ids().await.unwrap()) });
     assert!(got.is_none());
@@ -394,7 +389,7 @@ fn prompt_permission_starts_paused_until_the_user_accepts() {
     let bed = TestBed::new();
     bed.permission.set(PermissionState::Prompt);
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("p", URL, opts()).await })
         .unwrap();
@@ -420,7 +415,7 @@ fn prompt_permission_refused_aborts() {
     let bed = TestBed::new();
     bed.permission.set(PermissionState::Prompt);
     bed.network.serve(URL, Resource::ok(vec![1u8; 10]));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("p", URL, opts()).await })
         .unwrap();
@@ -522,7 +517,7 @@ fn fetch_leaves_its_span_when_it_waits() {
                 ..Default::default()
             },
         );
-        let m = bed.engine_manager();
+        let m = bed.manager();
         use background_fetch::Spawn;
         bed.executor.spawn(Box::pin(async move {
             m.fetch("waiting", r, opts()).await.unwrap();

@@ -257,6 +257,21 @@ impl TestBed {
         self.running().service_worker
     }
 
+    /// Connects another window, a document at `url`, to the service (in this process).
+    pub fn connect_window(&self, url: &str) -> Connection {
+        in_process::connect(
+            &self.service(),
+            EnvironmentData {
+                kind: EnvironmentKindData::Window,
+                base_url: Url::parse(url).expect("an absolute URL"),
+                secure_context: true,
+                policy: PolicyContainer::default(),
+                embedder: None,
+            },
+            Arc::new(self.executor.clone()),
+        )
+    }
+
     /// `registration.backgroundFetch` in the page.
     pub fn manager(&self) -> client::BackgroundFetchManager {
         self.page().background_fetch(&self.registration)
