@@ -1,9 +1,10 @@
 //! Perform a background fetch and complete a record: results, failure reasons, downloadTotal,
 //! quota, resumption with Range, restarts, pause, offline and retries.
 
+use background_fetch::service::client::BackgroundFetchRegistration;
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
-    BackgroundFetchFailureReason as Reason, BackgroundFetchOptions, BackgroundFetchRegistration,
+    BackgroundFetchFailureReason as Reason, BackgroundFetchOptions,
     BackgroundFetchResult as Result_, BlockReason, EngineConfig, FunctionalEventKind,
     NetworkErrorKind, RequestInfo, RetryPolicy,
 };
@@ -26,7 +27,7 @@ fn start(
     urls: &[&str],
     download_total: u64,
 ) -> BackgroundFetchRegistration {
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let urls: Vec<String> = urls.iter().map(|s| s.to_string()).collect();
     let id = id.to_owned();
     bed.run(async move {
@@ -61,7 +62,7 @@ fn stored(bed: &TestBed, reg: &BackgroundFetchRegistration, record: usize) -> Ve
 fn hold_events(bed: &TestBed) -> Arc<Mutex<Vec<futures::channel::oneshot::Sender<()>>>> {
     let holds: Arc<Mutex<Vec<futures::channel::oneshot::Sender<()>>>> = Arc::default();
     let h = holds.clone();
-    bed.worker.set_engine_handler(move |_e| {
+    bed.worker.set_handler(move |_e| {
         let (tx, rx) = futures::channel::oneshot::channel();
         h.lock().unwrap().push(tx);
         Box::pin(async move {
@@ -406,7 +407,7 @@ fn non_get_records_are_not_retried() {
         "https://example.com/upload",
         vec![Fault::ErrorBeforeHead(NetworkErrorKind::Temporary)],
     );
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let r = bed.request_with_body("/upload", "POST", "x");
     let reg = bed
         .run(async move { m.fetch("post", r, Default::default()).await })
@@ -470,7 +471,7 @@ fn blocked_requests_fail_only_their_record_and_count_nothing() {
     bed.network
         .fault_next(B, vec![Fault::Block(BlockReason::Cors)]);
     let _holds = hold_events(&bed);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move {
             m.fetch(
@@ -590,7 +591,7 @@ fn pause_is_refused_when_a_record_is_not_get() {
         "https://example.com/upload",
         Resource::echo().head_delay(Duration::from_secs(5)),
     );
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let r = bed.request_with_body("/upload", "POST", "x");
     let reg = bed
         .run(async move { m.fetch("post", r, Default::default()).await })
@@ -675,7 +676,7 @@ fn concurrency_is_limited_per_fetch_and_globally() {
                 .chunk_delay(Duration::from_millis(10)),
         );
     }
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (u1, u2) = (urls[..3].to_vec(), urls[3..].to_vec());
     let (a, b) = bed.run(async move {
         let a = m
@@ -827,6 +828,13 @@ fn always_ready_with_action_at_3000(bed: &TestBed, action: impl FnOnce() + Send 
 #[test]
 fn abort_stops_an_always_ready_transfer_within_one_chunk() {
     let bed = TestBed::new();
+    // Same-process on purpose: the abort must happen inside the engine's own poll (the
+    // network's action runs there), which a call through the protocol cannot (the service
+    // answers it in a task of its own). Through the protocol the test finds something else: an
+    // always-ready download never yields, so the page's get() is answered only after the whole
+    // body arrived (the fetch had settled). FIXME: a record's transfer yields to other tasks
+    // now and then, so that script's calls are answered during a download faster than the
+    // store.
     let manager = bed.engine_manager();
     let aborted = Arc::new(Mutex::new(None));
     let a = aborted.clone();
@@ -947,7 +955,7 @@ fn a_restarted_record_keeps_its_fetchs_reservation() {
     assert_eq!(bed.network.requests_for(A).len(), 2);
     assert_eq!(x.downloaded(), 0, "the record restarted from scratch");
     // Another fetch reserves what the quota has left for it: 150,000 - 100,000 reserved by x.
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let y = bed.run(async move {
         m.fetch(
             "y",
@@ -964,7 +972,7 @@ fn a_restarted_record_keeps_its_fetchs_reservation() {
         Err("QuotaExceededError"),
         "x's reservation is whole again: 150,000 - 100,000 leaves less than 60,000"
     );
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let y = bed.run(async move {
         m.fetch(
             "y",
@@ -1010,7 +1018,7 @@ fn a_cut_off_response_to_an_upload_fails_its_record() {
     bed.network.serve(upload, Resource::echo());
     bed.network.fault_next(upload, vec![Fault::CutOffAfter(2)]);
     let r = bed.request_with_body("/upload", "POST", "four");
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("up", r, Default::default()).await })
         .unwrap();
