@@ -20,7 +20,7 @@ fn body(n: usize, seed: u8) -> Vec<u8> {
 fn collect_bodies(bed: &TestBed) -> Arc<Mutex<Vec<Vec<Vec<u8>>>>> {
     let out: Arc<Mutex<Vec<Vec<Vec<u8>>>>> = Arc::default();
     let o = out.clone();
-    bed.worker.set_engine_handler(move |e| {
+    bed.worker.set_handler(move |e| {
         let o = o.clone();
         async move {
             let mut bodies = Vec::new();
@@ -52,7 +52,7 @@ fn an_interrupted_fetch_resumes_after_a_restart_with_range() {
     );
     bed.network
         .serve(B, Resource::ok(b.clone()).chunk_size(10_000));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move {
             m.fetch(
@@ -71,7 +71,7 @@ fn an_interrupted_fetch_resumes_after_a_restart_with_range() {
     // Crash: every in-flight task is dropped; a new engine starts on the same store.
     let bodies = collect_bodies(&bed);
     bed.restart();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let ids = bed.run(async move { m.get_ids().await.unwrap() });
     assert_eq!(ids, vec!["r"], "the fetch came back");
     bed.run_until_idle();
@@ -98,7 +98,7 @@ fn a_paused_fetch_stays_paused_after_a_restart() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(body(1000, 0)));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("p", A, Default::default()).await })
         .unwrap();
@@ -126,7 +126,7 @@ fn a_crash_during_the_event_fires_it_again_and_loses_nothing() {
     // The first service worker never finishes its event (the process dies meanwhile).
     bed.worker
         .set_handler(|_e| futures::future::pending().boxed());
-    let m = bed.engine_manager();
+    let m = bed.manager();
     bed.run(async move { m.fetch("e", A, Default::default()).await })
         .unwrap();
     bed.run_until_idle();
@@ -152,7 +152,7 @@ fn an_unregistered_fetch_does_not_come_back() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(body(1000, 0)));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     bed.run(async move { m.fetch("u", A, Default::default()).await })
         .unwrap();
     let engine = bed.engine();
@@ -170,19 +170,19 @@ fn ids_are_unique_across_restarts() {
     bed.network.serve(A, Resource::ok(body(10, 0)));
     bed.network.fault_next(A, vec![Fault::Hold]);
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let first = bed
         .run(async move { m.fetch("x", A, Default::default()).await })
         .unwrap();
     bed.restart();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let again = bed.run(async move { m.fetch("x", A, Default::default()).await });
     assert_eq!(
         again.unwrap_err().name(),
         "TypeError",
         "still active after the restart"
     );
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let other = bed
         .run(async move { m.fetch("y", A, Default::default()).await })
         .unwrap();
@@ -200,7 +200,7 @@ fn restored_fetches_can_wait_to_be_resumed() {
     bed.network.serve(B, Resource::ok(body(1000, 1)));
     bed.network.fault_next(A, vec![Fault::Hold]);
     bed.network.fault_next(B, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let (a, b) = bed.run(async move {
         (
             m.fetch("a", A, Default::default()).await.unwrap(),
@@ -215,11 +215,11 @@ fn restored_fetches_can_wait_to_be_resumed() {
         "nothing fetched after the restart yet"
     );
     // Restored and visible, though idle.
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let ids = bed.run(async move { m.get_ids().await.unwrap() });
     assert_eq!(ids, vec!["a", "b"]);
     // Abort one and resume only it: it settles as aborted; the other stays idle.
-    let m = bed.engine_manager();
+    let m = bed.manager();
     assert!(bed.run(async move { m.get("a").await.unwrap().unwrap().abort().await.unwrap() }));
     assert_eq!(bed.engine().resume_restored(Some(a.uid())), 1);
     bed.run_until_idle();
@@ -239,7 +239,7 @@ fn an_unfinished_upload_is_not_sent_again_after_a_restart() {
     bed.network.serve(A, Resource::ok(body(100, 0)));
     bed.network.fault_next(upload, vec![Fault::Hold]);
     let r = bed.request_with_body("/upload", "POST", "once");
-    let m = bed.engine_manager();
+    let m = bed.manager();
     bed.run(async move {
         m.fetch(
             "up",
@@ -273,11 +273,11 @@ fn a_dropped_test_bed_frees_the_engine_and_its_hosts() {
     bed.network.fault_next(B, vec![Fault::Hold]);
     let alive = Arc::new(());
     let weak = Arc::downgrade(&alive);
-    bed.worker.set_engine_handler(move |_| {
+    bed.worker.set_handler(move |_| {
         let _keep = &alive;
         async { DispatchOutcome::Completed }.boxed()
     });
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move {
             m.fetch("f", [A, B], BackgroundFetchOptions::default())
@@ -306,7 +306,7 @@ fn a_fetch_waiting_on_the_prompt_still_waits_after_a_restart() {
     bed.network.serve(upload, Resource::echo());
     bed.network.serve(A, Resource::ok(body(100, 0)));
     let r = bed.request_with_body("/upload", "POST", "once");
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move {
             m.fetch(
@@ -350,7 +350,7 @@ fn a_post_fetch_at_the_prompt_neither_fails_nor_sends_after_a_restart() {
     let upload = "https://example.com/upload";
     bed.network.serve(upload, Resource::echo());
     let r = bed.request_with_body("/upload", "POST", "once");
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("post", r, Default::default()).await })
         .unwrap();
@@ -384,7 +384,7 @@ fn a_queued_upload_that_was_never_sent_is_sent_after_a_restart() {
     bed.network.fault_next(first, vec![Fault::Hold]);
     let r1 = bed.request_with_body("/first", "POST", "1");
     let r2 = bed.request_with_body("/second", "POST", "2");
-    let m = bed.engine_manager();
+    let m = bed.manager();
     bed.run(async move {
         m.fetch(
             "two",
@@ -402,7 +402,7 @@ fn a_queued_upload_that_was_never_sent_is_sent_after_a_restart() {
     assert!(bed.network.requests_for(second).is_empty());
     let results: Arc<Mutex<Vec<background_fetch::RecordResult>>> = Arc::default();
     let r = results.clone();
-    bed.worker.set_engine_handler(move |e| {
+    bed.worker.set_handler(move |e| {
         let r = r.clone();
         async move {
             for rec in e
@@ -411,7 +411,8 @@ fn a_queued_upload_that_was_never_sent_is_sent_after_a_restart() {
                 .await
                 .unwrap()
             {
-                r.lock().unwrap().push(rec.result());
+                let result = rec.state().await.unwrap().result;
+                r.lock().unwrap().push(result);
             }
             DispatchOutcome::Completed
         }
@@ -447,21 +448,23 @@ fn an_abort_survives_a_crash() {
             .chunk_size(10_000)
             .chunk_delay(Duration::from_secs(1)),
     );
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("gone", A, Default::default()).await })
         .unwrap();
     bed.advance(Duration::from_millis(1500));
-    // abort() resolves true, and the process crashes before any other task ran.
-    assert_eq!(reg.abort().now_or_never().map(Result::unwrap), Some(true));
+    // abort() resolves true (its reply crossed the protocol), and the process crashes as soon
+    // as the page has it.
+    let r = reg.clone();
+    assert_eq!(bed.run(async move { r.abort().await }), Ok(true));
     bed.restart();
-    let m = bed.engine_manager();
+    let m = bed.manager();
     assert!(
         bed.run(async move { m.get_ids().await.unwrap() })
             .is_empty(),
         "an aborted fetch is not active again"
     );
-    let m = bed.engine_manager();
+    let m = bed.manager();
     assert!(
         bed.run(async move { m.get("gone").await.unwrap() })
             .is_none()
@@ -482,7 +485,7 @@ fn a_user_abort_survives_a_crash() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(body(1000, 3)));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("ui", A, Default::default()).await })
         .unwrap();
@@ -510,7 +513,7 @@ fn a_refused_prompt_survives_a_crash() {
     bed.permission
         .set(background_fetch::PermissionState::Prompt);
     bed.network.serve(A, Resource::ok(body(1000, 3)));
-    let m = bed.engine_manager();
+    let m = bed.manager();
     let reg = bed
         .run(async move { m.fetch("no", A, Default::default()).await })
         .unwrap();
