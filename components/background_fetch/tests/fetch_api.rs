@@ -7,7 +7,6 @@ use background_fetch::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use url::Url;
 
 const URL: &str = "https://example.com/file.bin";
 
@@ -360,11 +359,7 @@ fn get_returns_the_same_instance_and_get_ids_lists_active_fetches_in_order() {
     assert!(missing.unwrap().is_none());
     // Another environment's instance agrees on every value, downloaded included.
     bed.run_until_idle();
-    let other = bed
-        .engine()
-        .create_environment(background_fetch::EnvironmentSettings::window(
-            Url::parse("https://example.com/other.html").unwrap(),
-        ));
+    let other = bed.connect_window("https://example.com/other.html");
     let m2 = other.background_fetch(&bed.registration);
     let b2 = bed.run(async move { m2.get("a").await.unwrap().unwrap() });
     assert!(b2 != a);

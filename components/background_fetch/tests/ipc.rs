@@ -8,7 +8,7 @@
 //! engine's (virtual-time) executor until the child exits, then checks the engine's side.
 
 use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
-use background_fetch::service::{Service, WorkerBridge, client, ipc};
+use background_fetch::service::{client, ipc};
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchResult as Outcome,
@@ -54,11 +54,9 @@ fn the_script_side_in_a_child_process_runs_a_whole_fetch() {
     bed.network.fault_next(A, vec![Fault::Hold]);
     bed.network.serve(HELD, Resource::ok(&b"never"[..]));
     bed.network.fault_next(HELD, vec![Fault::Hold]);
-    let bridge = WorkerBridge::new();
-    let service = Service::new(bed.engine(), bridge.clone());
-    let s = service.clone();
-    bed.worker
-        .set_handler(move |e| bridge.dispatch(&s, e.data().expect("an event the engine fired")));
+    // The child's service worker global takes over the registration's events from the test
+    // bed's own.
+    let service = bed.service();
 
     let (server, name) = ipc::listen().expect("a one-shot server");
     let mut child = Command::new(std::env::current_exe().unwrap())

@@ -210,7 +210,7 @@ fn expected_reason(t: &Tracked) -> Option<Reason> {
 }
 
 fn install_worker(bed: &TestBed, violations: Arc<Mutex<Vec<String>>>) {
-    bed.worker.set_handler(move |e| {
+    bed.worker.set_engine_handler(move |e| {
         let violations = violations.clone();
         async move {
             let reg = e.registration().clone();
@@ -313,9 +313,9 @@ impl Sut {
         let online = self.bed.engine().is_online();
         self.bed.restart();
         self.bed.engine().set_online(online);
-        *self.manager.lock().unwrap() = self.bed.manager();
+        *self.manager.lock().unwrap() = self.bed.engine_manager();
         // Active fetches get new page instances; settled ones keep their last state.
-        let m = self.bed.manager();
+        let m = self.bed.engine_manager();
         let events = self.terminal_events();
         for t in self.tracked.iter_mut().filter(|t| !t.stale) {
             if t.reg.result() != Outcome::Empty {
@@ -391,7 +391,7 @@ impl StateMachineTest for EngineUnderTest {
         let violations = Arc::new(Mutex::new(Vec::new()));
         install_worker(&bed, violations.clone());
         Sut {
-            manager: Arc::new(Mutex::new(bed.manager())),
+            manager: Arc::new(Mutex::new(bed.engine_manager())),
             bed,
             tracked: Vec::new(),
             violations,
@@ -411,7 +411,7 @@ impl StateMachineTest for EngineUnderTest {
                 if prompt {
                     bed.permission.set(PermissionState::Prompt);
                 }
-                let m = bed.manager();
+                let m = bed.engine_manager();
                 let urls: Vec<RequestInfo> = resources
                     .iter()
                     .map(|&r| RequestInfo::from(RESOURCES[r].0))

@@ -157,8 +157,7 @@ fn an_update_ui_the_store_refuses_reaches_the_ui() {
         let store = store.clone();
         async move {
             store.inject_failures(StoreErrorKind::Io, 0, 1);
-            let ev = e.update_ui_event().unwrap().clone();
-            let r = ev
+            let r = e
                 .update_ui(BackgroundFetchUiOptions {
                     title: Some("New title".into()),
                     icons: None,

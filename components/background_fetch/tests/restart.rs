@@ -411,7 +411,8 @@ fn a_queued_upload_that_was_never_sent_is_sent_after_a_restart() {
                 .await
                 .unwrap()
             {
-                r.lock().unwrap().push(rec.result());
+                let result = rec.state().await.unwrap().result;
+                r.lock().unwrap().push(result);
             }
             DispatchOutcome::Completed
         }
@@ -452,8 +453,10 @@ fn an_abort_survives_a_crash() {
         .run(async move { m.fetch("gone", A, Default::default()).await })
         .unwrap();
     bed.advance(Duration::from_millis(1500));
-    // abort() resolves true, and the process crashes before any other task ran.
-    assert_eq!(reg.abort().now_or_never().map(Result::unwrap), Some(true));
+    // abort() resolves true (its reply crossed the protocol), and the process crashes as soon
+    // as the page has it.
+    let r = reg.clone();
+    assert_eq!(bed.run(async move { r.abort().await }), Ok(true));
     bed.restart();
     let m = bed.manager();
     assert!(

@@ -2,13 +2,13 @@
 //! in-process transport), a page's connection and the service worker global's.
 
 use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData, PROTOCOL_VERSION};
-use background_fetch::service::{Connection, Service, WorkerBridge, client, in_process};
+use background_fetch::service::{Connection, Service, client};
 use background_fetch::store::{ExportMode, Exported};
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchResult as Outcome,
     BackgroundFetchUiOptions, DispatchOutcome, FunctionalEventKind as Kind, PolicyContainer,
-    RecordResult, RequestBody, RequestInfo, RequestInit, Spawn,
+    RecordResult, RequestBody, RequestInfo, RequestInit,
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -47,29 +47,14 @@ fn page_environment() -> EnvironmentData {
 
 fn bed() -> Bed {
     let bed = TestBed::new();
-    let bridge = WorkerBridge::new();
-    let service = Service::new(bed.engine(), bridge.clone());
-    let s = service.clone();
-    bed.worker
-        .set_handler(move |e| bridge.dispatch(&s, e.data().expect("an event the engine fired")));
-    let spawner: Arc<dyn Spawn> = Arc::new(bed.executor.clone());
-    let page = in_process::connect(&service, page_environment(), spawner.clone());
-    let worker = in_process::connect(
-        &service,
-        EnvironmentData {
-            kind: EnvironmentKindData::ServiceWorker(bed.registration.clone()),
-            base_url: Url::parse("https://example.com/").unwrap(),
-            secure_context: true,
-            policy: PolicyContainer::default(),
-            embedder: None,
-        },
-        spawner,
-    );
+    let service = bed.service();
+    let page = bed.page();
+    let worker = bed.service_worker();
     assert_eq!(page.welcome(), Some(Ok(PROTOCOL_VERSION)));
     assert_eq!(worker.welcome(), Some(Ok(PROTOCOL_VERSION)));
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let s = seen.clone();
-    worker.on_functional_event(move |e: client::FunctionalEvent| {
+    bed.worker.set_handler(move |e: client::FunctionalEvent| {
         let s = s.clone();
         async move {
             let reg = e.registration().clone();

@@ -338,7 +338,7 @@ fn check(input: Input) {
     let environment = if input.from_service_worker {
         bed.engine().service_worker_environment(&bed.registration)
     } else {
-        bed.page()
+        bed.engine_page()
     };
     // Relative URLs resolve against the caller's base URL (the page's, or the worker's).
     let base = environment.settings().base_url.clone();
@@ -348,7 +348,7 @@ fn check(input: Input) {
     let mut taken_ids = Vec::new();
     if input.existing {
         let total = u64::from(input.existing_download_total).min(quota.unwrap_or(u64::MAX));
-        let m = bed.manager();
+        let m = bed.engine_manager();
         let existing = bed.run(async move {
             m.fetch(
                 "existing",
@@ -474,7 +474,7 @@ fn check(input: Input) {
                     record.index()
                 );
             }
-            let m = bed.manager();
+            let m = bed.engine_manager();
             let id3 = id.clone();
             let (found, ids) = bed.run(async move { (m.get(&id3).await, m.get_ids().await) });
             if id.is_empty() {
@@ -530,7 +530,7 @@ fn check(input: Input) {
             (format!("{id}#probe"), left, true),
         ];
         for (probe_id, total, fits) in probes {
-            let m = bed.manager();
+            let m = bed.engine_manager();
             let r = bed.run(async move {
                 m.fetch(
                     &probe_id,

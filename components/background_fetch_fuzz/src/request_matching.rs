@@ -124,12 +124,16 @@ pub fn run(data: &[u8]) {
             headers: Some(headers_init(&spec.headers)),
             ..Default::default()
         };
-        match construct_request(url.as_str().into(), init, &bed.page().settings().base_url) {
+        match construct_request(
+            url.as_str().into(),
+            init,
+            &bed.engine_page().settings().base_url,
+        ) {
             Ok(r) => requests.push(RequestInfo::from(r)),
             Err(_) => return,
         }
     }
-    let manager = bed.manager();
+    let manager = bed.engine_manager();
     let registration = bed.run(async move {
         manager
             .fetch("matching", requests, BackgroundFetchOptions::default())
@@ -158,7 +162,7 @@ pub fn run(data: &[u8]) {
         assert_eq!(r.index(), i, "records come in request order");
     }
 
-    let base = bed.page().settings().base_url.clone();
+    let base = bed.engine_page().settings().base_url.clone();
     for (qi, query) in input.queries.iter().enumerate() {
         let options = CacheQueryOptions {
             ignore_search: query.ignore_search,

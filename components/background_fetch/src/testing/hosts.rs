@@ -8,6 +8,7 @@ use crate::hosts::{
 };
 use crate::model::FunctionalEventKind;
 use crate::model::{ClientSnapshot, FetchUid, PermissionState, ServiceWorkerRegistrationId};
+use crate::service::{Connection, Service, WorkerBridge, client};
 use crate::testing::clock::VirtualClock;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -77,9 +78,13 @@ impl UiHost for RecordingUi {
     }
 }
 
-/// A service worker's functional event handler: what it does with the event, as a future that
-/// completes when the event stops being active (its `waitUntil` promises settled).
-pub type EventHandler =
+/// A service worker's functional event handler: what its script does with the event it
+/// received through its connection, as a future that completes when the event stops being
+/// active (its `waitUntil` promises settled).
+pub type EventHandler = client::FunctionalEventHandler;
+
+/// A functional event handler given the engine's same-process event objects.
+pub type EngineEventHandler =
     Arc<dyn Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync>;
 
 #[derive(Default)]
@@ -88,11 +93,19 @@ struct WorkerInner {
     events: Vec<FunctionalEvent>,
     finished: Vec<(FunctionalEventKind, FetchUid)>,
     handler: Option<EventHandler>,
+    engine_handler: Option<EngineEventHandler>,
+    /// The service (and its bridge) events go through to the service worker's connection.
+    service: Option<(Service, WorkerBridge)>,
 }
 
 /// A [`WorkerHost`] playing the service worker: every registration has an active worker unless
-/// told otherwise; events are recorded and handed to an optional handler. It makes the events'
-/// objects in this process, from the engine it is attached to ([`RecordingWorker::attach`]).
+/// told otherwise; every event the engine dispatches is recorded (as the engine's object, made
+/// in this process from the engine it is attached to: [`RecordingWorker::attach`]).
+///
+/// Once connected to a [`Service`] ([`RecordingWorker::connect`]), events are then fired as
+/// data, through the service's [`WorkerBridge`], at the service worker global's connection,
+/// whose listener runs the handler set with [`RecordingWorker::set_handler`]. Without a
+/// handler an event completes at once.
 #[derive(Clone, Default)]
 pub struct RecordingWorker {
     inner: Arc<Mutex<WorkerInner>>,
@@ -105,10 +118,26 @@ impl RecordingWorker {
         self.objects.attach(engine);
     }
 
-    /// Forgets the engine (before another starts on the same hosts): events wait for the next
-    /// [`RecordingWorker::attach`].
+    /// Fires events through `service` (whose bridge is `bridge`) at `connection`, the service
+    /// worker global's connection: its listener becomes the handler of
+    /// [`RecordingWorker::set_handler`] (the one set now or later).
+    pub fn connect(&self, service: &Service, bridge: &WorkerBridge, connection: &Connection) {
+        self.inner.lock().unwrap().service = Some((service.clone(), bridge.clone()));
+        let inner = self.inner.clone();
+        connection.on_functional_event(move |event| {
+            let handler = inner.lock().unwrap().handler.clone();
+            match handler {
+                Some(h) => h(event),
+                None => futures::future::ready(DispatchOutcome::Completed).boxed(),
+            }
+        });
+    }
+
+    /// Forgets the engine and its service (before another starts on the same hosts, or when
+    /// the test bed goes): events wait for the next [`RecordingWorker::attach`].
     pub fn detach(&self) {
         self.objects.detach();
+        self.inner.lock().unwrap().service = None;
     }
 
     /// Sets whether `registration` has an active worker.
@@ -121,15 +150,29 @@ impl RecordingWorker {
         }
     }
 
-    /// Installs the service worker's event handler.
+    /// Installs the service worker script's event handler: it receives the events its
+    /// connection received ([`RecordingWorker::connect`]).
     pub fn set_handler(
         &self,
-        handler: impl Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync + 'static,
+        handler: impl Fn(client::FunctionalEvent) -> BoxFuture<'static, DispatchOutcome>
+        + Send
+        + Sync
+        + 'static,
     ) {
         self.inner.lock().unwrap().handler = Some(Arc::new(handler));
     }
 
-    /// Every event dispatched so far, in order.
+    /// Installs a handler given the engine's same-process event objects, run instead of
+    /// sending the event to a connection. Same-process, for the fuzz targets and the store and
+    /// network crates' engine tests until they move to the protocol (issue 13).
+    pub fn set_engine_handler(
+        &self,
+        handler: impl Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync + 'static,
+    ) {
+        self.inner.lock().unwrap().engine_handler = Some(Arc::new(handler));
+    }
+
+    /// Every event the engine dispatched so far, in order (the engine's objects).
     pub fn events(&self) -> Vec<FunctionalEvent> {
         self.inner.lock().unwrap().events.clone()
     }
@@ -160,20 +203,22 @@ impl WorkerHost for RecordingWorker {
     fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
         let object = self.objects.object(&event);
         let inner = self.inner.clone();
+        let data = event;
         async move {
             let Some(event) = object.await else {
                 return DispatchOutcome::Skipped;
             };
-            let handler = {
+            let (engine_handler, service) = {
                 let mut i = inner.lock().unwrap();
                 i.events.push(event.clone());
-                i.handler.clone()
+                (i.engine_handler.clone(), i.service.clone())
             };
             let kind = event.kind();
             let uid = event.registration().uid();
-            let outcome = match handler {
-                Some(h) => h(event).await,
-                None => DispatchOutcome::Completed,
+            let outcome = match (engine_handler, service, data) {
+                (Some(h), _, _) => h(event).await,
+                (None, Some((service, bridge)), data) => bridge.dispatch(&service, data).await,
+                (None, None, _) => DispatchOutcome::Completed,
             };
             inner.lock().unwrap().finished.push((kind, uid));
             outcome

@@ -5,9 +5,11 @@
 //! * [`ScriptedNetwork`]: resources in memory, Range-aware or not, chunked, delayed, with
 //!   faults per attempt (resets, errors, holds, changed validators, unsolicited 206s, ...).
 //! * [`RecordingUi`], [`RecordingWorker`]: record what the engine shows and dispatches; the
-//!   worker runs a handler playing the service worker script.
-//! * [`TestBed`]: all of the above wired to an [`Engine`] on a [`MemoryStore`], with one
-//!   service worker registration and one page.
+//!   worker fires the events through the [`service`](crate::service) at a service worker
+//!   global's connection, whose handler plays the service worker script.
+//! * [`TestBed`]: all of the above wired to an [`Engine`] on a [`MemoryStore`], behind a
+//!   [`Service`], with one service worker registration: script reaches the engine only through
+//!   the protocol (the in-process transport), from one page and the service worker global.
 //! * [`store_contract`]: the [`crate::Store`] contract as tests any store can run.
 //! * [`layering`]: a crate's module graph, for tests that keep its layers and find import
 //!   circles.
@@ -21,7 +23,10 @@ pub mod store_contract;
 
 pub use clock::VirtualClock;
 pub use executor::Executor;
-pub use hosts::{EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota, UiCall};
+pub use hosts::{
+    EngineEventHandler, EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota,
+    UiCall,
+};
 pub use network::{Fault, LoggedRequest, Resource, ScriptedNetwork};
 
 use crate::config::EngineConfig;
@@ -30,7 +35,9 @@ use crate::hosts::Hosts;
 use crate::hosts::{PolicyHost, SimpleCsp};
 use crate::manager::{Environment, EnvironmentSettings};
 use crate::memory_store::MemoryStore;
-use crate::model::ServiceWorkerRegistrationId;
+use crate::model::{PolicyContainer, ServiceWorkerRegistrationId};
+use crate::service::protocol::{EnvironmentData, EnvironmentKindData};
+use crate::service::{Connection, Service, WorkerBridge, client, in_process};
 use crate::store::Store;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -39,8 +46,11 @@ use url::Url;
 /// The origin every [`TestBed`] uses.
 pub const ORIGIN: &str = "https://example.com";
 
-/// An engine on deterministic hosts, with one service worker registration (scope
-/// `https://example.com/`) and one page (`https://example.com/page.html`).
+/// An engine on deterministic hosts behind a [`Service`], with one service worker registration
+/// (scope `https://example.com/`) whose service worker global is connected (its functional
+/// event handler is [`RecordingWorker::set_handler`]'s), and one page
+/// (`https://example.com/page.html`), connected too: what script does goes through the
+/// protocol (the in-process transport), as in a browser whose script runs in other processes.
 pub struct TestBed {
     /// The executor every task runs on.
     pub executor: Executor,
@@ -52,7 +62,8 @@ pub struct TestBed {
     pub network: ScriptedNetwork,
     /// The UI.
     pub ui: RecordingUi,
-    /// The service worker side.
+    /// The service worker side: records what the engine dispatched; its handler runs in the
+    /// service worker global's connection.
     pub worker: RecordingWorker,
     /// The permission answer.
     pub permission: TestPermission,
@@ -62,9 +73,21 @@ pub struct TestBed {
     pub registration: ServiceWorkerRegistrationId,
     /// The engine settings (used again by [`TestBed::restart`]).
     pub config: EngineConfig,
-    /// The running engine (`None` only while [`TestBed::restart`] replaces it).
-    engine: Mutex<Option<Engine>>,
-    page: Mutex<Environment>,
+    /// The running engine, its service and connections (`None` only while
+    /// [`TestBed::restart`] replaces them).
+    running: Mutex<Option<Running>>,
+}
+
+/// An engine and what reaches it: the service, the page's connection and the service worker
+/// global's.
+#[derive(Clone)]
+struct Running {
+    engine: Engine,
+    service: Service,
+    page: Connection,
+    service_worker: Connection,
+    /// Same-process, for the fuzz targets until they move to the protocol (issue 13).
+    engine_page: Environment,
 }
 
 /// Dropping a test bed drops every task still on its executor (a fetch in flight holds the
@@ -73,6 +96,8 @@ pub struct TestBed {
 impl Drop for TestBed {
     fn drop(&mut self) {
         self.executor.drop_all_tasks();
+        // The worker host (held by the engine) holds the service (which holds the engine).
+        self.worker.detach();
     }
 }
 
@@ -117,10 +142,7 @@ impl TestBed {
         );
         let engine = executor.block_on(&clock, Engine::start(hosts, config.clone()));
         let engine = engine.expect("the engine starts on a memory store");
-        worker.attach(&engine);
-        let page = engine.create_environment(EnvironmentSettings::window(
-            Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
-        ));
+        let running = Self::serve(engine, &executor, &worker, &registration);
         TestBed {
             executor,
             clock,
@@ -132,8 +154,52 @@ impl TestBed {
             quota,
             registration,
             config,
-            engine: Mutex::new(Some(engine)),
-            page: Mutex::new(page),
+            running: Mutex::new(Some(running)),
+        }
+    }
+
+    /// Puts `engine` behind a service, connects the page and the service worker global, and
+    /// routes `worker`'s events to the latter.
+    fn serve(
+        engine: Engine,
+        executor: &Executor,
+        worker: &RecordingWorker,
+        registration: &ServiceWorkerRegistrationId,
+    ) -> Running {
+        let bridge = WorkerBridge::new();
+        let service = Service::new(engine.clone(), bridge.clone());
+        let spawner: Arc<dyn crate::hosts::Spawn> = Arc::new(executor.clone());
+        let environment = |kind, url: &str| EnvironmentData {
+            kind,
+            base_url: Url::parse(url).expect("static URL"),
+            secure_context: true,
+            policy: PolicyContainer::default(),
+            embedder: None,
+        };
+        let service_worker = in_process::connect(
+            &service,
+            environment(
+                EnvironmentKindData::ServiceWorker(registration.clone()),
+                &format!("{ORIGIN}/sw.js"),
+            ),
+            spawner.clone(),
+        );
+        let page = in_process::connect(
+            &service,
+            environment(EnvironmentKindData::Window, &format!("{ORIGIN}/page.html")),
+            spawner,
+        );
+        worker.connect(&service, &bridge, &service_worker);
+        worker.attach(&engine);
+        let engine_page = engine.create_environment(EnvironmentSettings::window(
+            Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
+        ));
+        Running {
+            engine,
+            service,
+            page,
+            service_worker,
+            engine_page,
         }
     }
 
@@ -161,29 +227,72 @@ impl TestBed {
         }
     }
 
-    /// The engine.
-    pub fn engine(&self) -> Engine {
-        self.engine
+    fn running(&self) -> Running {
+        self.running
             .lock()
             .unwrap()
             .clone()
             .expect("the engine is running (not in the middle of a restart)")
     }
 
-    /// The page (a window environment at `https://example.com/page.html`).
-    pub fn page(&self) -> Environment {
-        self.page.lock().unwrap().clone()
+    /// The engine (for what the embedder does: the network going offline, what the user
+    /// does in the UI, diagnostics).
+    pub fn engine(&self) -> Engine {
+        self.running().engine
+    }
+
+    /// The service in front of the engine.
+    pub fn service(&self) -> Service {
+        self.running().service
+    }
+
+    /// The page's connection (a window environment at `https://example.com/page.html`).
+    pub fn page(&self) -> Connection {
+        self.running().page
+    }
+
+    /// The service worker global's connection (its functional events run the handler of
+    /// [`RecordingWorker::set_handler`]).
+    pub fn service_worker(&self) -> Connection {
+        self.running().service_worker
+    }
+
+    /// Connects another window, a document at `url`, to the service (in this process).
+    pub fn connect_window(&self, url: &str) -> Connection {
+        in_process::connect(
+            &self.service(),
+            EnvironmentData {
+                kind: EnvironmentKindData::Window,
+                base_url: Url::parse(url).expect("an absolute URL"),
+                secure_context: true,
+                policy: PolicyContainer::default(),
+                embedder: None,
+            },
+            Arc::new(self.executor.clone()),
+        )
     }
 
     /// `registration.backgroundFetch` in the page.
-    pub fn manager(&self) -> crate::BackgroundFetchManager {
+    pub fn manager(&self) -> client::BackgroundFetchManager {
         self.page().background_fetch(&self.registration)
+    }
+
+    /// The engine's same-process page environment. Same-process, for the fuzz targets until
+    /// they move to the protocol (issue 13).
+    pub fn engine_page(&self) -> Environment {
+        self.running().engine_page
+    }
+
+    /// `registration.backgroundFetch` in [`TestBed::engine_page`]. Same-process, for the fuzz
+    /// targets until they move to the protocol (issue 13).
+    pub fn engine_manager(&self) -> crate::BackgroundFetchManager {
+        self.engine_page().background_fetch(&self.registration)
     }
 
     /// `new Request(url, init)` in the page (relative URLs resolve against the page's URL).
     /// Panics if the Request constructor throws.
     pub fn request(&self, url: &str, init: crate::RequestInit) -> crate::RequestObject {
-        crate::construct_request(url.into(), init, &self.page().settings().base_url)
+        crate::construct_request(url.into(), init, &self.page().environment().base_url)
             .expect("the Request constructor accepts it")
     }
 
@@ -239,14 +348,15 @@ impl TestBed {
         self.engine().set_online(online);
     }
 
-    /// Simulates a crash and restart: every in-flight task is dropped, the engine is dropped,
-    /// and a new engine starts on the same store (restoring and resuming what it holds). A new
-    /// page is created.
+    /// Simulates a crash and restart: every in-flight task is dropped, the engine, its service
+    /// and the connections are dropped, and a new engine starts on the same store (restoring
+    /// and resuming what it holds), behind a new service. A new page and a new service worker
+    /// global connect; the latter runs the same handler.
     pub fn restart(&self) {
         self.executor.drop_all_tasks();
         // The crashed process is gone before the new one starts: objects of its pages (and a
         // test's callbacks holding them) can no longer reach the engine or the store.
-        drop(self.engine.lock().unwrap().take());
+        drop(self.running.lock().unwrap().take());
         self.worker.detach();
         let hosts = Self::hosts(
             &self.executor,
@@ -262,11 +372,7 @@ impl TestBed {
             .executor
             .block_on(&self.clock, Engine::start(hosts, self.config.clone()))
             .expect("the engine restarts on a memory store");
-        self.worker.attach(&engine);
-        let page = engine.create_environment(EnvironmentSettings::window(
-            Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
-        ));
-        *self.engine.lock().unwrap() = Some(engine);
-        *self.page.lock().unwrap() = page;
+        let running = Self::serve(engine, &self.executor, &self.worker, &self.registration);
+        *self.running.lock().unwrap() = Some(running);
     }
 }

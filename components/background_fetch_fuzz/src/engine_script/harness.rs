@@ -258,7 +258,7 @@ async fn read_records(
 fn install_worker(bed: &TestBed, shared: Arc<Mutex<Shared>>) {
     let clock = bed.clock.clone();
     let ui = bed.ui.clone();
-    bed.worker.set_handler(move |e: FunctionalEvent| {
+    bed.worker.set_engine_handler(move |e: FunctionalEvent| {
         let shared = shared.clone();
         let clock = clock.clone();
         let ui = ui.clone();
@@ -845,7 +845,7 @@ impl<'s> Harness<'s> {
                 .fault_next(&tracked.records[r].url, queued.faults.clone());
             tracked.faults[r].push(queued);
         }
-        let m = self.bed.manager();
+        let m = self.bed.engine_manager();
         let active_before = {
             let m = m.clone();
             self.bed.run(async move { m.get_ids().await })
@@ -1112,7 +1112,7 @@ impl<'s> Harness<'s> {
         self.bed.restart();
         self.bed.engine().set_online(self.online);
         self.note("restart");
-        let m = self.bed.manager();
+        let m = self.bed.engine_manager();
         let counts = self.settle_counts();
         for i in 0..self.fetches.len() {
             let t = &self.fetches[i];
@@ -1246,7 +1246,7 @@ impl<'s> Harness<'s> {
 
     /// `getIds()` lists exactly the fetches that have not settled and were not aborted.
     fn check_active(&mut self) {
-        let m = self.bed.manager();
+        let m = self.bed.engine_manager();
         let ids = match self.bed.run(async move { m.get_ids().await }) {
             Ok(ids) => ids,
             Err(e) => self.fail(format_args!("getIds() rejected: {e}")),
@@ -1761,7 +1761,7 @@ impl<'s> Harness<'s> {
         if !active.is_empty() {
             self.fail(format_args!("still active at the end: {active:?}"));
         }
-        let m = self.bed.manager();
+        let m = self.bed.engine_manager();
         let ids = self.bed.run(async move { m.get_ids().await });
         if !matches!(&ids, Ok(ids) if ids.is_empty()) {
             self.fail(format_args!("getIds() at the end gives {ids:?}"));
@@ -1787,7 +1787,7 @@ impl<'s> Harness<'s> {
         self.bed
             .network
             .serve(URL, background_fetch::testing::Resource::ok(&b"probe"[..]));
-        let m = self.bed.manager();
+        let m = self.bed.engine_manager();
         let r = self.bed.run(async move {
             m.fetch(
                 "quota-probe",
