@@ -176,7 +176,7 @@ impl TestBed {
             policy: PolicyContainer::default(),
             embedder: None,
         };
-        let service_worker = in_process::connect(
+        let service_worker = in_process::connect_unowned(
             &service,
             environment(
                 EnvironmentKindData::ServiceWorker(registration.clone()),
@@ -184,7 +184,7 @@ impl TestBed {
             ),
             spawner.clone(),
         );
-        let page = in_process::connect(
+        let page = in_process::connect_unowned(
             &service,
             environment(EnvironmentKindData::Window, &format!("{ORIGIN}/page.html")),
             spawner,
@@ -259,7 +259,7 @@ impl TestBed {
 
     /// Connects another window, a document at `url`, to the service (in this process).
     pub fn connect_window(&self, url: &str) -> Connection {
-        in_process::connect(
+        in_process::connect_unowned(
             &self.service(),
             EnvironmentData {
                 kind: EnvironmentKindData::Window,
@@ -351,7 +351,9 @@ impl TestBed {
     /// Simulates a crash and restart: every in-flight task is dropped, the engine, its service
     /// and the connections are dropped, and a new engine starts on the same store (restoring
     /// and resuming what it holds), behind a new service. A new page and a new service worker
-    /// global connect; the latter runs the same handler.
+    /// global connect; the latter runs the same handler. Connections do not keep their service
+    /// alive ([`in_process::connect_unowned`]): objects of the crashed pages reach nothing, and
+    /// their calls never settle.
     pub fn restart(&self) {
         self.executor.drop_all_tasks();
         // The crashed process is gone before the new one starts: objects of its pages (and a
