@@ -86,7 +86,7 @@ struct Running {
     service: Service,
     page: Connection,
     service_worker: Connection,
-    /// Same-process, for the fuzz targets until they move to the protocol (issue 13).
+    /// The engine's same-process page ([`TestBed::engine_page`]).
     engine_page: Environment,
 }
 
@@ -277,14 +277,16 @@ impl TestBed {
         self.page().background_fetch(&self.registration)
     }
 
-    /// The engine's same-process page environment. Same-process, for the fuzz targets until
-    /// they move to the protocol (issue 13).
+    /// The engine's same-process page environment (not through the protocol). For the fuzz
+    /// targets until they move to the protocol (issue 13), and for the few tests that need the
+    /// engine's own objects (an untrusted event's constructor, a call made inside the engine's
+    /// own poll).
     pub fn engine_page(&self) -> Environment {
         self.running().engine_page
     }
 
-    /// `registration.backgroundFetch` in [`TestBed::engine_page`]. Same-process, for the fuzz
-    /// targets until they move to the protocol (issue 13).
+    /// `registration.backgroundFetch` in [`TestBed::engine_page`] (not through the protocol):
+    /// see there.
     pub fn engine_manager(&self) -> crate::BackgroundFetchManager {
         self.engine_page().background_fetch(&self.registration)
     }
