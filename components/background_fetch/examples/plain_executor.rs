@@ -1,16 +1,19 @@
 //! A complete embedding of the engine with no async runtime: a `futures` thread pool runs the
 //! tasks, std threads keep time, and a small in-process "origin server" plays the network. It
 //! downloads a podcast episode and its artwork in the background, prints progress from the UI
-//! host, and reads the records in the service worker's `backgroundfetchsuccess` handler.
+//! host, and reads the records in the service worker's `backgroundfetchsuccess` handler. The page
+//! and the service worker reach the engine through the service's protocol (here its in-process
+//! transport; in a browser, from their own processes).
 //!
 //! Run it with `cargo run -p background-fetch --example plain_executor`.
 
+use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+use background_fetch::service::{Service, ServiceWorkerHost, WorkerBridge, client, in_process};
 use background_fetch::{
     BackgroundFetchOptions, BoxFuture, BoxStream, Clock, DispatchOutcome, Engine, EngineConfig,
-    EnvironmentSettings, EventObjects, FunctionalEventData, Granted, HeaderList, Hosts,
-    MemoryStore, NetworkError, NetworkEvent, NetworkHost, NetworkRequest, NoPolicy, RequestInfo,
-    ResponseHead, ResponseType, ServiceWorkerRegistrationId, Spawn, UiHost, UiSnapshot, Unlimited,
-    WorkerHost,
+    Granted, HeaderList, Hosts, MemoryStore, NetworkError, NetworkEvent, NetworkHost,
+    NetworkRequest, NoPolicy, PolicyContainer, RequestInfo, ResponseHead, ResponseType,
+    ServiceWorkerRegistrationId, Spawn, UiHost, UiSnapshot, Unlimited,
 };
 use bytes::Bytes;
 use futures::executor::{ThreadPool, block_on};
@@ -107,43 +110,40 @@ impl UiHost for PrintUi {
     fn remove(&self, _uid: background_fetch::FetchUid) {}
 }
 
-/// The service worker: on success, reads every record (as it would copy them to a cache). Its
-/// script runs in this process, so it makes the events' objects here.
-struct Worker(
-    futures::channel::mpsc::UnboundedSender<String>,
-    EventObjects,
-);
-impl WorkerHost for Worker {
-    fn has_active_worker(
-        &self,
-        _registration: &ServiceWorkerRegistrationId,
-    ) -> BoxFuture<'static, bool> {
-        Box::pin(futures::future::ready(true))
-    }
-    fn dispatch(&self, event: FunctionalEventData) -> BoxFuture<'static, DispatchOutcome> {
-        let done = self.0.clone();
-        let event = self.1.object(&event);
-        async move {
-            let Some(event) = event.await else {
-                return DispatchOutcome::Skipped;
-            };
-            let reg = event.registration().clone();
-            println!("[sw] {} for {:?}", event.event_type(), reg.id());
-            for record in reg
-                .match_all(None, Default::default())
-                .await
-                .unwrap_or_default()
-            {
-                if let Ok(response) = record.response_ready().await {
-                    let url = response.url();
-                    let bytes = response.bytes().await.unwrap_or_default();
-                    println!("[sw]   {url}: {} bytes", bytes.len());
-                }
+/// The service worker script's listener: on success, reads every record (as it would copy them
+/// to a cache).
+fn on_functional_event(
+    event: client::FunctionalEvent,
+    done: futures::channel::mpsc::UnboundedSender<String>,
+) -> BoxFuture<'static, DispatchOutcome> {
+    async move {
+        let reg = event.registration().clone();
+        println!("[sw] {} for {:?}", event.event_type(), reg.id());
+        for record in reg
+            .match_all(None, Default::default())
+            .await
+            .unwrap_or_default()
+        {
+            if let Ok(response) = record.response_ready().await {
+                let url = response.url();
+                let bytes = response.bytes().await.unwrap_or_default();
+                println!("[sw]   {url}: {} bytes", bytes.len());
             }
-            let _ = done.unbounded_send(event.event_type().to_owned());
-            DispatchOutcome::Completed
         }
-        .boxed()
+        let _ = done.unbounded_send(event.event_type().to_owned());
+        DispatchOutcome::Completed
+    }
+    .boxed()
+}
+
+/// The environment of script at `url`.
+fn environment(kind: EnvironmentKindData, url: Url) -> EnvironmentData {
+    EnvironmentData {
+        kind,
+        base_url: url,
+        secure_context: true,
+        policy: PolicyContainer::default(),
+        embedder: None,
     }
 }
 
@@ -164,31 +164,54 @@ fn main() {
         ),
     ]));
     let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
-    let objects = EventObjects::new();
+    let scope = Url::parse("https://podcast.example/").unwrap();
+    let sw_registration = ServiceWorkerRegistrationId::for_scope(&scope);
+    // Functional events go to the service worker's connection; the service worker system says
+    // the registration has an active worker.
+    let bridge = WorkerBridge::new();
+    bridge.set_active_worker(&sw_registration, true);
+    let worker = ServiceWorkerHost::new(bridge.clone());
+    let spawner: Arc<dyn Spawn> = Arc::new(Pool(ThreadPool::new().expect("a thread pool")));
     let hosts = Hosts {
         store: Arc::new(MemoryStore::new()),
         network: Arc::new(origin),
         ui: Arc::new(PrintUi),
-        worker: Arc::new(Worker(done_tx, objects.clone())),
+        worker: Arc::new(worker.clone()),
         permission: Arc::new(Granted),
         quota: Arc::new(Unlimited),
         policy: Arc::new(NoPolicy),
         clock: Arc::new(StdClock(Instant::now())),
-        spawner: Arc::new(Pool(ThreadPool::new().expect("a thread pool"))),
+        spawner: spawner.clone(),
     };
     let config = EngineConfig {
         progress_interval: Duration::from_millis(5),
         ..EngineConfig::default()
     };
     let engine = block_on(Engine::start(hosts, config)).expect("the engine starts");
-    objects.attach(&engine);
+    let service = Service::new(engine, bridge);
+    worker.serve(&service);
+
+    // The service worker global.
+    let sw = in_process::connect(
+        &service,
+        environment(
+            EnvironmentKindData::ServiceWorker(sw_registration.clone()),
+            scope.join("sw.js").unwrap(),
+        ),
+        spawner.clone(),
+    );
+    sw.on_functional_event(move |event| on_functional_event(event, done_tx.clone()));
 
     // The page: `navigator.serviceWorker.ready.then(reg => reg.backgroundFetch.fetch(...))`.
-    let scope = Url::parse("https://podcast.example/").unwrap();
-    let page = engine.create_environment(EnvironmentSettings::window(
-        scope.join("index.html").unwrap(),
-    ));
-    let manager = page.background_fetch(&ServiceWorkerRegistrationId::for_scope(&scope));
+    let page = in_process::connect(
+        &service,
+        environment(
+            EnvironmentKindData::Window,
+            scope.join("index.html").unwrap(),
+        ),
+        spawner,
+    );
+    let manager = page.background_fetch(&sw_registration);
     let registration = block_on(manager.fetch(
         "episode-1",
         vec![RequestInfo::from("/episode-1.mp3"), "/artwork.png".into()],

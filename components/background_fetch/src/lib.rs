@@ -107,8 +107,11 @@
 //!
 //! The engine's own script-facing objects ([`Engine::create_environment`],
 //! [`BackgroundFetchManager`], ...) are what the service calls; a same-process embedder may
-//! call them directly. `examples/plain_executor.rs` embeds the engine with nothing but a
-//! thread pool from the `futures` crate, to show it needs no particular runtime.
+//! call them directly. `examples/plain_executor.rs` embeds the engine, behind the service, with
+//! nothing but a thread pool from the `futures` crate, to show it needs no particular runtime.
+//! The deterministic test bed (`testing::TestBed`, feature `testing`) puts its engine behind a
+//! service too: the crate's tests reach the engine through the protocol, as a page and a
+//! service worker global.
 //!
 //! ## What happens to a background fetch
 //!

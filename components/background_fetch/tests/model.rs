@@ -12,11 +12,12 @@
 //! (online, everything resumed, time run out), every fetch settled with exactly one event, and
 //! the failure reason is the one the model predicts.
 
+use background_fetch::service::client::BackgroundFetchRegistration;
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
     BackgroundFetchFailureReason as Reason, BackgroundFetchManager, BackgroundFetchOptions,
-    BackgroundFetchRegistration, BackgroundFetchResult as Outcome, DispatchOutcome, FetchUid,
-    FunctionalEventKind as Kind, PermissionState, RecordResult, RequestInfo,
+    BackgroundFetchResult as Outcome, DispatchOutcome, FetchUid, FunctionalEventKind as Kind,
+    PermissionState, RecordResult, RequestInfo,
 };
 use futures::FutureExt;
 use proptest::prelude::*;
@@ -176,7 +177,11 @@ struct Sut {
     bed: TestBed,
     tracked: Vec<Tracked>,
     violations: Arc<Mutex<Vec<String>>>,
-    /// The page's manager now (replaced at each restart), for aborts from inside a transfer.
+    /// The engine's same-process page manager now (replaced at each restart), for aborts from
+    /// inside a transfer: they run inside the engine's own poll, which a call through the
+    /// protocol cannot (the service answers it in a task of its own, and an always-ready
+    /// transfer does not yield to it: see tests/perform.rs
+    /// abort_stops_an_always_ready_transfer_within_one_chunk).
     manager: Arc<Mutex<BackgroundFetchManager>>,
     /// What `abort()` called from inside a transfer resolved, per fetch.
     aborted_inside: Arc<Mutex<Vec<(FetchUid, bool)>>>,
@@ -210,7 +215,7 @@ fn expected_reason(t: &Tracked) -> Option<Reason> {
 }
 
 fn install_worker(bed: &TestBed, violations: Arc<Mutex<Vec<String>>>) {
-    bed.worker.set_engine_handler(move |e| {
+    bed.worker.set_handler(move |e| {
         let violations = violations.clone();
         async move {
             let reg = e.registration().clone();
@@ -249,8 +254,16 @@ fn install_worker(bed: &TestBed, violations: Arc<Mutex<Vec<String>>>) {
                 let Some(i) = RESOURCES.iter().position(|r| r.0 == url) else {
                     continue;
                 };
-                if rec.result() != RecordResult::Success {
-                    continue;
+                match rec.state().await {
+                    Ok(state) if state.result == RecordResult::Success => {}
+                    Ok(_) => continue,
+                    Err(err) => {
+                        violations
+                            .lock()
+                            .unwrap()
+                            .push(format!("{url}: the record's state: {err}"));
+                        continue;
+                    }
                 }
                 match rec.response_ready().await {
                     Ok(resp) => match resp.bytes().await {
@@ -315,7 +328,7 @@ impl Sut {
         self.bed.engine().set_online(online);
         *self.manager.lock().unwrap() = self.bed.engine_manager();
         // Active fetches get new page instances; settled ones keep their last state.
-        let m = self.bed.engine_manager();
+        let m = self.bed.manager();
         let events = self.terminal_events();
         for t in self.tracked.iter_mut().filter(|t| !t.stale) {
             if t.reg.result() != Outcome::Empty {
@@ -411,7 +424,7 @@ impl StateMachineTest for EngineUnderTest {
                 if prompt {
                     bed.permission.set(PermissionState::Prompt);
                 }
-                let m = bed.engine_manager();
+                let m = bed.manager();
                 let urls: Vec<RequestInfo> = resources
                     .iter()
                     .map(|&r| RequestInfo::from(RESOURCES[r].0))
@@ -462,10 +475,13 @@ impl StateMachineTest for EngineUnderTest {
             Step::AbortThenCrash(id) => {
                 if let Some(t) = sut.tracked_by_id(id) {
                     let uid = t.uid;
-                    match t.reg.abort().now_or_never() {
-                        Some(Ok(true)) => sut.abort_returned_true(uid),
-                        Some(Ok(false)) | None => {}
-                        Some(Err(e)) => sut
+                    let reg = t.reg.clone();
+                    // abort()'s reply crosses the protocol; the crash comes as soon as the
+                    // page has it.
+                    match sut.bed.run(async move { reg.abort().await }) {
+                        Ok(true) => sut.abort_returned_true(uid),
+                        Ok(false) => {}
+                        Err(e) => sut
                             .violations
                             .lock()
                             .unwrap()

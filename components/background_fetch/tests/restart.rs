@@ -559,3 +559,38 @@ fn the_embedders_client_data_is_kept_across_a_restart() {
     }
     assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
 }
+
+/// A page of the crashed process is gone with it: an object it made before the crash cannot
+/// reach the engine that crashed (nor the new one). Through the protocol its calls went to the
+/// old service, which its connection kept alive, and so the old engine: `abort()` resolved true
+/// there (and wrote to the shared store) while the new engine finished the fetch with
+/// `backgroundfetchsuccess` (found by tests/model.rs once it ran through the protocol).
+#[test]
+fn objects_of_a_crashed_page_do_not_reach_any_engine() {
+    let bed = TestBed::new();
+    bed.network.serve(A, Resource::ok(body(10, 4)));
+    bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = bed.manager();
+    let old = bed
+        .run(async move { m.fetch("f", A, Default::default()).await })
+        .unwrap();
+    bed.run_until_idle();
+    bed.restart();
+    let aborted = Arc::new(Mutex::new(None));
+    let a = aborted.clone();
+    use background_fetch::Spawn;
+    bed.executor.spawn(
+        async move {
+            *a.lock().unwrap() = Some(old.abort().await);
+        }
+        .boxed(),
+    );
+    bed.run_until_idle();
+    assert_eq!(
+        *aborted.lock().unwrap(),
+        None,
+        "the crashed page's abort() settles nowhere"
+    );
+    assert_eq!(bed.worker.events_of(Kind::Success).len(), 1);
+    assert!(bed.worker.events_of(Kind::Abort).is_empty());
+}

@@ -24,4 +24,4 @@ pub mod protocol;
 pub mod server;
 
 pub use client::Connection;
-pub use server::{ConnectionId, Service, ServiceWorkerHost, WorkerBridge};
+pub use server::{ConnectionId, Service, ServiceWorkerHost, WeakService, WorkerBridge};

@@ -39,6 +39,17 @@ pub trait ScriptSink: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
 
+/// A handle to a [`Service`] that does not keep it alive ([`Service::downgrade`]).
+#[derive(Clone)]
+pub struct WeakService(Weak<ServiceInner>);
+
+impl WeakService {
+    /// The service, if something else still holds it.
+    pub fn upgrade(&self) -> Option<Service> {
+        self.0.upgrade().map(|inner| Service { inner })
+    }
+}
+
 /// The engine side of the protocol. Cloning gives another handle to the same service.
 #[derive(Clone)]
 pub struct Service {
@@ -97,6 +108,11 @@ impl Service {
                 workers,
             }),
         }
+    }
+
+    /// A handle that does not keep the service (and so its engine) alive.
+    pub fn downgrade(&self) -> WeakService {
+        WeakService(Arc::downgrade(&self.inner))
     }
 
     /// The engine.

@@ -86,7 +86,7 @@ struct Running {
     service: Service,
     page: Connection,
     service_worker: Connection,
-    /// Same-process, for the fuzz targets until they move to the protocol (issue 13).
+    /// The engine's same-process page ([`TestBed::engine_page`]).
     engine_page: Environment,
 }
 
@@ -176,7 +176,7 @@ impl TestBed {
             policy: PolicyContainer::default(),
             embedder: None,
         };
-        let service_worker = in_process::connect(
+        let service_worker = in_process::connect_unowned(
             &service,
             environment(
                 EnvironmentKindData::ServiceWorker(registration.clone()),
@@ -184,7 +184,7 @@ impl TestBed {
             ),
             spawner.clone(),
         );
-        let page = in_process::connect(
+        let page = in_process::connect_unowned(
             &service,
             environment(EnvironmentKindData::Window, &format!("{ORIGIN}/page.html")),
             spawner,
@@ -259,7 +259,7 @@ impl TestBed {
 
     /// Connects another window, a document at `url`, to the service (in this process).
     pub fn connect_window(&self, url: &str) -> Connection {
-        in_process::connect(
+        in_process::connect_unowned(
             &self.service(),
             EnvironmentData {
                 kind: EnvironmentKindData::Window,
@@ -277,14 +277,16 @@ impl TestBed {
         self.page().background_fetch(&self.registration)
     }
 
-    /// The engine's same-process page environment. Same-process, for the fuzz targets until
-    /// they move to the protocol (issue 13).
+    /// The engine's same-process page environment (not through the protocol). For the fuzz
+    /// targets until they move to the protocol (issue 13), and for the few tests that need the
+    /// engine's own objects (an untrusted event's constructor, a call made inside the engine's
+    /// own poll).
     pub fn engine_page(&self) -> Environment {
         self.running().engine_page
     }
 
-    /// `registration.backgroundFetch` in [`TestBed::engine_page`]. Same-process, for the fuzz
-    /// targets until they move to the protocol (issue 13).
+    /// `registration.backgroundFetch` in [`TestBed::engine_page`] (not through the protocol):
+    /// see there.
     pub fn engine_manager(&self) -> crate::BackgroundFetchManager {
         self.engine_page().background_fetch(&self.registration)
     }
@@ -351,7 +353,9 @@ impl TestBed {
     /// Simulates a crash and restart: every in-flight task is dropped, the engine, its service
     /// and the connections are dropped, and a new engine starts on the same store (restoring
     /// and resuming what it holds), behind a new service. A new page and a new service worker
-    /// global connect; the latter runs the same handler.
+    /// global connect; the latter runs the same handler. Connections do not keep their service
+    /// alive ([`in_process::connect_unowned`]): objects of the crashed pages reach nothing, and
+    /// their calls never settle.
     pub fn restart(&self) {
         self.executor.drop_all_tasks();
         // The crashed process is gone before the new one starts: objects of its pages (and a
