@@ -404,3 +404,30 @@ fn a_records_state_and_its_export_cross_the_protocol() {
     assert_eq!(failed_state.response_head.map(|h| h.status), Some(404));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// fetch() step 8.2 (permission denied: `NotAllowedError`) comes before 8.4 (no active worker:
+/// `TypeError`) when the registration script sees has no active worker: the service used to
+/// reject on script's `registration.active` before the engine ran step 8.
+#[test]
+fn a_denied_permission_comes_before_a_missing_active_worker() {
+    let b = bed();
+    b.bed
+        .permission
+        .set(background_fetch::PermissionState::Denied);
+    let m = b.page.background_fetch_with(&b.bed.registration, false);
+    let err = b
+        .bed
+        .run(async move { m.fetch("denied", A, Default::default()).await })
+        .unwrap_err();
+    assert_eq!(err.name(), "NotAllowedError", "{err}");
+    // Granted, script's view of the registration (no active worker) is the one fetch() uses.
+    b.bed
+        .permission
+        .set(background_fetch::PermissionState::Granted);
+    let m = b.page.background_fetch_with(&b.bed.registration, false);
+    let err = b
+        .bed
+        .run(async move { m.fetch("no-worker", A, Default::default()).await })
+        .unwrap_err();
+    assert_eq!(err.name(), "TypeError", "{err}");
+}
