@@ -180,6 +180,16 @@ impl Tracked {
     }
 }
 
+/// What the harness shares with the service worker's handler goes with it: the kept events
+/// hold the service worker global's connection, whose listener holds the handler, which holds
+/// this (a cycle that leaked every test bed).
+impl Drop for Harness<'_> {
+    fn drop(&mut self) {
+        let shared = std::mem::take(&mut *lock(&self.shared));
+        drop(shared);
+    }
+}
+
 struct Harness<'s> {
     script: &'s Script,
     bed: TestBed,
