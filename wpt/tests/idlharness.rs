@@ -1,6 +1,7 @@
 //! The intent of `background-fetch/idlharness.https.any.js`: every interface, member,
 //! dictionary member and enum value of the Background Fetch IDL has a counterpart in the
-//! engine's script-facing Rust API.
+//! script-facing Rust API: the script side of the engine's protocol (`service::client`), which
+//! a binding layer calls and which the port's subtests drive.
 //!
 //! `idlharness.js` checks JavaScript bindings (interface objects, prototypes, `length`,
 //! `@@unscopables`, ...), which a component without bindings does not have. What carries over
@@ -20,14 +21,18 @@
 //!   compile error;
 //! * the test fails if an IDL item has no row, or a row names an item the IDL does not have.
 
+use background_fetch::service::Connection;
+use background_fetch::service::client::{
+    BackgroundFetchManager, BackgroundFetchRecord, BackgroundFetchRegistration, FunctionalEvent,
+    Response,
+};
 use background_fetch::{
-    BackgroundFetchEvent, BackgroundFetchFailureReason, BackgroundFetchManager,
-    BackgroundFetchOptions, BackgroundFetchRecord, BackgroundFetchRegistration,
-    BackgroundFetchResult, BackgroundFetchUiOptions, BackgroundFetchUpdateUiEvent,
-    CacheQueryOptions, DomError, Environment, FunctionalEvent, FunctionalEventKind, ImageResource,
-    Request, RequestInfo, Requests, Response, ServiceWorkerRegistrationId,
+    BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult,
+    BackgroundFetchUiOptions, CacheQueryOptions, DispatchOutcome, DomError, FunctionalEventKind,
+    ImageResource, Request, RequestInfo, Requests, ServiceWorkerRegistrationId,
 };
 use background_fetch_wpt::*;
+use futures::FutureExt;
 
 upstream_file! {
     file: "idlharness.https.any.js",
@@ -96,54 +101,84 @@ fn reason(r: BackgroundFetchFailureReason, idl: &str) -> Result<(), String> {
     same(failure_reason_value(r), idl)
 }
 
-/// `on` + the event type of a functional event kind (the `ServiceWorkerGlobalScope` handler).
-fn handler(kind: FunctionalEventKind, idl: &str) -> Result<(), String> {
-    same(format!("on{}", kind.event_type()).as_str(), idl)
+/// The interface of a functional event of `kind` (one [`FunctionalEvent`] type carries both;
+/// exhaustive, so a new kind fails to compile until it gets an interface).
+fn event_interface(kind: FunctionalEventKind) -> &'static str {
+    match kind {
+        FunctionalEventKind::Success | FunctionalEventKind::Fail => "BackgroundFetchUpdateUIEvent",
+        FunctionalEventKind::Abort | FunctionalEventKind::Click => "BackgroundFetchEvent",
+    }
+}
+
+/// `on` + the event type of a functional event kind (the `ServiceWorkerGlobalScope` handler),
+/// and the interface of its event.
+fn handler(kind: FunctionalEventKind, idl: &str, interface: &str) -> Result<(), String> {
+    same(format!("on{}", kind.event_type()).as_str(), idl)?;
+    same(event_interface(kind), interface)
 }
 
 /// The table kept beside the test: one row per IDL item.
 const TABLE: &[Row] = &[
     // partial interface ServiceWorkerGlobalScope: the event handler attributes belong to the
-    // embedder's bindings; the engine dispatches each event through `WorkerHost::dispatch`.
+    // binding layer; the service fires each event at the service worker global's connection,
+    // whose listener is set with `Connection::on_functional_event`.
     Row {
         idl: "partial interface ServiceWorkerGlobalScope",
-        rust: "WorkerHost (functional event dispatch)",
+        rust: "Connection::on_functional_event (the service worker global's connection)",
         check: || {
-            compiles(|w: &dyn background_fetch::WorkerHost, e: FunctionalEvent| {
-                w.dispatch(e.data().expect("fired by the engine"))
+            compiles(|sw: Connection| {
+                sw.on_functional_event(|e: FunctionalEvent| {
+                    async move {
+                        let _: FunctionalEventKind = e.kind();
+                        DispatchOutcome::Completed
+                    }
+                    .boxed()
+                })
             })
         },
     },
     Row {
         idl: "attribute ServiceWorkerGlobalScope.onbackgroundfetchsuccess",
-        rust: "FunctionalEvent::Success(BackgroundFetchUpdateUiEvent)",
+        rust: "FunctionalEvent of kind Success (a BackgroundFetchUpdateUIEvent)",
         check: || {
-            compiles(|e: BackgroundFetchUpdateUiEvent| FunctionalEvent::Success(e))?;
-            handler(FunctionalEventKind::Success, "onbackgroundfetchsuccess")
+            handler(
+                FunctionalEventKind::Success,
+                "onbackgroundfetchsuccess",
+                "BackgroundFetchUpdateUIEvent",
+            )
         },
     },
     Row {
         idl: "attribute ServiceWorkerGlobalScope.onbackgroundfetchfail",
-        rust: "FunctionalEvent::Fail(BackgroundFetchUpdateUiEvent)",
+        rust: "FunctionalEvent of kind Fail (a BackgroundFetchUpdateUIEvent)",
         check: || {
-            compiles(|e: BackgroundFetchUpdateUiEvent| FunctionalEvent::Fail(e))?;
-            handler(FunctionalEventKind::Fail, "onbackgroundfetchfail")
+            handler(
+                FunctionalEventKind::Fail,
+                "onbackgroundfetchfail",
+                "BackgroundFetchUpdateUIEvent",
+            )
         },
     },
     Row {
         idl: "attribute ServiceWorkerGlobalScope.onbackgroundfetchabort",
-        rust: "FunctionalEvent::Abort(BackgroundFetchEvent)",
+        rust: "FunctionalEvent of kind Abort (a BackgroundFetchEvent)",
         check: || {
-            compiles(|e: BackgroundFetchEvent| FunctionalEvent::Abort(e))?;
-            handler(FunctionalEventKind::Abort, "onbackgroundfetchabort")
+            handler(
+                FunctionalEventKind::Abort,
+                "onbackgroundfetchabort",
+                "BackgroundFetchEvent",
+            )
         },
     },
     Row {
         idl: "attribute ServiceWorkerGlobalScope.onbackgroundfetchclick",
-        rust: "FunctionalEvent::Click(BackgroundFetchEvent)",
+        rust: "FunctionalEvent of kind Click (a BackgroundFetchEvent)",
         check: || {
-            compiles(|e: BackgroundFetchEvent| FunctionalEvent::Click(e))?;
-            handler(FunctionalEventKind::Click, "onbackgroundfetchclick")
+            handler(
+                FunctionalEventKind::Click,
+                "onbackgroundfetchclick",
+                "BackgroundFetchEvent",
+            )
         },
     },
     // partial interface ServiceWorkerRegistration
@@ -154,11 +189,13 @@ const TABLE: &[Row] = &[
     },
     Row {
         idl: "readonly attribute ServiceWorkerRegistration.backgroundFetch",
-        rust: "Environment::background_fetch(&ServiceWorkerRegistrationId) -> BackgroundFetchManager",
+        rust: "Connection::background_fetch(&ServiceWorkerRegistrationId) -> BackgroundFetchManager (background_fetch_with: and whether registration.active)",
         check: || {
             compiles(
-                |env: Environment, registration: ServiceWorkerRegistrationId| {
-                    let _: BackgroundFetchManager = env.background_fetch(&registration);
+                |page: Connection, registration: ServiceWorkerRegistrationId| {
+                    let _: BackgroundFetchManager = page.background_fetch(&registration);
+                    let _: BackgroundFetchManager =
+                        page.background_fetch_with(&registration, false);
                 },
             )
         },
@@ -166,7 +203,7 @@ const TABLE: &[Row] = &[
     // BackgroundFetchManager
     Row {
         idl: "interface BackgroundFetchManager [Exposed=(Window,Worker)]",
-        rust: "BackgroundFetchManager (any Environment kind)",
+        rust: "BackgroundFetchManager (of a connection of any environment kind)",
         check: || compiles(|_: BackgroundFetchManager| ()),
     },
     Row {
@@ -282,12 +319,8 @@ const TABLE: &[Row] = &[
     },
     Row {
         idl: "readonly attribute BackgroundFetchRegistration.id",
-        rust: "BackgroundFetchRegistration::id() -> &str",
-        check: || {
-            compiles(|r: BackgroundFetchRegistration| {
-                let _: &str = r.id();
-            })
-        },
+        rust: "BackgroundFetchRegistration::id() -> String",
+        check: || compiles(|r: BackgroundFetchRegistration| -> String { r.id() }),
     },
     Row {
         idl: "readonly attribute BackgroundFetchRegistration.uploadTotal",
@@ -485,7 +518,7 @@ const TABLE: &[Row] = &[
     },
     Row {
         idl: "readonly attribute BackgroundFetchRecord.responseReady",
-        rust: "BackgroundFetchRecord::response_ready() -> Result<Response, DomError>",
+        rust: "BackgroundFetchRecord::response_ready() -> Result<Response, DomError> (the same promise at every call)",
         check: || {
             compiles(|r: BackgroundFetchRecord| async move {
                 let _: Result<Response, DomError> = r.response_ready().await;
@@ -495,16 +528,24 @@ const TABLE: &[Row] = &[
     // BackgroundFetchEvent
     Row {
         idl: "interface BackgroundFetchEvent : ExtendableEvent [Exposed=ServiceWorker]",
-        rust: "BackgroundFetchEvent (made by the engine in the service worker's realm; ExtendableEvent's waitUntil is the WorkerHost::dispatch future)",
-        check: || compiles(|_: BackgroundFetchEvent| ()),
+        rust: "FunctionalEvent of kind Abort or Click (fired at the service worker global's connection; ExtendableEvent's waitUntil is the listener's future, whose end is reported to the service)",
+        check: || {
+            compiles(|e: FunctionalEvent| {
+                let _: bool = e.is_active();
+            })?;
+            same(
+                [FunctionalEventKind::Abort, FunctionalEventKind::Click].map(event_interface),
+                ["BackgroundFetchEvent"; 2],
+            )
+        },
     },
     Row {
         idl: "constructor BackgroundFetchEvent(type, init)",
-        rust: "BackgroundFetchEvent::new_untrusted(FunctionalEventKind, BackgroundFetchRegistration)",
+        rust: "FunctionalEvent::new_untrusted(FunctionalEventKind, BackgroundFetchRegistration)",
         check: || {
             compiles(
                 |kind: FunctionalEventKind, registration: BackgroundFetchRegistration| {
-                    let e = BackgroundFetchEvent::new_untrusted(kind, registration);
+                    let e = FunctionalEvent::new_untrusted(kind, registration);
                     let _: &str = e.event_type();
                     let _: bool = e.is_trusted();
                 },
@@ -513,16 +554,16 @@ const TABLE: &[Row] = &[
     },
     Row {
         idl: "readonly attribute BackgroundFetchEvent.registration",
-        rust: "BackgroundFetchEvent::registration() -> &BackgroundFetchRegistration",
+        rust: "FunctionalEvent::registration() -> &BackgroundFetchRegistration",
         check: || {
-            compiles(|e: BackgroundFetchEvent| {
+            compiles(|e: FunctionalEvent| {
                 let _: &BackgroundFetchRegistration = e.registration();
             })
         },
     },
     Row {
         idl: "dictionary BackgroundFetchEventInit : ExtendableEventInit",
-        rust: "the arguments of BackgroundFetchEvent::new_untrusted / BackgroundFetchUpdateUiEvent::new_untrusted",
+        rust: "the arguments of FunctionalEvent::new_untrusted",
         check: || Ok(()),
     },
     Row {
@@ -530,39 +571,37 @@ const TABLE: &[Row] = &[
         rust: "the `registration: BackgroundFetchRegistration` argument (not an Option: required)",
         check: || {
             compiles(|registration: BackgroundFetchRegistration| {
-                BackgroundFetchUpdateUiEvent::new_untrusted(
-                    FunctionalEventKind::Success,
-                    registration,
-                )
+                FunctionalEvent::new_untrusted(FunctionalEventKind::Success, registration)
             })
         },
     },
     // BackgroundFetchUpdateUIEvent
     Row {
         idl: "interface BackgroundFetchUpdateUIEvent : BackgroundFetchEvent [Exposed=ServiceWorker]",
-        rust: "BackgroundFetchUpdateUiEvent (its BackgroundFetchEvent part: event())",
+        rust: "FunctionalEvent of kind Success or Fail (its BackgroundFetchEvent part: the same object)",
         check: || {
-            compiles(|e: BackgroundFetchUpdateUiEvent| {
-                let _: &BackgroundFetchEvent = e.event();
-            })
+            same(
+                [FunctionalEventKind::Success, FunctionalEventKind::Fail].map(event_interface),
+                ["BackgroundFetchUpdateUIEvent"; 2],
+            )
         },
     },
     Row {
         idl: "constructor BackgroundFetchUpdateUIEvent(type, init)",
-        rust: "BackgroundFetchUpdateUiEvent::new_untrusted(FunctionalEventKind, BackgroundFetchRegistration)",
+        rust: "FunctionalEvent::new_untrusted(FunctionalEventKind, BackgroundFetchRegistration)",
         check: || {
             compiles(
                 |kind: FunctionalEventKind, registration: BackgroundFetchRegistration| {
-                    BackgroundFetchUpdateUiEvent::new_untrusted(kind, registration)
+                    FunctionalEvent::new_untrusted(kind, registration)
                 },
             )
         },
     },
     Row {
         idl: "operation BackgroundFetchUpdateUIEvent.updateUI(optional options = {})",
-        rust: "BackgroundFetchUpdateUiEvent::update_ui(BackgroundFetchUiOptions) -> Result<(), DomError>",
+        rust: "FunctionalEvent::update_ui(BackgroundFetchUiOptions) -> Result<(), DomError> (a TypeError on abort and click events, which have none)",
         check: || {
-            compiles(|e: BackgroundFetchUpdateUiEvent| async move {
+            compiles(|e: FunctionalEvent| async move {
                 let _: Result<(), DomError> =
                     e.update_ui(BackgroundFetchUiOptions::default()).await;
             })?;

@@ -351,8 +351,22 @@ impl BackgroundFetchManager {
         requests: impl Into<Requests>,
         options: BackgroundFetchOptions,
     ) -> Result<BackgroundFetchRegistration, DomError> {
+        self.fetch_with_active_worker(id, requests.into(), options, true)
+            .await
+    }
+
+    /// `fetch(id, requests, options)` from script in another realm, which says whether the
+    /// service worker registration it sees has an active worker (`registration.active`): step
+    /// 8.4 rejects when it has none, or when the worker host says so.
+    pub(crate) async fn fetch_with_active_worker(
+        &self,
+        id: &str,
+        requests: Requests,
+        options: BackgroundFetchOptions,
+        active_worker: bool,
+    ) -> Result<BackgroundFetchRegistration, DomError> {
         let span = tracing::info_span!("fetch()", id, scope = %self.inner.registration.scope);
-        self.fetch_steps(id, requests.into(), options)
+        self.fetch_steps(id, requests, options, active_worker)
             .instrument(span)
             .await
     }
@@ -363,6 +377,7 @@ impl BackgroundFetchManager {
         id: &str,
         requests: Requests,
         options: BackgroundFetchOptions,
+        active_worker: bool,
     ) -> Result<BackgroundFetchRegistration, DomError> {
         let engine = self.engine()?;
         let env = self.env()?;
@@ -418,7 +433,8 @@ impl BackgroundFetchManager {
         // 7. Let promise be a new promise.
 
         // AD-HOC: fail fast on what step 8 would reject anyway, before reading any body.
-        self.check_registrable(&engine, &client, id).await?;
+        self.check_registrable(&engine, &client, id, active_worker)
+            .await?;
 
         // AD-HOC: steps 8.6 to 8.11 (reading and storing the request bodies) run before the
         //         edit queue, not inside it: a never-ending body stream would otherwise stall
@@ -543,11 +559,12 @@ impl BackgroundFetchManager {
         // NOTE: the environment reaches the host as the client snapshot (origin, URL,
         //       the embedder's own data about it).
         let permission = engine.hosts.permission.permission_state(&client).await;
-        let has_active_worker = engine
-            .hosts
-            .worker
-            .has_active_worker(&registration_id)
-            .await;
+        let has_active_worker = active_worker
+            && engine
+                .hosts
+                .worker
+                .has_active_worker(&registration_id)
+                .await;
         // 8.2. If permission is "denied", then reject promise with a NotAllowedError
         //      DOMException and abort these steps.
         // 8.3. Let bgFetchMap be registration's active background fetches.
@@ -674,17 +691,19 @@ impl BackgroundFetchManager {
         engine: &Arc<EngineInner>,
         client: &ClientSnapshot,
         id: &str,
+        active_worker: bool,
     ) -> Result<(), DomError> {
         if engine.hosts.permission.permission_state(client).await == PermissionState::Denied {
             return Err(DomError::not_allowed(
                 "fetch(): the \"background-fetch\" permission is denied",
             ));
         }
-        if !engine
-            .hosts
-            .worker
-            .has_active_worker(&self.inner.registration)
-            .await
+        if !(active_worker
+            && engine
+                .hosts
+                .worker
+                .has_active_worker(&self.inner.registration)
+                .await)
         {
             return Err(DomError::type_error(
                 "fetch(): the service worker registration has no active worker",

@@ -539,15 +539,18 @@ fn update_ui_on_an_untrusted_event_fails() {
     let bed = TestBed::new();
     bed.network.serve(A, Resource::ok(&b"x"[..]));
     bed.network.fault_next(A, vec![Fault::Hold]);
-    // Same-process on purpose: script's untrusted event constructor (`new
-    // BackgroundFetchUpdateUIEvent(...)`) exists only on the engine's objects; a binding layer
-    // over the protocol makes its own untrusted events, which never reach the service.
-    let m = bed.engine_manager();
-    let err = bed.run(async move {
+    // Script's untrusted event constructor (`new BackgroundFetchUpdateUIEvent(...)`) on the
+    // script side: the event never reaches the service.
+    let m = bed.manager();
+    let (trusted, err) = bed.run(async move {
         let reg = m.fetch("a", A, Default::default()).await.unwrap();
-        let ev = background_fetch::BackgroundFetchUpdateUiEvent::new_untrusted(Kind::Success, reg);
-        ev.update_ui(Default::default()).await.unwrap_err()
+        let ev = FunctionalEvent::new_untrusted(Kind::Success, reg);
+        (
+            ev.is_trusted(),
+            ev.update_ui(Default::default()).await.unwrap_err(),
+        )
     });
+    assert!(!trusted);
     assert_eq!(err.name(), "InvalidStateError");
 }
 

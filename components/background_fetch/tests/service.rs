@@ -512,3 +512,30 @@ fn an_event_waits_for_an_active_worker_that_is_not_connected_yet() {
     );
     assert!(!reg.records_available(), "the event ended; the records go");
 }
+
+/// fetch() step 8.2 (permission denied: `NotAllowedError`) comes before 8.4 (no active worker:
+/// `TypeError`) when the registration script sees has no active worker: the service used to
+/// reject on script's `registration.active` before the engine ran step 8.
+#[test]
+fn a_denied_permission_comes_before_a_missing_active_worker() {
+    let b = bed();
+    b.bed
+        .permission
+        .set(background_fetch::PermissionState::Denied);
+    let m = b.page.background_fetch_with(&b.bed.registration, false);
+    let err = b
+        .bed
+        .run(async move { m.fetch("denied", A, Default::default()).await })
+        .unwrap_err();
+    assert_eq!(err.name(), "NotAllowedError", "{err}");
+    // Granted, script's view of the registration (no active worker) is the one fetch() uses.
+    b.bed
+        .permission
+        .set(background_fetch::PermissionState::Granted);
+    let m = b.page.background_fetch_with(&b.bed.registration, false);
+    let err = b
+        .bed
+        .run(async move { m.fetch("no-worker", A, Default::default()).await })
+        .unwrap_err();
+    assert_eq!(err.name(), "TypeError", "{err}");
+}

@@ -21,14 +21,17 @@
 //!   `QuotaExceededError`). After a success the same probe shows that exactly `uploadTotal` +
 //!   `downloadTotal` bytes were taken.
 //!
-//! The network is offline throughout, so that nothing downloads and the quota stays put.
+//! The network is offline throughout, so that nothing downloads and the quota stays put. The
+//! caller (the page, or the service worker global) reaches the engine through the test bed's
+//! service and protocol.
 
 use arbitrary::{Arbitrary, Unstructured};
+use background_fetch::service::client::BackgroundFetchManager;
 use background_fetch::testing::TestBed;
 use background_fetch::{
-    BackgroundFetchManager, BackgroundFetchOptions, CacheMode, CredentialsMode, DomError,
-    DomErrorKind, ImageResource, PermissionState, RedirectMode, RequestBody, RequestInfo,
-    RequestInit, RequestMode, Requests, construct_request,
+    BackgroundFetchOptions, CacheMode, CredentialsMode, DomError, DomErrorKind, ImageResource,
+    PermissionState, RedirectMode, RequestBody, RequestInfo, RequestInit, RequestMode, Requests,
+    construct_request,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -335,20 +338,20 @@ fn check(input: Input) {
     bed.set_online(false);
     let quota = pick(&QUOTAS, input.quota);
     bed.quota.set(quota);
-    let environment = if input.from_service_worker {
-        bed.engine().service_worker_environment(&bed.registration)
+    let caller = if input.from_service_worker {
+        bed.service_worker()
     } else {
-        bed.engine_page()
+        bed.page()
     };
     // Relative URLs resolve against the caller's base URL (the page's, or the worker's).
-    let base = environment.settings().base_url.clone();
+    let base = caller.environment().base_url.clone();
 
     // An existing fetch, made before the surroundings change.
     let mut used = 0;
     let mut taken_ids = Vec::new();
     if input.existing {
         let total = u64::from(input.existing_download_total).min(quota.unwrap_or(u64::MAX));
-        let m = bed.engine_manager();
+        let m = bed.manager();
         let existing = bed.run(async move {
             m.fetch(
                 "existing",
@@ -374,9 +377,12 @@ fn check(input: Input) {
         input.permission,
     );
     bed.permission.set(permission);
+    // Whether the registration has an active worker: as the worker host tells the engine, and
+    // as script sees it (`registration.active`).
     bed.worker
         .set_active(&bed.registration, !input.no_active_worker);
-    let manager: BackgroundFetchManager = environment.background_fetch(&bed.registration);
+    let manager: BackgroundFetchManager =
+        caller.background_fetch_with(&bed.registration, !input.no_active_worker);
     let surroundings = Surroundings {
         permission,
         active_worker: !input.no_active_worker,
@@ -474,7 +480,7 @@ fn check(input: Input) {
                     record.index()
                 );
             }
-            let m = bed.engine_manager();
+            let m = bed.manager();
             let id3 = id.clone();
             let (found, ids) = bed.run(async move { (m.get(&id3).await, m.get_ids().await) });
             if id.is_empty() {
@@ -511,9 +517,7 @@ fn check(input: Input) {
         }
         (got, expected) => panic!(
             "fetch() gave {:?} where the reference expects {:?}; input {input:?}",
-            got.as_ref()
-                .map(|r| r.id().to_owned())
-                .map_err(|e| e.to_string()),
+            got.as_ref().map(|r| r.id()).map_err(|e| e.to_string()),
             expected
         ),
     };
@@ -530,7 +534,7 @@ fn check(input: Input) {
             (format!("{id}#probe"), left, true),
         ];
         for (probe_id, total, fits) in probes {
-            let m = bed.engine_manager();
+            let m = bed.manager();
             let r = bed.run(async move {
                 m.fetch(
                     &probe_id,

@@ -7,7 +7,8 @@
 //! with `Vary` headers of every shape), lets it run with some records still waiting for their
 //! response (so that the reference also meets records whose response is null), and then asks
 //! up to 8 queries. Each query must give exactly the records the reference gives, in request
-//! order (`match()`: the first of them, or `None`), or the same exception.
+//! order (`match()`: the first of them, or `None`), or the same exception. Script (the page)
+//! reaches the engine through the test bed's service and protocol.
 
 use crate::reference::combined;
 use arbitrary::{Arbitrary, Unstructured};
@@ -127,13 +128,13 @@ pub fn run(data: &[u8]) {
         match construct_request(
             url.as_str().into(),
             init,
-            &bed.engine_page().settings().base_url,
+            &bed.page().environment().base_url,
         ) {
             Ok(r) => requests.push(RequestInfo::from(r)),
             Err(_) => return,
         }
     }
-    let manager = bed.engine_manager();
+    let manager = bed.manager();
     let registration = bed.run(async move {
         manager
             .fetch("matching", requests, BackgroundFetchOptions::default())
@@ -154,15 +155,25 @@ pub fn run(data: &[u8]) {
         input.records.len(),
         "matchAll() with no request returns every record"
     );
-    let snapshot: Vec<(Request, Option<ResponseHead>)> = records
-        .iter()
-        .map(|r| (r.request().clone(), r.response_head()))
-        .collect();
+    let snapshot: Vec<(Request, Option<ResponseHead>)> = bed.run({
+        let records = records.clone();
+        async move {
+            let mut snapshot = Vec::new();
+            for r in records {
+                let state = r
+                    .state()
+                    .await
+                    .expect("the state of a record matchAll() gave");
+                snapshot.push((r.request().clone(), state.response_head));
+            }
+            snapshot
+        }
+    });
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.index(), i, "records come in request order");
     }
 
-    let base = bed.engine_page().settings().base_url.clone();
+    let base = bed.page().environment().base_url.clone();
     for (qi, query) in input.queries.iter().enumerate() {
         let options = CacheQueryOptions {
             ignore_search: query.ignore_search,

@@ -3,7 +3,9 @@
 //! points, checks the store after every kill (integrity; every completed record byte for byte;
 //! every active record a correct prefix), restarts it, and at the end checks that every file
 //! arrived whole through the service worker's `backgroundfetchsuccess` handler and that every
-//! interrupted record was resumed with a Range request from its durable length.
+//! interrupted record was resumed with a Range request from its durable length. The child's
+//! script (a page and the service worker global) reaches the engine through its service and
+//! protocol.
 //!
 //! The child is this test binary again, running [`crash_child_process`] (which does nothing
 //! unless `BGFETCH_CRASH_CHILD` is set).
@@ -14,17 +16,17 @@
 
 mod common;
 
+use background_fetch::service::client::FunctionalEvent;
 use background_fetch::store::{RecordState, Store};
 use background_fetch::testing::RecordingUi;
-use background_fetch::testing::RecordingWorker;
 use background_fetch::{
-    BackgroundFetchOptions, CacheQueryOptions, DispatchOutcome, Engine, EngineConfig,
-    EnvironmentSettings, FunctionalEvent, FunctionalEventKind, Granted, Hosts, NoPolicy,
-    RecordResult, RetryPolicy, ServiceWorkerRegistrationId, Unlimited,
+    BackgroundFetchOptions, CacheQueryOptions, DispatchOutcome, EngineConfig, FunctionalEventKind,
+    Granted, Hosts, NoPolicy, RecordResult, RetryPolicy, ServiceWorkerRegistrationId, Unlimited,
 };
 use background_fetch_redb::{RedbStore, RedbStoreConfig};
 use common::hosts::{BlockingHttp, Pool, RealClock};
 use common::http::{Files, Options, Server};
+use common::script::Workers;
 use common::{block_on, pattern, read_body};
 use futures::FutureExt;
 use std::collections::BTreeSet;
@@ -132,18 +134,19 @@ async fn on_event(event: FunctionalEvent, dir: PathBuf) -> DispatchOutcome {
 fn child_main(dir: PathBuf, addr: String, round: u64) {
     let store =
         Arc::new(RedbStore::open(dir.join("store.redb"), store_config()).expect("the store opens"));
-    let worker = RecordingWorker::default();
     let d = dir.clone();
-    worker.set_engine_handler(move |event| on_event(event, d.clone()).boxed());
+    let on_event = move |event| on_event(event, d.clone()).boxed();
     let pool = futures::executor::ThreadPool::builder()
         .pool_size(3)
         .create()
         .expect("thread pool");
+    let base = Url::parse(&format!("http://{addr}/")).expect("base URL");
+    let workers = Workers::new(&ServiceWorkerRegistrationId::for_scope(&base));
     let hosts = Hosts {
         store: store.clone(),
         network: Arc::new(BlockingHttp),
         ui: Arc::new(RecordingUi::default()),
-        worker: Arc::new(worker.clone()),
+        worker: workers.host(),
         permission: Arc::new(Granted),
         quota: Arc::new(Unlimited),
         policy: Arc::new(NoPolicy),
@@ -159,16 +162,16 @@ fn child_main(dir: PathBuf, addr: String, round: u64) {
         },
         ..EngineConfig::default()
     };
-    let engine = block_on(Engine::start(hosts, config)).expect("the engine starts");
-    worker.attach(&engine);
-    let base = Url::parse(&format!("http://{addr}/")).expect("base URL");
-    let registration = ServiceWorkerRegistrationId::for_scope(&base);
+    let page = base.join("page.html").expect("page URL");
+    let script = common::script::start(hosts, config, workers, &base, page, on_event)
+        .expect("the engine starts");
     let id = format!("round-{round}");
-    if !round_complete(&dir, round) && !engine.fetches().iter().any(|f| f.id == id) {
-        let env = engine.create_environment(EnvironmentSettings::window(
-            base.join("page.html").expect("page URL"),
-        ));
-        let manager = env.background_fetch(&registration);
+    // Whether this round's fetch is in the store already (restored, running or settled with its
+    // event not finished) is the embedder's own view of its fetches, not script's: getIds()
+    // does not list a settled fetch whose event a previous process did not finish.
+    let known = script.service.engine().fetches().iter().any(|f| f.id == id);
+    if !round_complete(&dir, round) && !known {
+        let manager = script.manager();
         let urls: Vec<String> = (0..FILES.len())
             .map(|f| format!("/r{round}/f{f}.bin"))
             .collect();

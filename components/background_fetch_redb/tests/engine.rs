@@ -1,22 +1,25 @@
 //! The engine on the redb store, in process, with real threads: a download from a local HTTP
 //! server end to end, `match()` streaming a body while it downloads, a full disk failing the
-//! fetch with `quota-exceeded`, and a known engine issue with 416 answers.
+//! fetch with `quota-exceeded`, and a known engine issue with 416 answers. Script (a page and
+//! the service worker global) reaches the engine through its service and protocol.
 
 mod common;
 
+use background_fetch::service::client::{BackgroundFetchRegistration, FunctionalEvent};
 use background_fetch::store::{FetchMeta, RecordState, Store};
-use background_fetch::testing::{RecordingUi, RecordingWorker};
+use background_fetch::testing::RecordingUi;
 use background_fetch::{
-    BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchRegistration,
-    CacheQueryOptions, ClientSnapshot, DispatchOutcome, Engine, EngineConfig, EnvironmentSettings,
-    FetchUid, FunctionalEventKind, Granted, HeaderList, Hosts, NoPolicy, RecordResult, Request,
-    ResponseHead, ResponseType, RetryPolicy, ServiceWorkerRegistrationId, Unlimited,
+    BackgroundFetchFailureReason, BackgroundFetchOptions, CacheQueryOptions, ClientSnapshot,
+    DispatchOutcome, EngineConfig, FetchUid, FunctionalEventKind, Granted, HeaderList, Hosts,
+    NoPolicy, RecordResult, Request, ResponseHead, ResponseType, RetryPolicy,
+    ServiceWorkerRegistrationId, Unlimited,
 };
 use background_fetch_redb::{RedbStore, RedbStoreConfig};
 use bytes::Bytes;
 use common::faulty::{Fault, FaultControl, open_faulty_store};
 use common::hosts::{BlockingHttp, Pool, RealClock};
 use common::http::{Files, Gate, Options, Server, etag_of};
+use common::script::{Script, Workers};
 use common::{assert_consistent, block_on, pattern};
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
@@ -33,9 +36,7 @@ type Outcome = (
 );
 
 struct Bed {
-    engine: Engine,
-    base: Url,
-    registration: ServiceWorkerRegistrationId,
+    script: Script,
     events: mpsc::Receiver<Outcome>,
 }
 
@@ -50,8 +51,7 @@ fn files(map: HashMap<&'static str, Vec<u8>>) -> Files {
 fn start(store: Arc<dyn Store>, server: &Server) -> Bed {
     let (tx, events) = mpsc::channel::<Outcome>();
     let tx = Arc::new(Mutex::new(tx));
-    let worker = RecordingWorker::default();
-    worker.set_engine_handler(move |event| {
+    let on_event = move |event: FunctionalEvent| {
         let tx = tx.clone();
         async move {
             let registration = event.registration().clone();
@@ -74,16 +74,18 @@ fn start(store: Arc<dyn Store>, server: &Server) -> Bed {
             DispatchOutcome::Completed
         }
         .boxed()
-    });
+    };
     let pool = futures::executor::ThreadPool::builder()
         .pool_size(2)
         .create()
         .unwrap();
+    let base = Url::parse(&format!("http://{}/", server.addr)).unwrap();
+    let workers = Workers::new(&ServiceWorkerRegistrationId::for_scope(&base));
     let hosts = Hosts {
         store,
         network: Arc::new(BlockingHttp),
         ui: Arc::new(RecordingUi::default()),
-        worker: Arc::new(worker.clone()),
+        worker: workers.host(),
         permission: Arc::new(Granted),
         quota: Arc::new(Unlimited),
         policy: Arc::new(NoPolicy),
@@ -99,24 +101,15 @@ fn start(store: Arc<dyn Store>, server: &Server) -> Bed {
         },
         ..EngineConfig::default()
     };
-    let engine = block_on(Engine::start(hosts, config)).expect("the engine starts");
-    worker.attach(&engine);
-    let base = Url::parse(&format!("http://{}/", server.addr)).unwrap();
-    let registration = ServiceWorkerRegistrationId::for_scope(&base);
-    Bed {
-        engine,
-        base,
-        registration,
-        events,
-    }
+    let page = base.join("page").unwrap();
+    let script = common::script::start(hosts, config, workers, &base, page, on_event)
+        .expect("the engine starts");
+    Bed { script, events }
 }
 
 impl Bed {
     fn fetch(&self, id: &str, paths: &[&str]) -> BackgroundFetchRegistration {
-        let env = self
-            .engine
-            .create_environment(EnvironmentSettings::window(self.base.join("page").unwrap()));
-        let manager = env.background_fetch(&self.registration);
+        let manager = self.script.manager();
         block_on(manager.fetch(id, paths.to_vec(), BackgroundFetchOptions::default()))
             .expect("fetch() resolves")
     }
@@ -169,7 +162,11 @@ fn downloads_end_to_end_and_match_streams_a_body_while_it_downloads() {
             .expect("no error");
         got.extend_from_slice(&chunk);
     }
-    assert_eq!(record.result(), RecordResult::Empty, "still downloading");
+    assert_eq!(
+        block_on(record.state()).expect("the record's state").result,
+        RecordResult::Empty,
+        "still downloading"
+    );
     assert!(registration.downloaded() < (a.len() + b.len()) as u64);
     gate.open();
     while let Some(chunk) = block_on(body.next()) {

@@ -233,7 +233,7 @@ impl Connection {
                 let e = FunctionalEvent {
                     kind,
                     registration: self.registration(registration),
-                    token: event,
+                    token: Some(event),
                     conn: self.clone(),
                     active: Arc::new(AtomicBool::new(true)),
                 };
@@ -845,12 +845,14 @@ impl Response {
 }
 
 /// A functional event the service fired at this service worker global: `BackgroundFetchEvent`
-/// (abort, click) or `BackgroundFetchUpdateUIEvent` (success, fail).
+/// (abort, click) or `BackgroundFetchUpdateUIEvent` (success, fail); or one script constructed
+/// ([`FunctionalEvent::new_untrusted`]).
 #[derive(Clone)]
 pub struct FunctionalEvent {
     kind: FunctionalEventKind,
     registration: BackgroundFetchRegistration,
-    token: EventToken,
+    /// The token of an event the service fired (`None` for one script constructed).
+    token: Option<EventToken>,
     conn: Connection,
     active: Arc<AtomicBool>,
 }
@@ -865,6 +867,21 @@ impl fmt::Debug for FunctionalEvent {
 }
 
 impl FunctionalEvent {
+    /// `new BackgroundFetchEvent(type, {registration})` or
+    /// `new BackgroundFetchUpdateUIEvent(type, {registration})`, as script constructs it:
+    /// `isTrusted` is false, so `updateUI()` rejects, and nothing is sent to the service.
+    pub fn new_untrusted(
+        kind: FunctionalEventKind,
+        registration: BackgroundFetchRegistration,
+    ) -> Self {
+        FunctionalEvent {
+            kind,
+            conn: registration.inner.conn.clone(),
+            registration,
+            token: None,
+            active: Arc::new(AtomicBool::new(false)),
+        }
+    }
     /// Which event.
     pub fn kind(&self) -> FunctionalEventKind {
         self.kind
@@ -881,6 +898,10 @@ impl FunctionalEvent {
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::SeqCst)
     }
+    /// `isTrusted`: whether the service fired it (not script's constructor).
+    pub fn is_trusted(&self) -> bool {
+        self.token.is_some()
+    }
     /// `updateUI(options)` (`BackgroundFetchUpdateUIEvent`: success and fail only). The
     /// engine checks the rest (called once, while active).
     pub async fn update_ui(&self, options: BackgroundFetchUiOptions) -> Result<(), DomError> {
@@ -893,14 +914,15 @@ impl FunctionalEvent {
                 self.event_type()
             )));
         }
-        match self
-            .conn
-            .call(Call::UpdateUi {
-                event: self.token,
-                options,
-            })
-            .await?
-        {
+        // 1. If any of the following is true, throw an "InvalidStateError" DOMException:
+        //    - this's isTrusted attribute is false;
+        // (The service checks the rest: the UI updated flag, and whether this is active.)
+        let Some(event) = self.token else {
+            return Err(DomError::invalid_state(
+                "updateUI() was called on an event that is not trusted",
+            ));
+        };
+        match self.conn.call(Call::UpdateUi { event, options }).await? {
             Reply::Done => Ok(()),
             other => Err(unexpected(other)),
         }

@@ -284,12 +284,6 @@ impl Service {
                 options,
                 active_worker,
             } => {
-                // fetch() 8.4, as script sees the registration.
-                if !active_worker {
-                    return Err(DomError::type_error(
-                        "fetch(): the service worker registration has no active worker",
-                    ));
-                }
                 let infos: Vec<RequestInfo> = requests
                     .into_iter()
                     .enumerate()
@@ -312,7 +306,10 @@ impl Service {
                     })
                     .collect();
                 let manager = env.background_fetch(&registration);
-                let result = manager.fetch(&id, Requests::Many(infos), options).await;
+                // fetch() 8.4 uses the registration as script sees it (in its step order).
+                let result = manager
+                    .fetch_with_active_worker(&id, Requests::Many(infos), options, active_worker)
+                    .await;
                 lock(&conn.state).uploads.retain(|(c, _), _| *c != call);
                 let reg = result?;
                 Ok(Reply::Registration(self.watch(conn, &reg)))

@@ -1,14 +1,20 @@
 //! End to end through the real engine: `Engine::start` on a `MemoryStore` with this host, a
-//! tokio clock and spawner, and the recording worker reading the records in the
-//! success/fail event. Paused time: the engine's retry backoff costs nothing.
+//! tokio clock and spawner; script reaches the engine through its service and protocol (the
+//! in-process transport): a page's connection makes the fetch, and the service worker global's
+//! reads the records in the success/fail event. Paused time: the engine's retry backoff costs
+//! nothing.
 
 use crate::support::*;
-use background_fetch::testing::{RecordingUi, RecordingWorker};
+use background_fetch::service::protocol::{EnvironmentData, EnvironmentKindData};
+use background_fetch::service::{
+    Connection, Service, ServiceWorkerHost, WorkerBridge, client, in_process,
+};
+use background_fetch::testing::RecordingUi;
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult, BoxFuture, Clock,
-    DispatchOutcome, Engine, EngineConfig, EnvironmentSettings, FunctionalEventKind, Granted,
-    Hosts, MemoryStore, NoPolicy, RequestInfo, RequestInit, RetryPolicy,
-    ServiceWorkerRegistrationId, Spawn, Unlimited,
+    DispatchOutcome, Engine, EngineConfig, FunctionalEventKind, Granted, Hosts, MemoryStore,
+    NoPolicy, PolicyContainer, RequestInfo, RequestInit, RetryPolicy, ServiceWorkerRegistrationId,
+    Spawn, Unlimited,
 };
 use background_fetch_hyper::HyperNetwork;
 use futures::FutureExt;
@@ -44,18 +50,67 @@ struct Seen {
 
 struct Bed {
     engine: Engine,
-    worker: RecordingWorker,
     registration: ServiceWorkerRegistrationId,
-    page: background_fetch::Environment,
+    page: Connection,
+    /// The service worker global's connection (its listener fills `seen`).
+    _worker: Connection,
     seen: Arc<Mutex<Seen>>,
+    /// How many functional events the service worker finished.
+    finished: Arc<Mutex<usize>>,
+}
+
+fn environment(kind: EnvironmentKindData, url: Url) -> EnvironmentData {
+    EnvironmentData {
+        kind,
+        base_url: url,
+        secure_context: true,
+        policy: PolicyContainer::default(),
+        embedder: None,
+    }
 }
 
 async fn bed(network: &HyperNetwork, origin: &str) -> Bed {
-    let worker = RecordingWorker::default();
+    let scope = Url::parse(&format!("{origin}/")).unwrap();
+    let registration = ServiceWorkerRegistrationId::for_scope(&scope);
+    let bridge = WorkerBridge::new();
+    bridge.set_active_worker(&registration, true);
+    let worker_host = ServiceWorkerHost::new(bridge.clone());
+    let spawner: Arc<dyn Spawn> = Arc::new(TokioSpawn(tokio::runtime::Handle::current()));
+    let hosts = Hosts {
+        store: Arc::new(MemoryStore::new()),
+        network: Arc::new(network.clone()),
+        ui: Arc::new(RecordingUi::default()),
+        worker: Arc::new(worker_host.clone()),
+        permission: Arc::new(Granted),
+        quota: Arc::new(Unlimited),
+        policy: Arc::new(NoPolicy),
+        clock: Arc::new(TokioClock(tokio::time::Instant::now())),
+        spawner: spawner.clone(),
+    };
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            initial_delay: Duration::from_millis(50),
+            max_attempts: Some(5),
+            ..RetryPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(hosts, config).await.unwrap();
+    let service = Service::new(engine.clone(), bridge);
+    worker_host.serve(&service);
+    let worker = in_process::connect(
+        &service,
+        environment(
+            EnvironmentKindData::ServiceWorker(registration.clone()),
+            scope.join("sw.js").unwrap(),
+        ),
+        spawner.clone(),
+    );
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let seen2 = seen.clone();
-    worker.set_engine_handler(move |event| {
-        let seen = seen2.clone();
+    let finished = Arc::new(Mutex::new(0));
+    let (seen2, finished2) = (seen.clone(), finished.clone());
+    worker.on_functional_event(move |event: client::FunctionalEvent| {
+        let (seen, finished) = (seen2.clone(), finished2.clone());
         async move {
             let kind = event.kind();
             let reg = event.registration().clone();
@@ -73,41 +128,24 @@ async fn bed(network: &HyperNetwork, origin: &str) -> Bed {
                 bodies,
                 downloaded: reg.downloaded(),
             };
+            *finished.lock().unwrap() += 1;
             DispatchOutcome::Completed
         }
         .boxed()
     });
-    let hosts = Hosts {
-        store: Arc::new(MemoryStore::new()),
-        network: Arc::new(network.clone()),
-        ui: Arc::new(RecordingUi::default()),
-        worker: Arc::new(worker.clone()),
-        permission: Arc::new(Granted),
-        quota: Arc::new(Unlimited),
-        policy: Arc::new(NoPolicy),
-        clock: Arc::new(TokioClock(tokio::time::Instant::now())),
-        spawner: Arc::new(TokioSpawn(tokio::runtime::Handle::current())),
-    };
-    let config = EngineConfig {
-        retry: RetryPolicy {
-            initial_delay: Duration::from_millis(50),
-            max_attempts: Some(5),
-            ..RetryPolicy::default()
-        },
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(hosts, config).await.unwrap();
-    worker.attach(&engine);
     let page_url = Url::parse(&format!("{origin}/page.html")).unwrap();
-    let registration =
-        ServiceWorkerRegistrationId::for_scope(&Url::parse(&format!("{origin}/")).unwrap());
-    let page = engine.create_environment(EnvironmentSettings::window(page_url));
+    let page = in_process::connect(
+        &service,
+        environment(EnvironmentKindData::Window, page_url),
+        spawner,
+    );
     Bed {
         engine,
-        worker,
         registration,
         page,
+        _worker: worker,
         seen,
+        finished,
     }
 }
 
@@ -116,7 +154,7 @@ impl Bed {
     async fn fetch(
         &self,
         requests: Vec<RequestInfo>,
-    ) -> (background_fetch::BackgroundFetchRegistration, Seen) {
+    ) -> (client::BackgroundFetchRegistration, Seen) {
         let manager = self.page.background_fetch(&self.registration);
         let reg = manager
             .fetch(
@@ -127,7 +165,7 @@ impl Bed {
             .await
             .expect("fetch() resolves");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        while self.worker.finished().is_empty() {
+        while *self.finished.lock().unwrap() == 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the fetch never settled"

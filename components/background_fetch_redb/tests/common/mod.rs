@@ -5,6 +5,7 @@
 pub mod faulty;
 pub mod hosts;
 pub mod http;
+pub mod script;
 
 use background_fetch::store::{FetchMeta, Store};
 use background_fetch::testing::store_contract;
