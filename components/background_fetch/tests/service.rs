@@ -539,3 +539,63 @@ fn a_denied_permission_comes_before_a_missing_active_worker() {
         .unwrap_err();
     assert_eq!(err.name(), "TypeError", "{err}");
 }
+
+/// The engine holds its worker host, and a [`ServiceWorkerHost`] reaches the service that holds
+/// the engine: when the embedder drops the service, the engine and its hosts go with it, also
+/// while an event waits for a service worker that never connects (the worker host, and the
+/// waiting event, held the service strongly: a cycle that kept both alive for the process's
+/// life).
+#[test]
+fn a_dropped_service_frees_the_engine_behind_its_worker_host() {
+    use background_fetch::service::ServiceWorkerHost;
+    use background_fetch::testing::{Executor, ScriptedNetwork, VirtualClock};
+    use background_fetch::{Engine, EngineConfig, Hosts, MemoryStore, ServiceWorkerRegistrationId};
+
+    let (executor, clock) = (Executor::new(), VirtualClock::new());
+    let network = ScriptedNetwork::new(clock.clone());
+    network.serve(A, Resource::ok(body(100, 3)));
+    let store = Arc::new(MemoryStore::new());
+    let bridge = WorkerBridge::new();
+    let scope = Url::parse("https://example.com/").unwrap();
+    let registration = ServiceWorkerRegistrationId::for_scope(&scope);
+    bridge.set_active_worker(&registration, true);
+    let worker_host = ServiceWorkerHost::new(bridge.clone());
+    let hosts = Hosts::new(
+        store.clone(),
+        Arc::new(network),
+        Arc::new(worker_host.clone()),
+        Arc::new(clock.clone()),
+        Arc::new(executor.clone()),
+    );
+    let engine = executor
+        .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
+        .unwrap();
+    let service = Service::new(engine, bridge.clone());
+    worker_host.serve(&service);
+    let spawner: Arc<dyn Spawn> = Arc::new(executor.clone());
+    let page = in_process::connect(&service, page_environment(), spawner);
+    let m = page.background_fetch(&registration);
+    let reg = executor
+        .block_on(
+            &clock,
+            async move { m.fetch("f", A, Default::default()).await },
+        )
+        .unwrap();
+    executor.run_until_idle(&clock);
+    assert_eq!(reg.result(), Outcome::Success);
+    assert!(Arc::strong_count(&store) > 1, "the engine holds the store");
+    // The success event waits for the worker's global, which never connects.
+    assert_eq!(executor.pending_tasks(), 1, "the event waits");
+    drop((reg, page, service, worker_host, bridge));
+    executor.run_until_idle(&clock);
+    assert_eq!(
+        Arc::strong_count(&store),
+        1,
+        "the engine (and its store) outlived the service that owned it"
+    );
+    assert_eq!(
+        executor.pending_tasks(),
+        0,
+        "the waiting event ended with the service"
+    );
+}

@@ -63,6 +63,21 @@ struct ServiceInner {
     workers: WorkerBridge,
 }
 
+impl Drop for ServiceInner {
+    fn drop(&mut self) {
+        // Events waiting for a service worker's connection look again, find the service gone
+        // and fail, instead of waiting for a connection that can no longer come.
+        let waiting: Vec<_> = lock(&self.workers.inner)
+            .waiting
+            .drain()
+            .flat_map(|(_, w)| w)
+            .collect();
+        for w in waiting {
+            let _ = w.send(());
+        }
+    }
+}
+
 /// One connection: the script of one environment.
 struct Conn {
     id: ConnectionId,
@@ -620,18 +635,24 @@ impl WorkerBridge {
         service: &Service,
         event: FunctionalEventData,
     ) -> BoxFuture<'static, DispatchOutcome> {
-        let (bridge, service) = (self.clone(), service.clone());
+        // The service is held weakly while the event waits: the engine holds this future (its
+        // worker host's dispatch), and the service holds the engine.
+        let (bridge, weak) = (self.clone(), service.downgrade());
         async move {
+            let gone = || DispatchOutcome::Failed("the service is gone".into());
             // The service worker spec's "fire a functional event": with no active worker,
             // nothing is fired; otherwise the worker is run (connected) first.
-            let conn = loop {
+            let (service, conn) = loop {
+                let Some(service) = weak.upgrade() else {
+                    return gone();
+                };
                 let (waiter, start) = {
                     let mut st = lock(&bridge.inner);
                     let worker = st.workers.get(&event.registration).copied();
                     let conn =
                         worker.and_then(|id| lock(&service.inner.connections).get(&id).cloned());
                     if let Some(conn) = conn {
-                        break conn;
+                        break (service, conn);
                     }
                     if !st.active.contains(&event.registration) {
                         tracing::info!(
@@ -651,6 +672,7 @@ impl WorkerBridge {
                     scope = %event.registration.scope,
                     "the event waits for the service worker to run"
                 );
+                drop(service);
                 if let Some(start) = start {
                     start(&event.registration);
                 }
@@ -671,6 +693,7 @@ impl WorkerBridge {
                 kind: event.kind,
                 registration,
             });
+            drop(service);
             let token = event.token;
             let outcome = rx
                 .await
@@ -685,6 +708,11 @@ impl WorkerBridge {
 /// The bridge as the engine's worker host. The engine is started before the service exists, so
 /// the service is given to the bridge afterwards ([`ServiceWorkerHost::serve`]); an event the
 /// engine fires before that (a fetch restored from the store settling at once) waits for it.
+///
+/// The engine holds its worker host, and the service holds the engine, so the worker host holds
+/// the service weakly: the embedder's [`Service`] handles keep the engine alive, and when the
+/// last goes the engine goes with it. An event dispatched after that fails ("the service is
+/// gone").
 #[derive(Clone, Default)]
 pub struct ServiceWorkerHost {
     bridge: WorkerBridge,
@@ -693,7 +721,7 @@ pub struct ServiceWorkerHost {
 
 #[derive(Default)]
 struct ServiceSlot {
-    service: Option<Service>,
+    service: Option<WeakService>,
     waiting: Vec<oneshot::Sender<Service>>,
 }
 
@@ -710,7 +738,7 @@ impl ServiceWorkerHost {
     pub fn serve(&self, service: &Service) {
         let waiting = {
             let mut slot = lock(&self.service);
-            slot.service = Some(service.clone());
+            slot.service = Some(service.downgrade());
             std::mem::take(&mut slot.waiting)
         };
         for w in waiting {
@@ -733,7 +761,15 @@ impl WorkerHost for ServiceWorkerHost {
         let waiting = {
             let mut slot = lock(&self.service);
             match &slot.service {
-                Some(service) => return self.bridge.dispatch(service, event),
+                Some(weak) => {
+                    return match weak.upgrade() {
+                        Some(service) => self.bridge.dispatch(&service, event),
+                        None => futures::future::ready(DispatchOutcome::Failed(
+                            "the service is gone".into(),
+                        ))
+                        .boxed(),
+                    };
+                }
                 None => {
                     let (tx, rx) = oneshot::channel();
                     slot.waiting.push(tx);
