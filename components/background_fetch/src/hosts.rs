@@ -292,7 +292,8 @@ pub enum NetworkEvent {
 ///   is strong; a request with an author `Range` header is never resumed.
 /// * **Flow control.** The engine pulls: it polls the stream again once the previous chunk is
 ///   stored. A host keeps at most a bounded amount in flight (hyper's: two chunks), never the
-///   whole body.
+///   whole body. A stream whose next chunk is always ready is fine: the transfer yields to
+///   the executor after each stored chunk, so script's calls and other fetches go on.
 /// * **Cancellation.** Dropping the stream terminates the transfer (pause, abort, offline).
 /// * **Errors.** [`NetworkErrorKind`]: `Temporary` for what waiting can fix (offline, refused,
 ///   reset, DNS failure of a name that may resolve later, timeouts), `Fatal` for what it cannot,

@@ -862,6 +862,12 @@ async fn attempt(
                 response_data.state.update(|s| s.len += n);
                 // 6.4. Update background fetch instances for bgFetch.
                 engine.update_instances(bg, false);
+                // AD-HOC: the transfer lets the executor's other tasks run after each chunk.
+                //         With a network that always has the next chunk ready and a store that
+                //         never waits, every await of this loop is ready at once: without it,
+                //         script's calls (get(), abort(), match() through the service) and
+                //         other fetches were answered only once the whole body had arrived.
+                crate::sync::yield_now().await;
             }
             // 7. If at any point the bytes transmission for stream is done normally, then:
             None => {

@@ -1,5 +1,5 @@
-//! Small runtime-agnostic synchronisation primitives: a watched value and a fair semaphore.
-//! They need no executor, timer or thread of their own.
+//! Small runtime-agnostic synchronisation primitives: a watched value, a fair semaphore and a
+//! cooperative yield. They need no executor, timer or thread of their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -290,6 +290,29 @@ impl Drop for Acquire {
             inner.queue.retain(|(q, _)| *q != t);
             Semaphore::wake_front(&mut inner);
         }
+    }
+}
+
+/// Returns `Pending` once, waking itself at once: the executor runs its other ready tasks
+/// before this one goes on. A loop whose every await may be ready (a network with data always
+/// there, a store that never waits) calls it so that it does not keep the thread.
+pub(crate) fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+pub(crate) struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

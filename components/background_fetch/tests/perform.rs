@@ -825,41 +825,49 @@ fn always_ready_with_action_at_3000(bed: &TestBed, action: impl FnOnce() + Send 
 /// record kept downloading to the end of its body (the race polled the network first and the
 /// data branch never looked at the abort all flag). Complete a record step 13: abort when the
 /// flag is set, within one chunk.
+///
+/// Script's `get()` and `abort()` go through the protocol, in tasks of their own: an
+/// always-ready download must leave them room. It did not (the transfer never yielded, so
+/// `get()` was answered only once the whole body had arrived and the fetch had settled, and
+/// `abort()` came too late to do anything).
 #[test]
 fn abort_stops_an_always_ready_transfer_within_one_chunk() {
     let bed = TestBed::new();
-    // Same-process on purpose: the abort must happen inside the engine's own poll (the
-    // network's action runs there), which a call through the protocol cannot (the service
-    // answers it in a task of its own). Through the protocol the test finds something else: an
-    // always-ready download never yields, so the page's get() is answered only after the whole
-    // body arrived (the fetch had settled). FIXME: a record's transfer yields to other tasks
-    // now and then, so that script's calls are answered during a download faster than the
-    // store.
-    let manager = bed.engine_manager();
-    let aborted = Arc::new(Mutex::new(None));
-    let a = aborted.clone();
+    let (manager, network) = (bed.manager(), bed.network.clone());
+    let spawner = bed.executor.clone();
+    /// Bytes delivered when get() was answered, abort()'s answer, bytes delivered then.
+    type Seen = Option<(u64, Option<bool>, u64)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let s = seen.clone();
     always_ready_with_action_at_3000(&bed, move || {
         use futures::FutureExt;
-        let reg = manager
-            .get("ready")
-            .now_or_never()
-            .expect("get() does not wait")
-            .unwrap()
-            .expect("the fetch is active");
-        *a.lock().unwrap() = reg.abort().now_or_never().map(|r| r.unwrap());
+        spawner.spawn_boxed(
+            async move {
+                let reg = manager.get("ready").await.unwrap();
+                let at_get = network.delivered(A);
+                let aborted = match reg {
+                    Some(reg) => Some(reg.abort().await.unwrap()),
+                    None => None,
+                };
+                *s.lock().unwrap() = Some((at_get, aborted, network.delivered(A)));
+            }
+            .boxed(),
+        );
     });
     let reg = start(&bed, "ready", &[A], 0);
     bed.run_until_idle();
-    assert_eq!(
-        *aborted.lock().unwrap(),
-        Some(true),
-        "abort() resolved true"
-    );
+    let (at_get, aborted, at_abort) = seen.lock().unwrap().expect("the script's task ran");
     assert!(
-        bed.network.delivered(A) <= 4000,
-        "{} bytes delivered after abort() at 3,000",
-        bed.network.delivered(A)
+        at_get <= 10_000,
+        "get() was answered after {at_get} of 100,000 bytes (asked at 3,000)"
     );
+    assert_eq!(aborted, Some(true), "abort() resolved true");
+    let delivered = bed.network.delivered(A);
+    assert!(
+        delivered <= at_abort + 1000,
+        "{delivered} bytes delivered; abort() had resolved at {at_abort}"
+    );
+    assert!(delivered < 100_000, "the transfer stopped");
     assert_eq!(reg.result(), Result_::Failure);
     assert_eq!(reg.failure_reason(), Reason::Aborted);
     assert_eq!(bed.worker.events_of(FunctionalEventKind::Abort).len(), 1);
