@@ -12,10 +12,10 @@
 //! (online, everything resumed, time run out), every fetch settled with exactly one event, and
 //! the failure reason is the one the model predicts.
 
-use background_fetch::service::client::BackgroundFetchRegistration;
+use background_fetch::service::client::{BackgroundFetchManager, BackgroundFetchRegistration};
 use background_fetch::testing::{Fault, Resource, TestBed};
 use background_fetch::{
-    BackgroundFetchFailureReason as Reason, BackgroundFetchManager, BackgroundFetchOptions,
+    BackgroundFetchFailureReason as Reason, BackgroundFetchOptions,
     BackgroundFetchResult as Outcome, DispatchOutcome, FetchUid, FunctionalEventKind as Kind,
     PermissionState, RecordResult, RequestInfo,
 };
@@ -177,11 +177,9 @@ struct Sut {
     bed: TestBed,
     tracked: Vec<Tracked>,
     violations: Arc<Mutex<Vec<String>>>,
-    /// The engine's same-process page manager now (replaced at each restart), for aborts from
-    /// inside a transfer: they run inside the engine's own poll, which a call through the
-    /// protocol cannot (the service answers it in a task of its own, and an always-ready
-    /// transfer does not yield to it: see tests/perform.rs
-    /// abort_stops_an_always_ready_transfer_within_one_chunk).
+    /// The page's manager now (replaced at each restart), for aborts from inside a transfer:
+    /// the network's action starts a task of the page's that calls get() and abort() through
+    /// the protocol while the transfer goes on.
     manager: Arc<Mutex<BackgroundFetchManager>>,
     /// What `abort()` called from inside a transfer resolved, per fetch.
     aborted_inside: Arc<Mutex<Vec<(FetchUid, bool)>>>,
@@ -326,7 +324,7 @@ impl Sut {
         let online = self.bed.engine().is_online();
         self.bed.restart();
         self.bed.engine().set_online(online);
-        *self.manager.lock().unwrap() = self.bed.engine_manager();
+        *self.manager.lock().unwrap() = self.bed.manager();
         // Active fetches get new page instances; settled ones keep their last state.
         let m = self.bed.manager();
         let events = self.terminal_events();
@@ -404,7 +402,7 @@ impl StateMachineTest for EngineUnderTest {
         let violations = Arc::new(Mutex::new(Vec::new()));
         install_worker(&bed, violations.clone());
         Sut {
-            manager: Arc::new(Mutex::new(bed.engine_manager())),
+            manager: Arc::new(Mutex::new(bed.manager())),
             bed,
             tracked: Vec::new(),
             violations,
@@ -494,15 +492,21 @@ impl StateMachineTest for EngineUnderTest {
             Step::AbortAt { id, resource, at } => {
                 let manager = sut.manager.clone();
                 let out = sut.aborted_inside.clone();
+                let spawner = bed.executor.clone();
                 bed.network
                     .when_delivered(RESOURCES[resource].0, at, move |_| {
                         let m = manager.lock().unwrap().clone();
-                        let Some(Ok(Some(reg))) = m.get(IDS[id]).now_or_never() else {
-                            return;
-                        };
-                        if let Some(Ok(aborted)) = reg.abort().now_or_never() {
-                            out.lock().unwrap().push((reg.uid(), aborted));
-                        }
+                        spawner.spawn_boxed(
+                            async move {
+                                let Ok(Some(reg)) = m.get(IDS[id]).await else {
+                                    return;
+                                };
+                                if let Ok(aborted) = reg.abort().await {
+                                    out.lock().unwrap().push((reg.uid(), aborted));
+                                }
+                            }
+                            .boxed(),
+                        );
                     });
             }
             Step::Abort(id) => {

@@ -62,6 +62,9 @@
 //!   ends `aborted`, also when the process crashed right after (it is not active again after
 //!   the restart); `pause`/`resume` report a change only when there is one; the paused flag,
 //!   the permission prompt and the title survive a restart;
+//! * a record whose `abort()` from inside its transfer resolved true stores no more bytes than
+//!   the network had delivered of it when the answer came (complete a record step 13: nothing
+//!   after the abort all flag), also with an always-ready network;
 //! * nothing of a fetch waiting on the permission prompt reaches the network, across restarts;
 //! * in a settle event `recordsAvailable` is true, `matchAll()` gives every record,
 //!   `downloaded` is the sum of the records' stored bytes (and for a success, of the resources'
@@ -104,11 +107,6 @@
 //!   engine cannot tell, and stores what it was told.
 //! * `downloaded` of a page instance against the records at arbitrary times: progress is
 //!   throttled (`EngineConfig::progress_interval`); it is exact only in settle events.
-//! * How many bytes a record stored after `abort()` was called from inside its transfer
-//!   ([`Op::AbortInside`]): through the protocol the abort runs after the engine's current
-//!   poll, which an always-ready transfer does not leave (tests/perform.rs's FIXME); the
-//!   "within the chunk in hand" bound (complete a record step 13) is checked by
-//!   tests/perform.rs on the engine's own objects.
 
 mod harness;
 mod oracle;

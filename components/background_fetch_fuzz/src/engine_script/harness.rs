@@ -127,9 +127,9 @@ struct Shared {
 }
 
 /// An `abort()` called from inside a transfer: the fetch, the record, the most bytes it may
-/// hold then (none known through the protocol: see [`Op::AbortInside`]'s FIXME), and the
-/// result (an error's name and message).
-type AbortedInside = (usize, usize, Option<u64>, Result<bool, String>);
+/// hold (what the network had delivered of its URL when abort() was answered), and the result
+/// (an error's name and message).
+type AbortedInside = (usize, usize, u64, Result<bool, String>);
 
 /// A fetch `fetch()` resolved.
 struct Tracked {
@@ -157,8 +157,8 @@ struct Tracked {
     /// Made while the permission was "prompt", and the user has not answered (nor resumed).
     awaiting_permission: bool,
     /// `abort()` resolved true from inside the transfer of this record: (record, the most
-    /// bytes it may have stored: the transfer stops within the chunk that reached the abort).
-    aborted_inside: Option<(usize, Option<u64>)>,
+    /// bytes it may have stored: the transfer takes nothing once the abort all flag is set).
+    aborted_inside: Option<(usize, u64)>,
     /// Its result and failure reason, once anything showed them.
     settled: Option<Settled>,
     /// Settle events a restart interrupted (each may be dispatched again).
@@ -817,16 +817,18 @@ impl<'s> Harness<'s> {
                 let shared = self.shared.clone();
                 let epoch = lock(&self.shared).epoch;
                 let executor = self.bed.executor.clone();
-                // abort() is called (its message sent) when the engine receives that byte.
-                // FIXME: through the protocol the engine runs the abort after the poll it was
-                //        called from (with an always-ready network, after the transfer, which
-                //        never yields: see tests/perform.rs), so "the transfer stops within the
-                //        chunk that reached the abort" (complete a record step 13) is checked
-                //        by tests/perform.rs's same-process test, not here: no bound.
+                let (network, at_url) = (self.bed.network.clone(), url.clone());
+                // abort() is called (its message sent) when the engine receives that byte. The
+                // engine runs it in a task of the service's; the transfer yields between
+                // chunks, so it is answered during the transfer. Complete a record step 13:
+                // once the abort all flag is set (before abort() resolves true) the record
+                // takes no further bytes, so what the network had delivered of its URL when
+                // the answer came bounds what it stores.
                 self.bed
                     .network
-                    .when_delivered(&url, offset, move |_bound| {
+                    .when_delivered(&url, offset, move |_reached| {
                         let reg = reg.clone();
+                        let (network, url) = (network.clone(), at_url.clone());
                         let mut call = async move { reg.abort().await }.boxed();
                         let now = call.as_mut().now_or_never();
                         let shared = shared.clone();
@@ -836,13 +838,14 @@ impl<'s> Harness<'s> {
                                     Some(result) => result,
                                     None => call.await,
                                 };
+                                let bound = network.delivered(&url);
                                 let mut shared = lock(&shared);
                                 // An instance of an engine that crashed since settles nowhere.
                                 if shared.epoch == epoch {
                                     shared.aborted_inside.push((
                                         i,
                                         r,
-                                        None,
+                                        bound,
                                         result.map_err(|e| e.to_string()),
                                     ));
                                 } else {
@@ -1472,7 +1475,7 @@ impl<'s> Harness<'s> {
                     oracle::insert(&mut allowed, RecordResult::Aborted);
                 }
                 // Complete a record step 13: the transfer stops within the chunk in hand.
-                if let Some((r, Some(bound))) = t.aborted_inside
+                if let Some((r, bound)) = t.aborted_inside
                     && r == index
                     && stored > bound
                 {
