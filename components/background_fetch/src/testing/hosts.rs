@@ -83,17 +83,12 @@ impl UiHost for RecordingUi {
 /// active (its `waitUntil` promises settled).
 pub type EventHandler = client::FunctionalEventHandler;
 
-/// A functional event handler given the engine's same-process event objects.
-pub type EngineEventHandler =
-    Arc<dyn Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync>;
-
 #[derive(Default)]
 struct WorkerInner {
     inactive: HashSet<ServiceWorkerRegistrationId>,
     events: Vec<FunctionalEvent>,
     finished: Vec<(FunctionalEventKind, FetchUid)>,
     handler: Option<EventHandler>,
-    engine_handler: Option<EngineEventHandler>,
     /// The service (and its bridge) events go through to the service worker's connection.
     service: Option<(Service, WorkerBridge)>,
 }
@@ -162,16 +157,6 @@ impl RecordingWorker {
         self.inner.lock().unwrap().handler = Some(Arc::new(handler));
     }
 
-    /// Installs a handler given the engine's same-process event objects, run instead of
-    /// sending the event to a connection. Same-process, for the fuzz targets and the store and
-    /// network crates' engine tests until they move to the protocol (issue 13).
-    pub fn set_engine_handler(
-        &self,
-        handler: impl Fn(FunctionalEvent) -> BoxFuture<'static, DispatchOutcome> + Send + Sync + 'static,
-    ) {
-        self.inner.lock().unwrap().engine_handler = Some(Arc::new(handler));
-    }
-
     /// Every event the engine dispatched so far, in order (the engine's objects).
     pub fn events(&self) -> Vec<FunctionalEvent> {
         self.inner.lock().unwrap().events.clone()
@@ -208,20 +193,17 @@ impl WorkerHost for RecordingWorker {
             let Some(event) = object.await else {
                 return DispatchOutcome::Skipped;
             };
-            let (engine_handler, service) = {
+            let service = {
                 let mut i = inner.lock().unwrap();
                 i.events.push(event.clone());
-                (i.engine_handler.clone(), i.service.clone())
+                i.service.clone()
             };
             let kind = event.kind();
             let uid = event.registration().uid();
-            let outcome = if let Some(h) = engine_handler {
-                h(event).await
-            } else if let Some((service, bridge)) = service {
+            let outcome = match service {
                 // As data, through the service, to the service worker global's connection.
-                bridge.dispatch(&service, data).await
-            } else {
-                DispatchOutcome::Completed
+                Some((service, bridge)) => bridge.dispatch(&service, data).await,
+                None => DispatchOutcome::Completed,
             };
             inner.lock().unwrap().finished.push((kind, uid));
             outcome

@@ -23,17 +23,13 @@ pub mod store_contract;
 
 pub use clock::VirtualClock;
 pub use executor::Executor;
-pub use hosts::{
-    EngineEventHandler, EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota,
-    UiCall,
-};
+pub use hosts::{EventHandler, RecordingUi, RecordingWorker, TestPermission, TestQuota, UiCall};
 pub use network::{Fault, LoggedRequest, Resource, ScriptedNetwork};
 
 use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::hosts::Hosts;
 use crate::hosts::{PolicyHost, SimpleCsp};
-use crate::manager::{Environment, EnvironmentSettings};
 use crate::memory_store::MemoryStore;
 use crate::model::{PolicyContainer, ServiceWorkerRegistrationId};
 use crate::service::protocol::{EnvironmentData, EnvironmentKindData};
@@ -86,8 +82,6 @@ struct Running {
     service: Service,
     page: Connection,
     service_worker: Connection,
-    /// The engine's same-process page ([`TestBed::engine_page`]).
-    engine_page: Environment,
 }
 
 /// Dropping a test bed drops every task still on its executor (a fetch in flight holds the
@@ -191,15 +185,11 @@ impl TestBed {
         );
         worker.connect(&service, &bridge, &service_worker);
         worker.attach(&engine);
-        let engine_page = engine.create_environment(EnvironmentSettings::window(
-            Url::parse(&format!("{ORIGIN}/page.html")).expect("static URL"),
-        ));
         Running {
             engine,
             service,
             page,
             service_worker,
-            engine_page,
         }
     }
 
@@ -275,20 +265,6 @@ impl TestBed {
     /// `registration.backgroundFetch` in the page.
     pub fn manager(&self) -> client::BackgroundFetchManager {
         self.page().background_fetch(&self.registration)
-    }
-
-    /// The engine's same-process page environment (not through the protocol). For the fuzz
-    /// targets until they move to the protocol (issue 13), and for the few tests that need the
-    /// engine's own objects (an untrusted event's constructor, a call made inside the engine's
-    /// own poll).
-    pub fn engine_page(&self) -> Environment {
-        self.running().engine_page
-    }
-
-    /// `registration.backgroundFetch` in [`TestBed::engine_page`] (not through the protocol):
-    /// see there.
-    pub fn engine_manager(&self) -> crate::BackgroundFetchManager {
-        self.engine_page().background_fetch(&self.registration)
     }
 
     /// `new Request(url, init)` in the page (relative URLs resolve against the page's URL).
