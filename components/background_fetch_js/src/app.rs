@@ -104,6 +104,7 @@ pub fn run_page(options: &AppOptions, hosts: &AppHosts, prelude: &str, page: &st
             prelude,
             page: Some(page),
         },
+        RegistrationRows::new(hosts.store.clone(), options.origin.clone()),
     )
 }
 
@@ -140,6 +141,8 @@ pub fn resume_stored(
         serde_json::to_string(registration.script_url.as_str()).unwrap_or_default(),
         serde_json::to_string(registration.scope.as_str()).unwrap_or_default(),
     );
+    // The worker runs from its stored scripts (those kept when it ran), not the origin's.
+    let rows = RegistrationRows::resuming(hosts.store.clone(), registration);
     run(
         &options,
         hosts,
@@ -148,10 +151,17 @@ pub fn resume_stored(
             prelude: &prelude,
             page: None,
         },
+        rows,
     )
 }
 
-fn run(options: &AppOptions, hosts: &AppHosts, page_url: Url, scripts: PageScripts) -> AppRun {
+fn run(
+    options: &AppOptions,
+    hosts: &AppHosts,
+    page_url: Url,
+    scripts: PageScripts,
+    rows: RegistrationRows,
+) -> AppRun {
     // The loopback server lives as long as the run.
     let (_server, loopback) = match &options.origin {
         AppOrigin::Root(dir) => match LoopbackServer::start(Site::new(dir)) {
@@ -175,7 +185,6 @@ fn run(options: &AppOptions, hosts: &AppHosts, page_url: Url, scripts: PageScrip
     let network = AppNetwork::new(loopback, hosts.network.clone());
     let browser = BrowserSide::start_app(network, Arc::new(hosts.store.clone()));
     browser.permission.set(PermissionState::Granted);
-    let rows = RegistrationRows::new(hosts.store.clone(), options.origin.clone());
     run_in_page(
         browser,
         page_url,

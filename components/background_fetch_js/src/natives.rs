@@ -138,16 +138,48 @@ fn print(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsVal
     Ok(JsValue::undefined())
 }
 
-/// `native.loadScript(url)`: fetches a script synchronously from the loopback server
-/// (`importScripts`, the page's scripts): `{status, text}`, the text decoded as UTF-8.
+/// `native.loadScript(url, scope)`: fetches a script synchronously (`importScripts`, a
+/// worker's script, the page's scripts): `{status, text}`, the text decoded as UTF-8. With
+/// `scope`, the script is the service worker's of that registration: on an app's store it
+/// comes from the stored worker's scripts when the run resumes one, and is kept with the
+/// registration otherwise (see [`crate::registrations`]).
 fn load_script(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     let url = string_arg(args, 0, context)?;
+    let scope = match args.get(1) {
+        Some(v) if v.is_string() => Some(v.to_string(context)?.to_std_string_escaped()),
+        _ => None,
+    };
     let url = Url::parse(&url).map_err(|e| type_error(format!("{url}: {e}")))?;
-    let network = with_state(|s| s.browser.network.clone());
-    let response = network.get_blocking(&url).map_err(type_error)?;
-    let (text, _) = encoding_rs::UTF_8.decode_with_bom_removal(&response.body);
-    let value = json!({"status": response.status, "text": text});
-    JsValue::from_json(&value, context)
+    let stored = match &scope {
+        Some(_) => with_state(|s| {
+            s.registrations
+                .as_ref()
+                .and_then(|r| r.stored_source(url.as_str()).map(str::to_owned))
+        }),
+        None => None,
+    };
+    let (status, text) = match stored {
+        Some(text) => (200, text),
+        None => {
+            let network = with_state(|s| s.browser.network.clone());
+            let response = network.get_blocking(&url).map_err(type_error)?;
+            let (text, _) = encoding_rs::UTF_8.decode_with_bom_removal(&response.body);
+            (response.status, text.into_owned())
+        }
+    };
+    // Kept (again, for a resumed worker: its registration was written anew) with the
+    // registration.
+    if let Some(scope) = &scope
+        && (200..300).contains(&status)
+        && let Some(Err(e)) = with_state(|s| {
+            s.registrations
+                .as_ref()
+                .map(|r| r.keep_source(scope, url.as_str(), &text))
+        })
+    {
+        return Err(type_error(e));
+    }
+    JsValue::from_json(&json!({"status": status, "text": text}), context)
 }
 
 fn bytes_of(value: &JsValue) -> JsResult<Vec<u8>> {

@@ -4,13 +4,16 @@
 //! process that finds the registration's fetches in the store (`bgfetch run`) can start the
 //! same worker again and fire their events at it.
 //!
-//! AD-HOC: what is kept is where the worker's script is (the app's directory, served again on
-//! loopback, or its live origin, fetched again), not the script's text: the worker that
-//! handles the events is the one the origin serves then, as a browser's update check would
-//! find it. FIXME: keep the script and its `importScripts` sources, for an origin that is gone.
+//! The worker's scripts are kept too, as the service worker spec's registration keeps its
+//! worker's "script resource map": the main script and every script it imported, each by URL,
+//! as they were when the worker ran. A later process runs the worker from them, not from the
+//! origin, so the handler that runs is the one that was installed, also when the origin is
+//! gone or serves another version (a browser updates a worker by its update check, which this
+//! host does not do).
 
 use background_fetch_redb::RedbStore;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use url::Url;
 
@@ -62,23 +65,68 @@ pub struct StoredRegistration {
     pub script_url: Url,
     /// Where the app's origin comes from.
     pub origin: AppOrigin,
+    /// Its worker's scripts as they were when it ran (URL -> text): the main script and what
+    /// it imported.
+    pub sources: BTreeMap<String, String>,
 }
 
 /// The rows an app run writes.
 pub struct RegistrationRows {
     store: RedbStore,
     origin: AppOrigin,
+    /// The scripts of the stored worker a resumed run starts (URL -> text).
+    stored_sources: BTreeMap<String, String>,
 }
 
 impl RegistrationRows {
     /// Rows of the app whose origin is `origin` in `store`.
     pub fn new(store: RedbStore, origin: AppOrigin) -> Self {
-        RegistrationRows { store, origin }
+        RegistrationRows {
+            store,
+            origin,
+            stored_sources: BTreeMap::new(),
+        }
     }
 
-    /// Records that `scope`'s worker is `script_url`.
+    /// The same, for a run that starts `registration`'s stored worker: its scripts come from
+    /// [`RegistrationRows::stored_source`] rather than the origin.
+    pub fn resuming(store: RedbStore, registration: &StoredRegistration) -> Self {
+        RegistrationRows {
+            store,
+            origin: registration.origin.clone(),
+            stored_sources: registration.sources.clone(),
+        }
+    }
+
+    /// The text of the stored worker's script at `url`, if it has one.
+    pub fn stored_source(&self, url: &str) -> Option<&str> {
+        self.stored_sources.get(url).map(String::as_str)
+    }
+
+    /// Records that `scope`'s worker is `script_url`, a new worker whose scripts are kept as
+    /// it loads them ([`RegistrationRows::keep_source`]).
     pub fn register(&self, scope: &str, script_url: &str) -> Result<(), String> {
-        let row = json!({"script": script_url, "app": self.origin.to_json()});
+        let row = json!({"script": script_url, "app": self.origin.to_json(), "sources": {}});
+        self.write(scope, &row)
+    }
+
+    /// Keeps `text` as the script at `url` of `scope`'s worker.
+    pub fn keep_source(&self, scope: &str, url: &str, text: &str) -> Result<(), String> {
+        let rows = futures::executor::block_on(self.store.rows(NAMESPACE, scope))
+            .map_err(|e| format!("reading the registration of {scope}: {e}"))?;
+        let Some((_, value)) = rows.into_iter().find(|(key, _)| key == scope) else {
+            return Err(format!("no registration of {scope} to keep {url} in"));
+        };
+        let mut row: Value = serde_json::from_slice(&value)
+            .map_err(|e| format!("the registration of {scope} is not readable: {e}"))?;
+        if !row["sources"].is_object() {
+            row["sources"] = Value::Object(Map::new());
+        }
+        row["sources"][url] = Value::String(text.to_owned());
+        self.write(scope, &row)
+    }
+
+    fn write(&self, scope: &str, row: &Value) -> Result<(), String> {
         futures::executor::block_on(self.store.write_rows(
             NAMESPACE,
             vec![(scope.to_owned(), Some(row.to_string().into_bytes()))],
@@ -108,6 +156,16 @@ pub fn stored(store: &RedbStore) -> Result<Vec<StoredRegistration>, String> {
                 scope: Url::parse(&scope).ok()?,
                 script_url: Url::parse(v["script"].as_str()?).ok()?,
                 origin: AppOrigin::from_json(&v["app"])?,
+                sources: v["sources"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(url, text)| {
+                                Some((url.clone(), text.as_str()?.to_owned()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect())

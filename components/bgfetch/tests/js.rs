@@ -5,7 +5,9 @@
 //! * an app on a live origin (`--origin`, a loopback server this test starts) whose download
 //!   is cut off by `kill -9`: `bgfetch run` starts the app's service worker again, the fetch
 //!   finishes, and the worker's `backgroundfetchsuccess` handler copies the record into its
-//!   cache, which the next `bgfetch js` run finds.
+//!   cache, which the next `bgfetch js` run finds;
+//! * the same when the origin no longer serves the worker's scripts by then: the worker runs
+//!   from the scripts kept with its registration (its script and what it imported).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -119,6 +121,28 @@ addEventListener('backgroundfetchsuccess', event => {
 });
 ";
 
+/// A page and worker whose handler lives in an imported script.
+const PAGE_IMPORTS: &str = "\
+navigator.serviceWorker.register('/sw-imports.js');
+navigator.serviceWorker.ready
+  .then(reg => reg.backgroundFetch.fetch('big', ['/big'], {title: 'Big'}))
+  .then(r => console.log('started', r.id));
+";
+
+const WORKER_IMPORTS: &str = "\
+importScripts('/helper.js');
+addEventListener('backgroundfetchsuccess', event => event.waitUntil(keep(event)));
+";
+
+const HELPER: &str = "\
+async function keep(event) {
+  const records = await event.registration.matchAll();
+  const cache = await caches.open('big');
+  for (const r of records) await cache.put(r.request, await r.responseReady);
+  console.log('helper: kept', event.registration.id, records.length);
+}
+";
+
 const CHECK: &str = "\
 caches.open('big').then(c => c.match('/big')).then(r => r.arrayBuffer())
   .then(b => console.log('cached bytes', b.byteLength));
@@ -134,9 +158,16 @@ struct Origin {
     /// Set once the first half of `/big` was sent (and the server waits).
     half_sent: Arc<(Mutex<bool>, Condvar)>,
     released: Arc<AtomicBool>,
+    /// Set, the origin answers 404 for the app's scripts (`/big` stays).
+    scripts_gone: Arc<AtomicBool>,
 }
 
-fn respond(mut s: TcpStream, half_sent: &(Mutex<bool>, Condvar), released: &AtomicBool) {
+fn respond(
+    mut s: TcpStream,
+    half_sent: &(Mutex<bool>, Condvar),
+    released: &AtomicBool,
+    scripts_gone: &AtomicBool,
+) {
     let mut reader = BufReader::new(s.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -149,18 +180,23 @@ fn respond(mut s: TcpStream, half_sent: &(Mutex<bool>, Condvar), released: &Atom
             break;
         }
     }
+    let gone = scripts_gone.load(Ordering::SeqCst) && path.ends_with(".js");
     let (kind, body): (&str, Vec<u8>) = match path.as_str() {
+        _ if gone => ("", Vec::new()),
         "/index.js" => ("text/javascript", PAGE.into()),
+        "/imports.js" => ("text/javascript", PAGE_IMPORTS.into()),
         "/check.js" => ("text/javascript", CHECK.into()),
         "/sw.js" => ("text/javascript", WORKER.into()),
+        "/sw-imports.js" => ("text/javascript", WORKER_IMPORTS.into()),
+        "/helper.js" => ("text/javascript", HELPER.into()),
         "/big" => ("application/octet-stream", vec![0x42; BIG]),
-        _ => {
-            let _ = s.write_all(
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-            return;
-        }
+        _ => ("", Vec::new()),
     };
+    if kind.is_empty() {
+        let _ = s
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -187,30 +223,30 @@ fn start_origin() -> Origin {
     let port = listener.local_addr().unwrap().port();
     let half_sent = Arc::new((Mutex::new(false), Condvar::new()));
     let released = Arc::new(AtomicBool::new(false));
-    let (h, r) = (half_sent.clone(), released.clone());
+    let scripts_gone = Arc::new(AtomicBool::new(false));
+    let (h, r, g) = (half_sent.clone(), released.clone(), scripts_gone.clone());
     std::thread::spawn(move || {
         for s in listener.incoming().flatten() {
-            let (h, r) = (h.clone(), r.clone());
-            std::thread::spawn(move || respond(s, &h, &r));
+            let (h, r, g) = (h.clone(), r.clone(), g.clone());
+            std::thread::spawn(move || respond(s, &h, &r, &g));
         }
     });
     Origin {
         port,
         half_sent,
         released,
+        scripts_gone,
     }
 }
 
-#[test]
-fn a_fetch_started_by_a_page_survives_kill_9_and_bgfetch_run_runs_the_worker_s_handler() {
-    let origin = start_origin();
+/// Runs `bgfetch js --origin ORIGIN page` on `store` and kills it (SIGKILL) once the first half
+/// of `/big` is out.
+fn kill_mid_download(origin: &Origin, store: &Path, page: &str) {
     let url = format!("http://127.0.0.1:{}", origin.port);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store.redb");
     let mut child = Command::new(env!("CARGO_BIN_EXE_bgfetch"))
         .arg("--store")
-        .arg(&store)
-        .args(["js", "--origin", &url, "index.js"])
+        .arg(store)
+        .args(["js", "--origin", &url, page])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -235,6 +271,15 @@ fn a_fetch_started_by_a_page_survives_kill_9_and_bgfetch_run_runs_the_worker_s_h
     child.kill().unwrap(); // SIGKILL
     let killed = child.wait_with_output().unwrap();
     assert!(!killed.status.success(), "{}", text(&killed));
+}
+
+#[test]
+fn a_fetch_started_by_a_page_survives_kill_9_and_bgfetch_run_runs_the_worker_s_handler() {
+    let origin = start_origin();
+    let url = format!("http://127.0.0.1:{}", origin.port);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    kill_mid_download(&origin, &store, "index.js");
     origin.released.store(true, Ordering::SeqCst);
 
     let out = bgfetch(&store, &["run"]);
@@ -257,6 +302,37 @@ fn a_fetch_started_by_a_page_survives_kill_9_and_bgfetch_run_runs_the_worker_s_h
         "{t}"
     );
     // Nothing is left to run.
+    let out = bgfetch(&store, &["run"]);
+    assert!(!text(&out).contains("app: starting"), "{}", text(&out));
+}
+
+/// The worker that handles a resumed fetch is the one that was installed: its script and what
+/// it imported are kept with its registration, and `bgfetch run` starts it from them when the
+/// origin no longer serves them (a 404 for every script by then). Before, the run fetched the
+/// worker's script again from the origin and the handler never ran.
+#[test]
+fn a_resumed_worker_runs_from_its_kept_scripts_when_the_origin_no_longer_serves_them() {
+    let origin = start_origin();
+    let url = format!("http://127.0.0.1:{}", origin.port);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    kill_mid_download(&origin, &store, "imports.js");
+    origin.scripts_gone.store(true, Ordering::SeqCst);
+    origin.released.store(true, Ordering::SeqCst);
+
+    let out = bgfetch(&store, &["run"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(&format!(
+            "app: starting the service worker {url}/sw-imports.js"
+        )),
+        "{t}"
+    );
+    assert!(t.contains("event: backgroundfetchsuccess big"), "{t}");
+    assert!(t.contains("console.log: helper: kept big 1"), "{t}");
+    assert!(t.contains(&format!("cache big: {url}/big")), "{t}");
+    // Kept again by the run that used them: a second crash would find them too.
     let out = bgfetch(&store, &["run"]);
     assert!(!text(&out).contains("app: starting"), "{}", text(&out));
 }

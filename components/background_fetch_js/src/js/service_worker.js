@@ -426,7 +426,7 @@ if (kind === 'serviceworker') {
     // Runs the script; returns an error message or null.
     run() {
       try {
-        const response = native.loadScript(gs.scriptURL);
+        const response = native.loadScript(gs.scriptURL, gs.scope);
         if (response.status < 200 || response.status > 299) return `${gs.scriptURL} answered ${response.status}`;
         (0, global.eval)(response.text);
         return null;

@@ -34,7 +34,8 @@ if (kind !== 'window') {
             if (!url) throw newDOMException(`The URL '${u}' is invalid.`, 'SyntaxError');
             let response;
             try {
-              response = native.loadScript(url.href);
+              // A service worker's imports are kept with its registration (s.scope).
+              response = native.loadScript(url.href, s.scope);
             } catch (e) {
               throw newDOMException(`The script at '${url.href}' failed to load.`, 'NetworkError');
             }

@@ -178,7 +178,8 @@ pub async fn js(path: &Path, _reporter: Arc<Reporter>, args: JsArgs) -> i32 {
 }
 
 /// For `bgfetch run`: starts the service worker of every stored app registration that has
-/// fetches in the store, so that they resume and their events fire at the app's worker. Returns
+/// fetches in the store (from the scripts kept with the registration), so that they resume and
+/// their events fire at the app's worker. Returns
 /// the worst exit code (0 when there was none). The store is closed again when it returns.
 pub async fn resume_apps(path: &Path, net: &NetArgs, timeout: Duration) -> i32 {
     if !path.exists() {
