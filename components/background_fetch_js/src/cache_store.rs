@@ -14,7 +14,9 @@
 //! * `body:<id>`: an entry's body (bytes; the id in 16 hexadecimal digits).
 //!
 //! Every change is written through at once, in one durable transaction (the entries and the
-//! bodies they no longer need together).
+//! bodies they no longer need together). A change whose write fails (a full disk) is not made:
+//! the operation fails (the bindings reject its promise with an `UnknownError`, as Chromium's
+//! storage errors do) and the caches stay as they were.
 //!
 //! AD-HOC: a cached body is one value in the database, read and written whole (the engine's
 //! records stream theirs through body files): apps cache what fits in memory anyway, since
@@ -106,14 +108,11 @@ impl CacheStore {
     }
 
     /// Writes `writes` through to the store, if the caches persist.
-    ///
-    /// FIXME: a write that fails (a full disk) is reported on stderr, and the caches in memory
-    /// keep the change: the Cache API's promises cannot reject for it yet.
-    fn persist(&self, writes: Vec<RowWrite>) {
-        if let Some((store, ns)) = &self.store
-            && let Err(e) = futures::executor::block_on(store.write_rows(ns, writes))
-        {
-            eprintln!("error: writing the caches: {e}");
+    fn persist(&self, writes: Vec<RowWrite>) -> Result<(), String> {
+        match &self.store {
+            Some((store, ns)) => futures::executor::block_on(store.write_rows(ns, writes))
+                .map_err(|e| format!("writing the caches: {e}")),
+            None => Ok(()),
         }
     }
 
@@ -130,24 +129,32 @@ impl CacheStore {
     }
 
     /// Creates cache `name` if it does not exist.
-    pub fn open(&mut self, name: &str) {
+    pub fn open(&mut self, name: &str) -> Result<(), String> {
         if !self.caches.iter().any(|(n, _)| n == name) {
             self.caches.push((name.to_owned(), Vec::new()));
             let writes = vec![self.names_row(), (cache_key(name), Some(b"[]".to_vec()))];
-            self.persist(writes);
+            if let Err(e) = self.persist(writes) {
+                self.caches.pop();
+                return Err(e);
+            }
         }
+        Ok(())
     }
 
     /// Deletes cache `name`; whether it existed.
-    pub fn delete(&mut self, name: &str) -> bool {
+    pub fn delete(&mut self, name: &str) -> Result<bool, String> {
         let Some(at) = self.caches.iter().position(|(n, _)| n == name) else {
-            return false;
+            return Ok(false);
         };
-        let (_, gone) = self.caches.remove(at);
-        let mut writes = vec![self.names_row(), (cache_key(name), None)];
-        writes.extend(self.collect_bodies(entry_ids(&gone).collect()));
-        self.persist(writes);
-        true
+        let (name, gone) = self.caches.remove(at);
+        let mut writes = vec![self.names_row(), (cache_key(&name), None)];
+        writes.extend(self.dead_bodies(entry_ids(&gone).collect()));
+        if let Err(e) = self.persist(writes) {
+            self.caches.insert(at, (name, gone));
+            return Err(e);
+        }
+        self.drop_unused_bodies();
+        Ok(true)
     }
 
     /// The entries of cache `name`.
@@ -159,30 +166,40 @@ impl CacheStore {
     }
 
     /// Replaces the entries of cache `name` (the bindings computed the new list).
-    pub fn write(&mut self, name: &str, entries: Vec<Value>) {
-        let Some((_, e)) = self.caches.iter_mut().find(|(n, _)| n == name) else {
-            return;
+    pub fn write(&mut self, name: &str, entries: Vec<Value>) -> Result<(), String> {
+        let Some(at) = self.caches.iter().position(|(n, _)| n == name) else {
+            return Ok(());
         };
-        let before: Vec<u64> = entry_ids(e).collect();
+        let before: Vec<u64> = entry_ids(&self.caches[at].1).collect();
         let added: Vec<u64> = entry_ids(&entries)
             .filter(|id| !before.contains(id))
             .collect();
-        *e = entries.clone();
         let mut writes = Vec::new();
         // The new entries' bodies, with the entries that refer to them.
-        for id in added {
-            if self.store.is_some()
-                && let Some(body) = self.bodies.remove(&id)
-            {
-                writes.push((body_key(id), Some(body)));
+        if self.store.is_some() {
+            for id in &added {
+                if let Some(body) = self.bodies.get(id) {
+                    writes.push((body_key(*id), Some(body.clone())));
+                }
             }
         }
         writes.push((
             cache_key(name),
             Some(serde_json::to_vec(&entries).unwrap_or_default()),
         ));
-        writes.extend(self.collect_bodies(before));
-        self.persist(writes);
+        let previous = std::mem::replace(&mut self.caches[at].1, entries);
+        writes.extend(self.dead_bodies(before));
+        if let Err(e) = self.persist(writes) {
+            self.caches[at].1 = previous;
+            return Err(e);
+        }
+        if self.store.is_some() {
+            for id in &added {
+                self.bodies.remove(id);
+            }
+        }
+        self.drop_unused_bodies();
+        Ok(())
     }
 
     /// Keeps a body for an entry to come; returns its id.
@@ -206,21 +223,81 @@ impl CacheStore {
             .map(|(_, v)| v)
     }
 
-    /// Drops the bodies no entry refers to (a body added but not yet written is kept while
-    /// its id is the newest); `candidates` are the ids that may have lost their last entry.
-    /// Returns the removals of stored bodies.
-    fn collect_bodies(&mut self, candidates: Vec<u64>) -> Vec<RowWrite> {
-        let live: HashSet<u64> = self.caches.iter().flat_map(|(_, e)| entry_ids(e)).collect();
-        let newest = self.next;
-        self.bodies
-            .retain(|id, _| live.contains(id) || *id == newest);
+    fn live_ids(&self) -> HashSet<u64> {
+        self.caches.iter().flat_map(|(_, e)| entry_ids(e)).collect()
+    }
+
+    /// The removals of stored bodies no entry refers to; `candidates` are the ids that may
+    /// have lost their last entry.
+    fn dead_bodies(&self, candidates: Vec<u64>) -> Vec<RowWrite> {
         if self.store.is_none() {
             return Vec::new();
         }
+        let live = self.live_ids();
         candidates
             .into_iter()
             .filter(|id| !live.contains(id))
             .map(|id| (body_key(id), None))
             .collect()
+    }
+
+    /// Drops the bodies in memory no entry refers to (a body added but not yet written is
+    /// kept while its id is the newest).
+    fn drop_unused_bodies(&mut self) {
+        let live = self.live_ids();
+        let newest = self.next;
+        self.bodies
+            .retain(|id, _| live.contains(id) || *id == newest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use background_fetch_redb::RedbStoreConfig;
+    use serde_json::json;
+
+    fn entry(id: u64, url: &str) -> Value {
+        json!({"id": id, "request": {"url": url}, "response": {"status": 200}})
+    }
+
+    /// A change whose write to the store fails is an error and is not made: the caches in
+    /// memory stay what the store holds (they kept the change, and the failure was a line on
+    /// stderr).
+    #[test]
+    fn a_change_the_store_cannot_write_fails_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("s.redb"), RedbStoreConfig::default()).unwrap();
+        let mut caches = CacheStore::on_store(store.clone(), "https://a.test").unwrap();
+        caches.open("x").unwrap();
+        let id = caches.add_body(b"kept".to_vec());
+        caches.write("x", vec![entry(id, "/kept")]).unwrap();
+        // The store goes away (as a full disk fails every write).
+        futures::executor::block_on(store.close()).unwrap();
+
+        let id2 = caches.add_body(b"lost".to_vec());
+        let put = caches.write("x", vec![entry(id, "/kept"), entry(id2, "/lost")]);
+        assert!(put.is_err(), "{put:?}");
+        assert_eq!(caches.entries("x"), Some(vec![entry(id, "/kept")]));
+        let cleared = caches.write("x", Vec::new());
+        assert!(cleared.is_err());
+        assert_eq!(caches.entries("x").map(|e| e.len()), Some(1));
+        assert!(caches.open("y").is_err());
+        assert_eq!(caches.names(), vec!["x".to_owned()]);
+        assert!(caches.delete("x").is_err());
+        assert_eq!(caches.names(), vec!["x".to_owned()]);
+        assert_eq!(caches.entries("x").map(|e| e.len()), Some(1));
+    }
+
+    /// In memory (no store) nothing can fail.
+    #[test]
+    fn in_memory_changes_succeed() {
+        let mut caches = CacheStore::default();
+        caches.open("x").unwrap();
+        let id = caches.add_body(b"a".to_vec());
+        caches.write("x", vec![entry(id, "/a")]).unwrap();
+        assert_eq!(caches.body(id), Some(b"a".to_vec()));
+        assert_eq!(caches.delete("x"), Ok(true));
+        assert_eq!(caches.delete("x"), Ok(false));
     }
 }

@@ -822,11 +822,15 @@ fn sync(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValu
     let v = json_arg(args, 2, context)?;
     let out = match name.as_str() {
         "cacheNames" => with_state(|s| json!(s.caches.names())),
-        "cacheOpen" => {
-            with_state(|s| s.caches.open(v.as_str().unwrap_or_default()));
-            Value::Null
-        }
-        "cacheDelete" => with_state(|s| json!(s.caches.delete(v.as_str().unwrap_or_default()))),
+        // A failed write of the caches comes back as {storageError} (the bindings reject).
+        "cacheOpen" => match with_state(|s| s.caches.open(v.as_str().unwrap_or_default())) {
+            Ok(()) => Value::Null,
+            Err(e) => json!({ "storageError": e }),
+        },
+        "cacheDelete" => match with_state(|s| s.caches.delete(v.as_str().unwrap_or_default())) {
+            Ok(existed) => json!(existed),
+            Err(e) => json!({ "storageError": e }),
+        },
         "cacheEntries" => with_state(|s| {
             s.caches
                 .entries(v.as_str().unwrap_or_default())
@@ -835,11 +839,13 @@ fn sync(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValu
         }),
         "cacheWrite" => {
             let entries = v["entries"].as_array().cloned().unwrap_or_default();
-            with_state(|s| {
+            match with_state(|s| {
                 s.caches
                     .write(v["name"].as_str().unwrap_or_default(), entries)
-            });
-            Value::Null
+            }) {
+                Ok(()) => Value::Null,
+                Err(e) => json!({ "storageError": e }),
+            }
         }
         "cacheAddBody" => {
             let body = bytes_of(args.get_or_undefined(3))?;

@@ -2,6 +2,17 @@
 // the host (native.sync('cache*')), shared by the page and its service workers; matching and
 // the batch operations run here.
 
+// A change of the caches (cacheOpen, cacheDelete, cacheWrite). The host writes it through to
+// its store first; a write that failed (a full disk) changed nothing, and the operation
+// throws (its promise rejects) with an UnknownError, as Chromium's storage errors do.
+function cacheChange(name, value) {
+  const out = native.sync(name, envId, value);
+  if (out !== null && typeof out === 'object' && 'storageError' in out) {
+    throw newDOMException(out.storageError, 'UnknownError');
+  }
+  return out;
+}
+
 function cacheRequest(request) {
   return implementsInterface(request, 'Request') ? request : new global.Request(request);
 }
@@ -104,7 +115,7 @@ async function cachePut(name, request, response) {
     id, request: query,
     response: { status: ps.status, statusText: ps.statusText, headers: slots.get(ps.headers).list, url: ps.url, type: ps.type },
   });
-  native.sync('cacheWrite', envId, { name, entries: kept });
+  cacheChange('cacheWrite', { name, entries: kept });
 }
 
 defineInterface('Cache', {
@@ -162,7 +173,7 @@ defineInterface('Cache', {
         const query = queryData(r);
         const entries = native.sync('cacheEntries', envId, s.name) || [];
         const kept = entries.filter(e => !requestMatchesCachedItem(query, e, options));
-        native.sync('cacheWrite', envId, { name: s.name, entries: kept });
+        cacheChange('cacheWrite', { name: s.name, entries: kept });
         return kept.length !== entries.length;
       },
     },
@@ -207,11 +218,11 @@ defineInterface('CacheStorage', {
       call(s, args) {
         requireArguments(args, 1, "Failed to execute 'open' on 'CacheStorage'");
         const name = toDOMString(args[0]);
-        native.sync('cacheOpen', envId, name);
+        cacheChange('cacheOpen', name);
         return createObject('Cache', { name });
       },
     },
-    delete: { length: 1, promise: true, call: (s, [name]) => native.sync('cacheDelete', envId, toDOMString(name)) },
+    delete: { length: 1, promise: true, call: (s, [name]) => cacheChange('cacheDelete', toDOMString(name)) },
     keys: { promise: true, call: () => native.sync('cacheNames', envId, null) },
   },
 });
