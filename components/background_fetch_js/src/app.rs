@@ -17,6 +17,7 @@ use crate::server::{LoopbackServer, Site};
 use background_fetch::{NetworkHost, PermissionState, ServiceWorkerRegistrationId};
 use background_fetch_redb::RedbStore;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use url::Url;
 
@@ -34,6 +35,18 @@ pub struct AppRun {
     /// The background-fetch events dispatched to its service workers (`type id`), and the
     /// `fetch()` calls that rejected (`rejected id: message`), in order.
     pub events: Vec<String>,
+    /// Stopped from outside ([`AppOptions::stop`]): the ids of the fetches it left paused in
+    /// the store, and the pauses that could not be stored (`id: reason`).
+    pub stopped: Option<Stopped>,
+}
+
+/// What an app stopped from outside left.
+#[derive(Clone, Debug, Default)]
+pub struct Stopped {
+    /// The fetches paused (the user's pause, kept in the store).
+    pub paused: Vec<String>,
+    /// The pauses that could not be stored (`id: reason`).
+    pub failed: Vec<String>,
 }
 
 impl AppRun {
@@ -70,6 +83,21 @@ pub struct AppOptions {
     pub timeout: Duration,
     /// Print console output as it comes (on stderr).
     pub verbose: bool,
+    /// Set from outside (a program's SIGINT), the app stops at its loop's next turn and its
+    /// running fetches are paused in the store (the user's pause: a later run resumes them).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// How a page's loop runs.
+pub(crate) struct LoopOptions {
+    /// How long it may run.
+    pub timeout: Duration,
+    /// Timers wait in real time (a program).
+    pub real_time: bool,
+    /// Console output as it comes.
+    pub verbose: bool,
+    /// See [`AppOptions::stop`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// The embedder's hosts an app runs on.
@@ -105,6 +133,7 @@ pub fn run_page(options: &AppOptions, hosts: &AppHosts, prelude: &str, page: &st
             page: Some(page),
         },
         RegistrationRows::new(hosts.store.clone(), options.origin.clone()),
+        None,
     )
 }
 
@@ -135,6 +164,7 @@ pub fn resume_stored(
         origin: registration.origin.clone(),
         timeout,
         verbose,
+        stop: None,
     };
     let prelude = format!(
         "navigator.serviceWorker.register({}, {{scope: {}}});",
@@ -152,6 +182,7 @@ pub fn resume_stored(
             page: None,
         },
         rows,
+        Some(registration.scope.clone()),
     )
 }
 
@@ -161,6 +192,7 @@ fn run(
     page_url: Url,
     scripts: PageScripts,
     rows: RegistrationRows,
+    resume_paused: Option<Url>,
 ) -> AppRun {
     // The loopback server lives as long as the run.
     let (_server, loopback) = match &options.origin {
@@ -185,6 +217,27 @@ fn run(
     let network = AppNetwork::new(loopback, hosts.network.clone());
     let browser = BrowserSide::start_app(network, Arc::new(hosts.store.clone()));
     browser.permission.set(PermissionState::Granted);
+    if let Some(scope) = resume_paused {
+        // A fetch an interrupted run left paused continues (as `bgfetch run` does for the
+        // program's own).
+        let registration = ServiceWorkerRegistrationId::for_scope(&scope);
+        for f in browser.engine.fetches() {
+            if f.registration == registration && f.active && f.ui.paused {
+                let engine = browser.engine.clone();
+                let resumed = crate::engine_host::run_to_completion(
+                    &browser.executor,
+                    &browser.clock,
+                    async move { engine.resume(f.uid).await },
+                );
+                if let Err(e) = resumed {
+                    return AppRun::failed(format!(
+                        "{}: the resume could not be stored: {e}",
+                        f.id
+                    ));
+                }
+            }
+        }
+    }
     run_in_page(
         browser,
         page_url,
@@ -192,15 +245,18 @@ fn run(
         scripts.page,
         caches,
         Some(rows),
-        options.timeout,
-        true,
-        options.verbose,
+        LoopOptions {
+            timeout: options.timeout,
+            real_time: true,
+            verbose: options.verbose,
+            stop: options.stop.clone(),
+        },
     )
 }
 
 /// Runs a page on `browser`: `prelude`, then `page` (loaded from the origin), the `load`
-/// event, and the loop until nothing is pending (or `timeout`); collects what it left.
-#[allow(clippy::too_many_arguments)]
+/// event, and the loop until nothing is pending (or the timeout, or a stop); collects what it
+/// left.
 pub(crate) fn run_in_page(
     browser: BrowserSide,
     page_url: Url,
@@ -208,15 +264,15 @@ pub(crate) fn run_in_page(
     page: Option<&str>,
     caches: CacheStore,
     registrations: Option<RegistrationRows>,
-    timeout: Duration,
-    real_time: bool,
-    verbose: bool,
+    options: LoopOptions,
 ) -> AppRun {
     let ui = browser.ui.clone();
     let events = browser.events.clone();
     let network: Arc<dyn PageNetwork> = browser.network.clone();
-    let mut event_loop = EventLoop::new(browser, page_url.clone(), verbose);
-    event_loop.real_time = real_time;
+    let engine_side = browser.clone();
+    let mut event_loop = EventLoop::new(browser, page_url.clone(), options.verbose);
+    event_loop.real_time = options.real_time;
+    event_loop.stop = options.stop.clone();
     event_loop.inspect(|s| {
         s.caches = caches;
         s.registrations = registrations;
@@ -245,7 +301,12 @@ pub(crate) fn run_in_page(
         "load",
         "globalThis[Symbol.for('background-fetch-js.load')]()",
     );
-    event_loop.run(timeout);
+    event_loop.run(options.timeout);
+    let stopped = options
+        .stop
+        .as_ref()
+        .filter(|s| s.load(Ordering::SeqCst))
+        .map(|_| pause_running(&engine_side));
     let ui_titles = ui
         .calls()
         .into_iter()
@@ -281,5 +342,28 @@ pub(crate) fn run_in_page(
         ui_titles,
         caches,
         events,
+        stopped,
     }
+}
+
+/// The user's pause of every running fetch (kept in the store), for an app stopped from
+/// outside.
+fn pause_running(browser: &BrowserSide) -> Stopped {
+    let mut stopped = Stopped::default();
+    for f in browser.engine.fetches() {
+        if !f.active || f.ui.paused || f.ui.result != background_fetch::BackgroundFetchResult::Empty
+        {
+            continue;
+        }
+        let engine = browser.engine.clone();
+        let paused =
+            crate::engine_host::run_to_completion(&browser.executor, &browser.clock, async move {
+                engine.pause(f.uid).await
+            });
+        match paused {
+            Ok(()) => stopped.paused.push(f.id),
+            Err(e) => stopped.failed.push(format!("{}: {e}", f.id)),
+        }
+    }
+    stopped
 }

@@ -332,7 +332,7 @@ impl BrowserSide {
 /// Runs `future` on `executor` until it finishes: the clock jumps to the next timer when every
 /// task waits, and when none is pending the thread waits a little for work outside the
 /// executor (a store's threads) to wake a task.
-fn run_to_completion<T: Send + 'static>(
+pub(crate) fn run_to_completion<T: Send + 'static>(
     executor: &Executor,
     clock: &VirtualClock,
     future: impl Future<Output = T> + Send + 'static,

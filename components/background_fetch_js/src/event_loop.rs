@@ -19,6 +19,8 @@ use crate::natives;
 use crate::state::{Env, LoopState, Task, install, take, with_state};
 use boa_engine::{Context, JsValue, Source};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -31,6 +33,8 @@ pub struct EventLoop {
     context: Context,
     /// Timers wait in real time (a program) instead of the clock jumping to them (tests).
     pub real_time: bool,
+    /// Set from outside (a program's SIGINT), the loop ends at its next turn.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl EventLoop {
@@ -72,6 +76,7 @@ impl EventLoop {
         let mut this = EventLoop {
             context,
             real_time: false,
+            stop: None,
         };
         this.bootstrap(0, "window")
             .unwrap_or_else(|e| panic!("the page's bootstrap failed: {e}"));
@@ -106,6 +111,9 @@ impl EventLoop {
         let mut idle_since = Instant::now();
         loop {
             self.checkpoint();
+            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return false;
+            }
             let browser = with_state(|s| s.browser.clone());
             if browser.executor.run_until_stalled() > 0 {
                 idle_since = Instant::now();

@@ -134,9 +134,12 @@ impl Runner {
             Some(page),
             caches.unwrap_or_default(),
             None,
-            self.timeout,
-            self.real_time,
-            self.verbose,
+            crate::app::LoopOptions {
+                timeout: self.timeout,
+                real_time: self.real_time,
+                verbose: self.verbose,
+                stop: None,
+            },
         )
     }
 

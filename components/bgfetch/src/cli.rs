@@ -154,9 +154,11 @@ enum Command {
     /// --origin), runs PAGE.js in a page of that origin (its navigator.serviceWorker.register()
     /// loads the worker from the origin; background-fetch is granted), prints console output,
     /// the background-fetch events its workers receive, the UI and its caches, and exits when
-    /// nothing is pending (or after --timeout) with the exit codes of `fetch`. Fetches, caches
-    /// and the worker's registration live in the store: a fetch cut off by a kill is resumed
-    /// by `bgfetch run`, which starts the app's worker again for its events.
+    /// nothing is pending (or after --timeout) with the exit codes of `fetch` (with --json,
+    /// one JSON object per line). Fetches, caches and the worker's registration (with its
+    /// scripts) live in the store: a fetch cut off by a kill is resumed by `bgfetch run`, which
+    /// starts the app's worker again for its events. SIGINT, SIGTERM or SIGHUP pause the
+    /// app's fetches in the store and exit 130, 143 or 129; `bgfetch run` continues them.
     Js {
         /// The app's directory, served on loopback as https://web-platform.test.
         #[arg(

@@ -7,7 +7,9 @@
 //!   finishes, and the worker's `backgroundfetchsuccess` handler copies the record into its
 //!   cache, which the next `bgfetch js` run finds;
 //! * the same when the origin no longer serves the worker's scripts by then: the worker runs
-//!   from the scripts kept with its registration (its script and what it imported).
+//!   from the scripts kept with its registration (its script and what it imported);
+//! * SIGINT pauses the app's fetch in the store and exits 130; `bgfetch run` continues it;
+//! * `--json` prints one JSON object per line.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -242,6 +244,13 @@ fn start_origin() -> Origin {
 /// Runs `bgfetch js --origin ORIGIN page` on `store` and kills it (SIGKILL) once the first half
 /// of `/big` is out.
 fn kill_mid_download(origin: &Origin, store: &Path, page: &str) {
+    let killed = signal_mid_download(origin, store, page, None);
+    assert!(!killed.status.success(), "{}", text(&killed));
+}
+
+/// Runs `bgfetch js --origin ORIGIN page` on `store` and, once the first half of `/big` is out,
+/// sends it `signal` (`-INT`, ...; SIGKILL when `None`); what it printed and its status.
+fn signal_mid_download(origin: &Origin, store: &Path, page: &str, signal: Option<&str>) -> Output {
     let url = format!("http://127.0.0.1:{}", origin.port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_bgfetch"))
         .arg("--store")
@@ -268,9 +277,17 @@ fn kill_mid_download(origin: &Origin, store: &Path, page: &str) {
                 .0;
         }
     }
-    child.kill().unwrap(); // SIGKILL
-    let killed = child.wait_with_output().unwrap();
-    assert!(!killed.status.success(), "{}", text(&killed));
+    match signal {
+        None => child.kill().unwrap(), // SIGKILL
+        Some(signal) => assert!(
+            Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        ),
+    }
+    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -335,4 +352,74 @@ fn a_resumed_worker_runs_from_its_kept_scripts_when_the_origin_no_longer_serves_
     // Kept again by the run that used them: a second crash would find them too.
     let out = bgfetch(&store, &["run"]);
     assert!(!text(&out).contains("app: starting"), "{}", text(&out));
+}
+
+/// SIGINT stops `bgfetch js` as it stops `bgfetch fetch`: the app's running fetch is paused in
+/// the store (the user's pause), what the app did is printed, the exit code is 130, and
+/// `bgfetch run` continues the fetch and runs the worker's handler. Before, SIGINT killed the
+/// program outright (no exit code, nothing printed, nothing paused).
+#[test]
+fn sigint_pauses_the_app_s_fetch_and_bgfetch_run_continues_it() {
+    let origin = start_origin();
+    let url = format!("http://127.0.0.1:{}", origin.port);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    let interrupted = signal_mid_download(&origin, &store, "index.js", Some("-INT"));
+    let t = text(&interrupted);
+    assert_eq!(interrupted.status.code(), Some(130), "{t}");
+    assert!(t.contains("console.log: started big"), "{t}");
+    assert!(
+        t.contains("interrupted: big paused in the store; `bgfetch run` continues them"),
+        "{t}"
+    );
+    // Paused in the store: another process sees it so.
+    let ls = bgfetch(&store, &["ls"]);
+    let l = text(&ls);
+    assert!(l.contains("big") && l.contains("paused"), "{l}");
+    origin.released.store(true, Ordering::SeqCst);
+
+    let out = bgfetch(&store, &["run"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("event: backgroundfetchsuccess big"), "{t}");
+    assert!(t.contains("console.log: worker: success big 1"), "{t}");
+    assert!(t.contains(&format!("cache big: {url}/big")), "{t}");
+}
+
+/// `bgfetch --json js` prints one JSON object per line on stdout: the console, the events the
+/// worker received, the UI's titles and the caches.
+#[test]
+fn json_prints_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    mdn_app(dir.path(), "sw-intended.js");
+    let store = dir.path().join("store.redb");
+    let out = bgfetch(
+        &store,
+        &[
+            "--json",
+            "js",
+            "--root",
+            dir.path().to_str().unwrap(),
+            "--register",
+            "/sw.js",
+            "index.js",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}\n{t}")))
+        .collect();
+    let has = |f: &dyn Fn(&serde_json::Value) -> bool| lines.iter().any(f);
+    assert!(
+        has(&|v| v["event"] == "dispatched" && v["type"] == "backgroundfetchsuccess"),
+        "{t}"
+    );
+    assert!(has(&|v| v["event"] == "ui"), "{t}");
+    assert!(
+        has(&|v| v["event"] == "cache" && v["urls"].as_array().is_some_and(|u| !u.is_empty())),
+        "{t}"
+    );
+    assert!(lines.iter().all(|v| v["event"].is_string()), "{t}");
 }

@@ -6,13 +6,16 @@
 use crate::app::{StoreOpen, open_store};
 use crate::exit;
 use crate::network::NetArgs;
-use crate::output::Reporter;
+use crate::output::{Mode, Reporter};
+use crate::signals::Signals;
 use background_fetch_hyper::HyperNetwork;
 use background_fetch_js::app::{AppHosts, AppOptions, AppRun, registrations_with_fetches};
 use background_fetch_js::registrations::AppOrigin;
 use background_fetch_redb::RedbStore;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use url::Url;
 
@@ -96,8 +99,21 @@ async fn on_app_thread(f: impl FnOnce() -> AppRun + Send + 'static) -> AppRun {
     }
 }
 
-/// Prints what the app did: its console, the events its workers received, the UI, its caches.
-fn print(run: &AppRun) {
+/// Prints what the app did: its console, the events its workers received, the UI, its caches;
+/// with `--json`, one JSON object per line on stdout (`{"event": "console", "level", "text"}`,
+/// `{"event": "dispatched", "type", "id"}`, `{"event": "rejected", "id", "message"}`,
+/// `{"event": "ui", "title"}`, `{"event": "cache", "name", "urls"}`, `{"event": "error",
+/// "message"}`, `{"event": "paused", "id"}`), the errors also on stderr.
+fn print(run: &AppRun, mode: Mode) {
+    if mode == Mode::Json {
+        for line in json_lines(run) {
+            println!("{line}");
+        }
+        for e in &run.errors {
+            eprintln!("error: {e}");
+        }
+        return;
+    }
     for line in &run.console {
         println!("console.{line}");
     }
@@ -115,11 +131,57 @@ fn print(run: &AppRun) {
     }
 }
 
-/// Runs `bgfetch js`.
-///
-/// FIXME: `--json` does not change its output, and SIGINT ends it without pausing the fetches
-/// first (they resume from their last durable byte all the same).
-pub async fn js(path: &Path, _reporter: Arc<Reporter>, args: JsArgs) -> i32 {
+fn json_lines(run: &AppRun) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for line in &run.console {
+        let (level, text) = line.split_once(": ").unwrap_or(("log", line));
+        out.push(json!({"event": "console", "level": level, "text": text}));
+    }
+    for event in &run.events {
+        out.push(match event.strip_prefix("rejected ") {
+            Some(rest) => {
+                let (id, message) = rest.split_once(": ").unwrap_or((rest, ""));
+                json!({"event": "rejected", "id": id, "message": message})
+            }
+            None => {
+                let (kind, id) = event.split_once(' ').unwrap_or((event, ""));
+                json!({"event": "dispatched", "type": kind, "id": id})
+            }
+        });
+    }
+    for title in &run.ui_titles {
+        out.push(json!({"event": "ui", "title": title}));
+    }
+    for (name, urls) in &run.caches {
+        out.push(json!({"event": "cache", "name": name, "urls": urls}));
+    }
+    for e in &run.errors {
+        out.push(json!({"event": "error", "message": e}));
+    }
+    if let Some(stopped) = &run.stopped {
+        for id in &stopped.paused {
+            out.push(json!({"event": "paused", "id": id}));
+        }
+        for e in &stopped.failed {
+            out.push(
+                json!({"event": "error", "message": format!("the pause could not be stored: {e}")}),
+            );
+        }
+    }
+    out
+}
+
+/// Runs `bgfetch js`. SIGINT, SIGTERM or SIGHUP stop the app at its loop's next turn: its
+/// running fetches are paused in the store (the user's pause; `bgfetch run` continues them),
+/// what it did is printed, and the exit code is the signal's (130, 143, 129).
+pub async fn js(path: &Path, reporter: Arc<Reporter>, args: JsArgs) -> i32 {
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            return exit::ERROR;
+        }
+    };
     let origin = match (&args.root, &args.origin) {
         (Some(root), None) => match std::path::absolute(root) {
             Ok(r) if r.is_dir() => AppOrigin::Root(r),
@@ -154,11 +216,14 @@ pub async fn js(path: &Path, _reporter: Arc<Reporter>, args: JsArgs) -> i32 {
             return exit::ERROR;
         }
     };
+    let stop = Arc::new(AtomicBool::new(false));
     let options = AppOptions {
         origin,
         timeout: args.timeout,
         verbose: false,
+        stop: Some(stop.clone()),
     };
+
     let mut prelude = String::new();
     if let Some(sw) = &args.register {
         prelude = format!(
@@ -168,12 +233,36 @@ pub async fn js(path: &Path, _reporter: Arc<Reporter>, args: JsArgs) -> i32 {
     }
     let page = args.page.clone();
     // The app's event loop blocks its thread (Boa is not async).
-    let run = on_app_thread(move || {
+    let app = on_app_thread(move || {
         background_fetch_js::app::run_page(&options, &hosts, &prelude, &page)
-    })
-    .await;
-    print(&run);
+    });
+    tokio::pin!(app);
+    // A signal stops the app's loop at its next turn; the app then pauses its fetches.
+    let mut signal = None;
+    let run = tokio::select! {
+        run = &mut app => run,
+        how = signals.stopped() => {
+            signal = Some(how);
+            stop.store(true, Ordering::SeqCst);
+            app.await
+        }
+    };
+    print(&run, reporter.mode());
     let _ = store.close().await;
+    if let Some(stopped) = &run.stopped {
+        let how = signal.unwrap_or(crate::signals::Stop::Interrupt);
+        for e in &stopped.failed {
+            eprintln!("error: the pause could not be stored: {e}");
+        }
+        if !stopped.paused.is_empty() {
+            eprintln!(
+                "{}: {} paused in the store; `bgfetch run` continues them",
+                how.describe(),
+                stopped.paused.join(", ")
+            );
+        }
+        return how.exit_code();
+    }
     run.exit_code()
 }
 
@@ -220,7 +309,7 @@ pub async fn resume_apps(path: &Path, net: &NetArgs, timeout: Duration) -> i32 {
             background_fetch_js::app::resume_stored(&registration, &hosts, timeout, false)
         })
         .await;
-        print(&run);
+        print(&run, Mode::Plain);
         code = code.max(run.exit_code());
     }
     let _ = store.close().await;
