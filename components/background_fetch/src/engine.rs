@@ -179,8 +179,30 @@ impl Engine {
         env
     }
 
+    /// The service worker global of `registration` now runs with `settings` (its script's URL
+    /// as base URL, its policy container, the embedder's data): its environment replaces the
+    /// one kept for the registration, so functional events are created in it and its calls use
+    /// it. Objects of the previous environment stay valid. `settings.kind` is taken as
+    /// [`EnvironmentKind::ServiceWorker`].
+    pub fn set_service_worker_environment(
+        &self,
+        registration: &ServiceWorkerRegistrationId,
+        settings: EnvironmentSettings,
+    ) -> Environment {
+        let env = self.create_environment(EnvironmentSettings {
+            kind: EnvironmentKind::ServiceWorker,
+            ..settings
+        });
+        lock(&self.inner.state)
+            .sw_environments
+            .insert(registration.clone(), env.inner.clone());
+        env
+    }
+
     /// The service worker global's environment of `registration`: the realm in which
-    /// functional events are created. The engine keeps it alive.
+    /// functional events are created. The engine keeps it alive. Until the embedder says what
+    /// it is ([`Engine::set_service_worker_environment`]), one at the scope's URL with no
+    /// policy.
     pub fn service_worker_environment(
         &self,
         registration: &ServiceWorkerRegistrationId,

@@ -599,3 +599,71 @@ fn a_dropped_service_frees_the_engine_behind_its_worker_host() {
         "the waiting event ended with the service"
     );
 }
+
+/// A service worker global's connection says what its environment is (its script's URL, its
+/// policy container, the embedder's data), and `fetch()` from it uses that: a relative URL
+/// resolves against the worker's script URL, and the client snapshot carries its CSP and the
+/// embedder's blob. The service ignored it and used a made-up environment (the scope as base
+/// URL, no policy, no embedder data).
+#[test]
+fn a_service_worker_connection_s_environment_is_the_one_its_calls_use() {
+    let b = bed();
+    b.bed
+        .network
+        .serve("https://example.com/sw/a.bin", Resource::ok(body(10, 1)));
+    let worker = in_process::connect(
+        &b.service,
+        EnvironmentData {
+            kind: EnvironmentKindData::ServiceWorker(b.bed.registration.clone()),
+            base_url: Url::parse("https://example.com/sw/worker.js").unwrap(),
+            secure_context: true,
+            policy: PolicyContainer {
+                csp: vec!["connect-src 'self'".into()],
+                referrer_policy: String::new(),
+                csp_report_only: Vec::new(),
+            },
+            embedder: Some(b"servo".to_vec()),
+        },
+        Arc::new(b.bed.executor.clone()),
+    );
+    let m = worker.background_fetch(&b.bed.registration);
+    let reg = b
+        .bed
+        .run(async move { m.fetch("relative", "a.bin", Default::default()).await })
+        .unwrap();
+    b.bed.run_until_idle();
+    assert_eq!(reg.result(), Outcome::Success);
+    let log = b.bed.network.log();
+    let first = log.first().expect("a request was made");
+    assert_eq!(first.url, "https://example.com/sw/a.bin");
+    assert_eq!(
+        first.client.base_url.as_str(),
+        "https://example.com/sw/worker.js"
+    );
+    assert_eq!(first.client.policy.csp, vec!["connect-src 'self'"]);
+    assert_eq!(first.client.embedder.as_deref(), Some(&b"servo"[..]));
+    // Its CSP applies: a URL of another origin is refused.
+    b.bed
+        .network
+        .serve("https://other.example/x", Resource::ok(body(10, 2)));
+    let m = worker.background_fetch(&b.bed.registration);
+    let outside = b
+        .bed
+        .run(async move {
+            m.fetch("outside", "https://other.example/x", Default::default())
+                .await
+        })
+        .unwrap();
+    b.bed.run_until_idle();
+    // A blocked request fails its record with fetch-error, and never reaches the network.
+    assert_eq!(outside.result(), Outcome::Failure);
+    assert_eq!(outside.failure_reason(), Reason::FetchError);
+    assert!(
+        b.bed
+            .network
+            .log()
+            .iter()
+            .all(|r| !r.url.starts_with("https://other.example/")),
+        "the CSP's block reached the network"
+    );
+}

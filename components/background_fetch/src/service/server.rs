@@ -257,9 +257,20 @@ impl Service {
         let engine = &self.inner.engine;
         let env = match &environment.kind {
             EnvironmentKindData::ServiceWorker(registration) => {
-                // The service worker global: functional events are created in its realm.
+                // The service worker global: functional events are created in its realm, and
+                // its calls use its environment (its script's URL, its policy container).
+                let env = engine.set_service_worker_environment(
+                    registration,
+                    EnvironmentSettings {
+                        kind: EnvironmentKind::ServiceWorker,
+                        base_url: environment.base_url,
+                        secure_context: environment.secure_context,
+                        policy: environment.policy,
+                        embedder: environment.embedder,
+                    },
+                );
                 self.inner.workers.attach(registration.clone(), conn.id);
-                engine.service_worker_environment(registration)
+                env
             }
             kind => engine.create_environment(EnvironmentSettings {
                 kind: match kind {
