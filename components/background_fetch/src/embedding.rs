@@ -56,6 +56,19 @@
 //! `progress` event fires: update background fetch instances) and, to a service worker
 //! global's connection, `ToScript::Event` (kind, the registration's values, a token).
 //!
+//! A service worker global's `Hello` carries its own environment (its script's URL as base
+//! URL, its policy container, the embedder's data): the engine creates its functional events
+//! in it, and its calls use it, as a page's do.
+//!
+//! Lifetimes: the embedder owns the [`crate::service::Service`] (and through it the engine).
+//! [`crate::service::ServiceWorkerHost`], which the engine holds as its worker host, holds the
+//! service weakly, and so does an event waiting for a service worker to connect: when the
+//! embedder drops its last handle, the engine, its store and its hosts are freed, and waiting
+//! events fail. An in-process connection made with [`crate::service::in_process::connect`]
+//! keeps the service alive; one made with
+//! [`crate::service::in_process::connect_unowned`] does not, as script in another process
+//! cannot.
+//!
 //! Transports: [`crate::service::in_process`] (direct hand-over, for a same-process embedder,
 //! `bgfetch`, tests) and `service::ipc` (feature `ipc`, over `ipc-channel`: a one-shot server
 //! in the engine's process, whose name the content process connects to).
@@ -128,8 +141,11 @@
 //!
 //! The engine's own script-facing objects ([`crate::Environment`],
 //! [`crate::BackgroundFetchManager`], ...) remain as the service's implementation and for
-//! same-process embedders; the `WorkerHost` trait still receives those objects, which
-//! [`crate::service::WorkerBridge`] turns into data. Host calls that another process may
+//! same-process embedders; the `WorkerHost` trait receives each event as data
+//! ([`crate::FunctionalEventData`]: the kind, the registration and a token), which
+//! [`crate::service::WorkerBridge`] sends to the service worker global's connection, asking the
+//! embedder to start the worker first ([`crate::service::WorkerBridge::on_start_worker`]) when
+//! it is active but not running. Host calls that another process may
 //! answer are asynchronous: the permission state (asked for the caller's environment, its
 //! [`crate::ClientSnapshot`]), the quota (asked when a fetch is made and when it starts
 //! downloading, kept in the engine's ledger, never asked per chunk) and whether a registration
