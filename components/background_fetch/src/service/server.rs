@@ -763,7 +763,7 @@ impl WorkerHost for ServiceWorkerHost {
         &self,
         registration: &ServiceWorkerRegistrationId,
     ) -> BoxFuture<'static, bool> {
-        // Pushed by the script side (ToService::ActiveWorker), so answered at once.
+        // Pushed by the embedder (WorkerBridge::set_active_worker), so answered at once.
         let active = lock(&self.bridge.inner).active.contains(registration);
         futures::future::ready(active).boxed()
     }
