@@ -667,3 +667,34 @@ fn a_service_worker_connection_s_environment_is_the_one_its_calls_use() {
         "the CSP's block reached the network"
     );
 }
+
+/// A call is made when script calls the method, not when its future is first polled: in
+/// JavaScript `registration.abort();` aborts though nobody awaits the promise, and calls reach
+/// the engine in the order script made them. The client's methods sent nothing until polled,
+/// so a dropped future was a call never made.
+#[test]
+fn a_call_is_made_when_script_calls_it_not_when_its_future_is_polled() {
+    let b = bed();
+    b.bed.network.serve(A, Resource::ok(body(100_000, 1)));
+    b.bed.network.fault_next(A, vec![Fault::Hold]);
+    let m = b.page.background_fetch(&b.bed.registration);
+    let reg = b
+        .bed
+        .run(async move { m.fetch("held", A, Default::default()).await })
+        .unwrap();
+    b.bed.run_until_idle();
+    // Called and dropped at once, never polled.
+    drop(reg.abort());
+    b.bed.run_until_idle();
+    assert_eq!(reg.result(), Outcome::Failure, "abort() took effect");
+    assert_eq!(reg.failure_reason(), Reason::Aborted);
+    // fetch() likewise: its future dropped, the fetch is made.
+    let m = b.page.background_fetch(&b.bed.registration);
+    b.bed.network.serve(B, Resource::ok(body(10, 2)));
+    drop(m.fetch("dropped", B, Default::default()));
+    b.bed.run_until_idle();
+    assert!(
+        b.bed.network.log().iter().any(|r| r.url == B),
+        "fetch() reached the network"
+    );
+}

@@ -33,6 +33,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -252,19 +253,23 @@ impl Connection {
         }
     }
 
-    /// Makes a call and waits for its reply.
-    async fn call(&self, call_data: Call) -> Result<Reply, DomError> {
-        let (call, rx) = self.start_call(call_data);
-        Self::answer(call, rx).await.result
-    }
-
-    /// Makes a call whose reply is a registration (or none) and waits for its object.
-    async fn call_for_registration(
+    /// Makes a call now (its message is sent before this returns); the future is its reply.
+    fn call(
         &self,
         call_data: Call,
-    ) -> Result<Option<BackgroundFetchRegistration>, DomError> {
+    ) -> impl Future<Output = Result<Reply, DomError>> + Send + 'static {
         let (call, rx) = self.start_call(call_data);
-        Self::answer(call, rx).await.registration()
+        async move { Self::answer(call, rx).await.result }
+    }
+
+    /// Makes a call whose reply is a registration (or none) now; the future is its object.
+    fn call_for_registration(
+        &self,
+        call_data: Call,
+    ) -> impl Future<Output = Result<Option<BackgroundFetchRegistration>, DomError>> + Send + 'static
+    {
+        let (call, rx) = self.start_call(call_data);
+        async move { Self::answer(call, rx).await.registration() }
     }
 
     fn start_call(&self, call_data: Call) -> (CallId, oneshot::Receiver<Answer>) {
@@ -339,15 +344,35 @@ pub struct BackgroundFetchManager {
 }
 
 impl BackgroundFetchManager {
-    /// `fetch(id, requests, options)`: the `Request` constructor runs here (step 6.1); the rest
-    /// in the engine. Streamed request bodies are sent chunk by chunk.
-    pub async fn fetch(
+    /// `fetch(id, requests, options)`: the `Request` constructor runs here (step 6.1), now;
+    /// the rest in the engine. The call is made before this returns (the future is its
+    /// answer). Streamed request bodies are sent chunk by chunk, on the connection's spawner.
+    pub fn fetch(
         &self,
         id: &str,
         requests: impl Into<Requests>,
         options: BackgroundFetchOptions,
-    ) -> Result<BackgroundFetchRegistration, DomError> {
-        let requests = match requests.into() {
+    ) -> impl Future<Output = Result<BackgroundFetchRegistration, DomError>> + Send + 'static {
+        let made = self.start_fetch(id, requests.into(), options);
+        async move {
+            let rx = made?;
+            let (call, rx) = rx;
+            let answer = Connection::answer(call, rx).await;
+            answer.registration()?.ok_or_else(|| {
+                DomError::invalid_state("the service answered fetch() without a registration")
+            })
+        }
+    }
+
+    /// fetch()'s synchronous part: the requests, the call, and the task sending streamed
+    /// bodies.
+    fn start_fetch(
+        &self,
+        id: &str,
+        requests: Requests,
+        options: BackgroundFetchOptions,
+    ) -> Result<(CallId, oneshot::Receiver<Answer>), DomError> {
+        let requests = match requests {
             Requests::One(r) => vec![r],
             Requests::Many(v) => v,
         };
@@ -380,6 +405,9 @@ impl BackgroundFetchManager {
         });
         // The streamed bodies go one after the other while the call waits (fetch() 8.8).
         let sink = self.conn.inner.sink.clone();
+        if streams.is_empty() {
+            return Ok((call, rx));
+        }
         let upload = async move {
             for (record, mut stream) in streams {
                 loop {
@@ -400,35 +428,32 @@ impl BackgroundFetchManager {
                 }
             }
         };
-        let answer = futures::future::join(upload, Connection::answer(call, rx))
-            .await
-            .1;
-        answer.registration()?.ok_or_else(|| {
-            DomError::invalid_state("the service answered fetch() without a registration")
+        self.conn.inner.spawner.spawn(upload.boxed());
+        Ok((call, rx))
+    }
+
+    /// `get(id)` (the call is made before this returns).
+    pub fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<BackgroundFetchRegistration>, DomError>> + Send + 'static
+    {
+        self.conn.call_for_registration(Call::Get {
+            registration: self.registration.clone(),
+            id: id.to_owned(),
         })
     }
 
-    /// `get(id)`.
-    pub async fn get(&self, id: &str) -> Result<Option<BackgroundFetchRegistration>, DomError> {
-        self.conn
-            .call_for_registration(Call::Get {
-                registration: self.registration.clone(),
-                id: id.to_owned(),
-            })
-            .await
-    }
-
-    /// `getIds()`.
-    pub async fn get_ids(&self) -> Result<Vec<String>, DomError> {
-        match self
-            .conn
-            .call(Call::GetIds {
-                registration: self.registration.clone(),
-            })
-            .await?
-        {
-            Reply::Ids(ids) => Ok(ids),
-            other => Err(unexpected(other)),
+    /// `getIds()` (the call is made before this returns).
+    pub fn get_ids(&self) -> impl Future<Output = Result<Vec<String>, DomError>> + Send + 'static {
+        let reply = self.conn.call(Call::GetIds {
+            registration: self.registration.clone(),
+        });
+        async move {
+            match reply.await? {
+                Reply::Ids(ids) => Ok(ids),
+                other => Err(unexpected(other)),
+            }
         }
     }
 }
@@ -525,38 +550,53 @@ impl BackgroundFetchRegistration {
         lock(&self.inner.listeners).push(Arc::new(listener));
     }
 
-    /// `abort()`.
-    pub async fn abort(&self) -> Result<bool, DomError> {
-        match self
-            .inner
-            .conn
-            .call(Call::Abort { fetch: self.uid() })
-            .await?
-        {
-            Reply::Aborted(b) => Ok(b),
-            other => Err(unexpected(other)),
+    /// `abort()` (the call is made before this returns).
+    pub fn abort(&self) -> impl Future<Output = Result<bool, DomError>> + Send + 'static {
+        let reply = self.inner.conn.call(Call::Abort { fetch: self.uid() });
+        async move {
+            match reply.await? {
+                Reply::Aborted(b) => Ok(b),
+                other => Err(unexpected(other)),
+            }
         }
     }
 
     /// `match(request, options)`: the first of `matchAll()`, or `None` (undefined).
-    pub async fn r#match(
+    pub fn r#match(
         &self,
         request: impl Into<RequestInfo>,
         options: CacheQueryOptions,
-    ) -> Result<Option<BackgroundFetchRecord>, DomError> {
-        Ok(self
-            .match_all(Some(request.into()), options)
-            .await?
-            .into_iter()
-            .next())
+    ) -> impl Future<Output = Result<Option<BackgroundFetchRecord>, DomError>> + Send + 'static
+    {
+        let all = self.match_all(Some(request.into()), options);
+        async move { Ok(all.await?.into_iter().next()) }
     }
 
-    /// `matchAll(request, options)`.
-    pub async fn match_all(
+    /// `matchAll(request, options)`: its synchronous steps (and the call) before this
+    /// returns.
+    pub fn match_all(
         &self,
         request: Option<RequestInfo>,
         options: CacheQueryOptions,
-    ) -> Result<Vec<BackgroundFetchRecord>, DomError> {
+    ) -> impl Future<Output = Result<Vec<BackgroundFetchRecord>, DomError>> + Send + 'static {
+        let made = self.start_match_all(request, options);
+        let conn = self.inner.conn.clone();
+        async move {
+            match made?.await? {
+                Reply::Records(records) => Ok(records
+                    .into_iter()
+                    .map(|r| BackgroundFetchRecord::new(&conn, r))
+                    .collect()),
+                other => Err(unexpected(other)),
+            }
+        }
+    }
+
+    fn start_match_all(
+        &self,
+        request: Option<RequestInfo>,
+        options: CacheQueryOptions,
+    ) -> Result<impl Future<Output = Result<Reply, DomError>> + Send + 'static, DomError> {
         // 1. If this's records available flag is unset, return a promise rejected with an
         //    InvalidStateError DOMException.
         if !self.records_available() {
@@ -569,22 +609,11 @@ impl BackgroundFetchRegistration {
             Some(info) => Some(construct_request(info, RequestInit::default(), base)?.request),
             None => None,
         };
-        match self
-            .inner
-            .conn
-            .call(Call::MatchAll {
-                fetch: self.uid(),
-                request,
-                options,
-            })
-            .await?
-        {
-            Reply::Records(records) => Ok(records
-                .into_iter()
-                .map(|r| BackgroundFetchRecord::new(&self.inner.conn, r))
-                .collect()),
-            other => Err(unexpected(other)),
-        }
+        Ok(self.inner.conn.call(Call::MatchAll {
+            fetch: self.uid(),
+            request,
+            options,
+        }))
     }
 }
 
@@ -659,11 +688,16 @@ impl BackgroundFetchRecord {
 
     /// The record's state right now: its result, its stored response head and how many body
     /// bytes are stored (not web-exposed; for an embedder's own views of a fetch).
-    pub async fn state(&self) -> Result<RecordStateData, DomError> {
+    pub fn state(
+        &self,
+    ) -> impl Future<Output = Result<RecordStateData, DomError>> + Send + 'static {
         let record = self.inner.data.record;
-        match self.inner.conn.call(Call::RecordState { record }).await? {
-            Reply::RecordState(state) => Ok(state),
-            other => Err(unexpected(other)),
+        let reply = self.inner.conn.call(Call::RecordState { record });
+        async move {
+            match reply.await? {
+                Reply::RecordState(state) => Ok(state),
+                other => Err(unexpected(other)),
+            }
         }
     }
 
@@ -672,24 +706,22 @@ impl BackgroundFetchRecord {
     /// final and, for a success, the destination is whole and durable; a record that did not
     /// succeed is a `TypeError` and nothing is written (not web-exposed; for an embedder that
     /// delivers bodies as files, see [`Call::ExportBody`]).
-    pub async fn export_response_body(
+    pub fn export_response_body(
         &self,
         destination: std::path::PathBuf,
         mode: ExportMode,
-    ) -> Result<Exported, DomError> {
+    ) -> impl Future<Output = Result<Exported, DomError>> + Send + 'static {
         let record = self.inner.data.record;
-        match self
-            .inner
-            .conn
-            .call(Call::ExportBody {
-                record,
-                destination,
-                mode,
-            })
-            .await?
-        {
-            Reply::Exported(how) => Ok(how),
-            other => Err(unexpected(other)),
+        let reply = self.inner.conn.call(Call::ExportBody {
+            record,
+            destination,
+            mode,
+        });
+        async move {
+            match reply.await? {
+                Reply::Exported(how) => Ok(how),
+                other => Err(unexpected(other)),
+            }
         }
     }
 
@@ -903,8 +935,25 @@ impl FunctionalEvent {
         self.token.is_some()
     }
     /// `updateUI(options)` (`BackgroundFetchUpdateUIEvent`: success and fail only). The
-    /// engine checks the rest (called once, while active).
-    pub async fn update_ui(&self, options: BackgroundFetchUiOptions) -> Result<(), DomError> {
+    /// engine checks the rest (called once, while active). The call is made before this
+    /// returns.
+    pub fn update_ui(
+        &self,
+        options: BackgroundFetchUiOptions,
+    ) -> impl Future<Output = Result<(), DomError>> + Send + 'static {
+        let made = self.start_update_ui(options);
+        async move {
+            match made?.await? {
+                Reply::Done => Ok(()),
+                other => Err(unexpected(other)),
+            }
+        }
+    }
+
+    fn start_update_ui(
+        &self,
+        options: BackgroundFetchUiOptions,
+    ) -> Result<impl Future<Output = Result<Reply, DomError>> + Send + 'static, DomError> {
         if !matches!(
             self.kind,
             FunctionalEventKind::Success | FunctionalEventKind::Fail
@@ -922,9 +971,6 @@ impl FunctionalEvent {
                 "updateUI() was called on an event that is not trusted",
             ));
         };
-        match self.conn.call(Call::UpdateUi { event, options }).await? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        Ok(self.conn.call(Call::UpdateUi { event, options }))
     }
 }
