@@ -12,8 +12,8 @@ use background_fetch::service::{Service, ServiceWorkerHost, WorkerBridge, client
 use background_fetch::{
     BackgroundFetchOptions, BoxFuture, BoxStream, Clock, DispatchOutcome, Engine, EngineConfig,
     Granted, HeaderList, Hosts, MemoryStore, NetworkError, NetworkEvent, NetworkHost,
-    NetworkRequest, NoPolicy, PolicyContainer, RequestInfo, ResponseHead, ResponseType,
-    ServiceWorkerRegistrationId, Spawn, UiHost, UiSnapshot, Unlimited,
+    NetworkRequest, NoPolicy, RequestInfo, ResponseHead, ResponseType, ServiceWorkerRegistrationId,
+    Spawn, UiHost, UiSnapshot, Unlimited,
 };
 use bytes::Bytes;
 use futures::executor::{ThreadPool, block_on};
@@ -138,13 +138,7 @@ fn on_functional_event(
 
 /// The environment of script at `url`.
 fn environment(kind: EnvironmentKindData, url: Url) -> EnvironmentData {
-    EnvironmentData {
-        kind,
-        base_url: url,
-        secure_context: true,
-        policy: PolicyContainer::default(),
-        embedder: None,
-    }
+    EnvironmentData::secure(kind, url)
 }
 
 fn main() {

@@ -74,6 +74,20 @@ pub struct EnvironmentData {
     pub embedder: Option<Vec<u8>>,
 }
 
+impl EnvironmentData {
+    /// An environment of `kind` at `base_url` that is a secure context, with an empty policy
+    /// container and no embedder data (set the fields for others).
+    pub fn secure(kind: EnvironmentKindData, base_url: Url) -> Self {
+        EnvironmentData {
+            kind,
+            base_url,
+            secure_context: true,
+            policy: PolicyContainer::default(),
+            embedder: None,
+        }
+    }
+}
+
 /// A `BackgroundFetchRegistration` instance's values, as the service last delivered them to
 /// the connection (its environment's view: "update background fetch instances").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

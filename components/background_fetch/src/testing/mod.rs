@@ -163,13 +163,8 @@ impl TestBed {
         let bridge = WorkerBridge::new();
         let service = Service::new(engine.clone(), bridge.clone());
         let spawner: Arc<dyn crate::hosts::Spawn> = Arc::new(executor.clone());
-        let environment = |kind, url: &str| EnvironmentData {
-            kind,
-            base_url: Url::parse(url).expect("static URL"),
-            secure_context: true,
-            policy: PolicyContainer::default(),
-            embedder: None,
-        };
+        let environment =
+            |kind, url: &str| EnvironmentData::secure(kind, Url::parse(url).expect("static URL"));
         let service_worker = in_process::connect_unowned(
             &service,
             environment(

@@ -13,8 +13,7 @@ use background_fetch::testing::RecordingUi;
 use background_fetch::{
     BackgroundFetchFailureReason, BackgroundFetchOptions, BackgroundFetchResult, BoxFuture, Clock,
     DispatchOutcome, Engine, EngineConfig, FunctionalEventKind, Granted, Hosts, MemoryStore,
-    NoPolicy, PolicyContainer, RequestInfo, RequestInit, RetryPolicy, ServiceWorkerRegistrationId,
-    Spawn, Unlimited,
+    NoPolicy, RequestInfo, RequestInit, RetryPolicy, ServiceWorkerRegistrationId, Spawn, Unlimited,
 };
 use background_fetch_hyper::HyperNetwork;
 use futures::FutureExt;
@@ -60,13 +59,7 @@ struct Bed {
 }
 
 fn environment(kind: EnvironmentKindData, url: Url) -> EnvironmentData {
-    EnvironmentData {
-        kind,
-        base_url: url,
-        secure_context: true,
-        policy: PolicyContainer::default(),
-        embedder: None,
-    }
+    EnvironmentData::secure(kind, url)
 }
 
 async fn bed(network: &HyperNetwork, origin: &str) -> Bed {

@@ -7,8 +7,7 @@ use background_fetch::service::{
     Connection, Service, ServiceWorkerHost, WorkerBridge, client, in_process,
 };
 use background_fetch::{
-    DispatchOutcome, Engine, EngineConfig, Hosts, PolicyContainer, ServiceWorkerRegistrationId,
-    Spawn, StoreError,
+    DispatchOutcome, Engine, EngineConfig, Hosts, ServiceWorkerRegistrationId, Spawn, StoreError,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -53,13 +52,7 @@ impl Script {
 }
 
 fn environment(kind: EnvironmentKindData, url: Url) -> EnvironmentData {
-    EnvironmentData {
-        kind,
-        base_url: url,
-        secure_context: true,
-        policy: PolicyContainer::default(),
-        embedder: None,
-    }
+    EnvironmentData::secure(kind, url)
 }
 
 /// Starts the engine on `hosts` (whose worker host is `workers`'s) behind a service, connects
