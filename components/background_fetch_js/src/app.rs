@@ -159,12 +159,13 @@ pub fn resume_stored(
     hosts: &AppHosts,
     timeout: Duration,
     verbose: bool,
+    stop: Option<Arc<AtomicBool>>,
 ) -> AppRun {
     let options = AppOptions {
         origin: registration.origin.clone(),
         timeout,
         verbose,
-        stop: None,
+        stop,
     };
     let prelude = format!(
         "navigator.serviceWorker.register({}, {{scope: {}}});",

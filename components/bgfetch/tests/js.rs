@@ -244,18 +244,24 @@ fn start_origin() -> Origin {
 /// Runs `bgfetch js --origin ORIGIN page` on `store` and kills it (SIGKILL) once the first half
 /// of `/big` is out.
 fn kill_mid_download(origin: &Origin, store: &Path, page: &str) {
-    let killed = signal_mid_download(origin, store, page, None);
+    let url = format!("http://127.0.0.1:{}", origin.port);
+    let killed = signal_mid_download(origin, store, &["js", "--origin", &url, page], None);
     assert!(!killed.status.success(), "{}", text(&killed));
 }
 
-/// Runs `bgfetch js --origin ORIGIN page` on `store` and, once the first half of `/big` is out,
-/// sends it `signal` (`-INT`, ...; SIGKILL when `None`); what it printed and its status.
-fn signal_mid_download(origin: &Origin, store: &Path, page: &str, signal: Option<&str>) -> Output {
-    let url = format!("http://127.0.0.1:{}", origin.port);
+/// Runs `bgfetch ARGS` on `store` and, once the first half of `/big` is out (again), sends it
+/// `signal` (`-INT`, ...; SIGKILL when `None`); what it printed and its status.
+fn signal_mid_download(
+    origin: &Origin,
+    store: &Path,
+    args: &[&str],
+    signal: Option<&str>,
+) -> Output {
+    *origin.half_sent.0.lock().unwrap() = false;
     let mut child = Command::new(env!("CARGO_BIN_EXE_bgfetch"))
         .arg("--store")
         .arg(store)
-        .args(["js", "--origin", &url, page])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -267,7 +273,7 @@ fn signal_mid_download(origin: &Origin, store: &Path, page: &str, signal: Option
         while !*sent {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
-                    "bgfetch js ended first ({status}): {}",
+                    "bgfetch {args:?} ended first ({status}): {}",
                     text(&child.wait_with_output().unwrap())
                 );
             }
@@ -364,7 +370,12 @@ fn sigint_pauses_the_app_s_fetch_and_bgfetch_run_continues_it() {
     let url = format!("http://127.0.0.1:{}", origin.port);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.redb");
-    let interrupted = signal_mid_download(&origin, &store, "index.js", Some("-INT"));
+    let interrupted = signal_mid_download(
+        &origin,
+        &store,
+        &["js", "--origin", &url, "index.js"],
+        Some("-INT"),
+    );
     let t = text(&interrupted);
     assert_eq!(interrupted.status.code(), Some(130), "{t}");
     assert!(t.contains("console.log: started big"), "{t}");
@@ -422,4 +433,31 @@ fn json_prints_one_object_per_line() {
         "{t}"
     );
     assert!(lines.iter().all(|v| v["event"].is_string()), "{t}");
+}
+
+/// SIGINT while `bgfetch run` resumes an app's fetch does what it does in `bgfetch js`: the
+/// fetch is paused in the store and the exit code is 130; the next `bgfetch run` finishes it.
+/// Before, the signal killed the program outright while an app ran.
+#[test]
+fn sigint_while_bgfetch_run_resumes_an_app_pauses_its_fetch() {
+    let origin = start_origin();
+    let url = format!("http://127.0.0.1:{}", origin.port);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    kill_mid_download(&origin, &store, "index.js");
+    // The resumed download stops at half again, and the run is interrupted there.
+    let interrupted = signal_mid_download(&origin, &store, &["run"], Some("-INT"));
+    let t = text(&interrupted);
+    assert_eq!(interrupted.status.code(), Some(130), "{t}");
+    assert!(
+        t.contains("interrupted: big paused in the store; `bgfetch run` continues them"),
+        "{t}"
+    );
+    origin.released.store(true, Ordering::SeqCst);
+
+    let out = bgfetch(&store, &["run"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("console.log: worker: success big 1"), "{t}");
+    assert!(t.contains(&format!("cache big: {url}/big")), "{t}");
 }

@@ -7,7 +7,7 @@ use crate::app::{StoreOpen, open_store};
 use crate::exit;
 use crate::network::NetArgs;
 use crate::output::{Mode, Reporter};
-use crate::signals::Signals;
+use crate::signals::{Signals, Stop};
 use background_fetch_hyper::HyperNetwork;
 use background_fetch_js::app::{AppHosts, AppOptions, AppRun, registrations_with_fetches};
 use background_fetch_js::registrations::AppOrigin;
@@ -236,39 +236,54 @@ pub async fn js(path: &Path, reporter: Arc<Reporter>, args: JsArgs) -> i32 {
     let app = on_app_thread(move || {
         background_fetch_js::app::run_page(&options, &hosts, &prelude, &page)
     });
-    tokio::pin!(app);
-    // A signal stops the app's loop at its next turn; the app then pauses its fetches.
-    let mut signal = None;
-    let run = tokio::select! {
-        run = &mut app => run,
-        how = signals.stopped() => {
-            signal = Some(how);
-            stop.store(true, Ordering::SeqCst);
-            app.await
-        }
-    };
+    let (run, signal) = until_signal(app, &signals, &stop).await;
     print(&run, reporter.mode());
     let _ = store.close().await;
-    if let Some(stopped) = &run.stopped {
-        let how = signal.unwrap_or(crate::signals::Stop::Interrupt);
-        for e in &stopped.failed {
-            eprintln!("error: the pause could not be stored: {e}");
-        }
-        if !stopped.paused.is_empty() {
-            eprintln!(
-                "{}: {} paused in the store; `bgfetch run` continues them",
-                how.describe(),
-                stopped.paused.join(", ")
-            );
-        }
+    if let Some(how) = signal {
+        report_stopped(&run, how);
         return how.exit_code();
     }
     run.exit_code()
 }
 
+/// Runs `app` until it ends; a stop signal meanwhile sets `stop` (the app's loop ends at its
+/// next turn and pauses its fetches) and the app is awaited all the same. The run and the
+/// signal, if one came.
+async fn until_signal(
+    app: impl std::future::Future<Output = AppRun>,
+    signals: &Signals,
+    stop: &AtomicBool,
+) -> (AppRun, Option<Stop>) {
+    tokio::pin!(app);
+    tokio::select! {
+        run = &mut app => (run, None),
+        how = signals.stopped() => {
+            stop.store(true, Ordering::SeqCst);
+            (app.await, Some(how))
+        }
+    }
+}
+
+/// Says what a stopped app left paused (on stderr).
+fn report_stopped(run: &AppRun, how: Stop) {
+    let Some(stopped) = &run.stopped else { return };
+    for e in &stopped.failed {
+        eprintln!("error: the pause could not be stored: {e}");
+    }
+    if !stopped.paused.is_empty() {
+        eprintln!(
+            "{}: {} paused in the store; `bgfetch run` continues them",
+            how.describe(),
+            stopped.paused.join(", ")
+        );
+    }
+}
+
 /// For `bgfetch run`: starts the service worker of every stored app registration that has
 /// fetches in the store (from the scripts kept with the registration), so that they resume and
-/// their events fire at the app's worker. Returns
+/// their events fire at the app's worker. A stop signal pauses the running app's fetches in the
+/// store, as in `bgfetch js`, and the signal's exit code is returned (no further app runs).
+/// Returns
 /// the worst exit code (0 when there was none). The store is closed again when it returns.
 pub async fn resume_apps(path: &Path, net: &NetArgs, timeout: Duration) -> i32 {
     if !path.exists() {
@@ -291,6 +306,14 @@ pub async fn resume_apps(path: &Path, net: &NetArgs, timeout: Duration) -> i32 {
             return exit::ERROR;
         }
     };
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            let _ = store.close().await;
+            return exit::ERROR;
+        }
+    };
     let mut code = exit::SUCCESS;
     for registration in registrations {
         let hosts = match hosts(store.clone(), net) {
@@ -305,11 +328,18 @@ pub async fn resume_apps(path: &Path, net: &NetArgs, timeout: Duration) -> i32 {
             "app: starting the service worker {} of {}",
             registration.script_url, registration.scope
         );
-        let run = on_app_thread(move || {
-            background_fetch_js::app::resume_stored(&registration, &hosts, timeout, false)
-        })
-        .await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let app = on_app_thread(move || {
+            background_fetch_js::app::resume_stored(&registration, &hosts, timeout, false, Some(s))
+        });
+        let (run, signal) = until_signal(app, &signals, &stop).await;
         print(&run, Mode::Plain);
+        if let Some(how) = signal {
+            report_stopped(&run, how);
+            code = how.exit_code();
+            break;
+        }
         code = code.max(run.exit_code());
     }
     let _ = store.close().await;

@@ -16,6 +16,10 @@ use std::sync::Arc;
 /// handle their events, see [`crate::commands::js::resume_apps`]), then the program's own.
 pub async fn run_all(path: &Path, reporter: Arc<Reporter>, net: &NetArgs) -> i32 {
     let apps = crate::commands::js::resume_apps(path, net, APP_TIMEOUT).await;
+    if matches!(apps, exit::INTERRUPTED | exit::TERMINATED | exit::HANGUP) {
+        // Stopped by a signal while an app ran: the rest waits for the next run.
+        return apps;
+    }
     let code = run_program_fetches(path, reporter, net).await;
     if code == exit::SUCCESS { apps } else { code }
 }
