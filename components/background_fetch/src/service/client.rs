@@ -355,8 +355,7 @@ impl BackgroundFetchManager {
     ) -> impl Future<Output = Result<BackgroundFetchRegistration, DomError>> + Send + 'static {
         let made = self.start_fetch(id, requests.into(), options);
         async move {
-            let rx = made?;
-            let (call, rx) = rx;
+            let (call, rx) = made?;
             let answer = Connection::answer(call, rx).await;
             answer.registration()?.ok_or_else(|| {
                 DomError::invalid_state("the service answered fetch() without a registration")
