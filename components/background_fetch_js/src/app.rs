@@ -36,7 +36,7 @@ pub struct AppRun {
     /// `fetch()` calls that rejected (`rejected id: message`), in order.
     pub events: Vec<String>,
     /// Stopped from outside ([`AppOptions::stop`]): the ids of the fetches it left paused in
-    /// the store, and the pauses that could not be stored (`id: reason`).
+    /// the store, and those it could not pause.
     pub stopped: Option<Stopped>,
 }
 
@@ -45,7 +45,8 @@ pub struct AppRun {
 pub struct Stopped {
     /// The fetches paused (the user's pause, kept in the store).
     pub paused: Vec<String>,
-    /// The pauses that could not be stored (`id: reason`).
+    /// The fetches that could not be paused (`id: reason`: the store refused the pause, or the
+    /// fetch cannot be paused, as one with an upload).
     pub failed: Vec<String>,
 }
 

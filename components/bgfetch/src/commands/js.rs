@@ -163,9 +163,7 @@ fn json_lines(run: &AppRun) -> Vec<serde_json::Value> {
             out.push(json!({"event": "paused", "id": id}));
         }
         for e in &stopped.failed {
-            out.push(
-                json!({"event": "error", "message": format!("the pause could not be stored: {e}")}),
-            );
+            out.push(json!({"event": "error", "message": format!("not paused: {e}")}));
         }
     }
     out
@@ -268,7 +266,7 @@ async fn until_signal(
 fn report_stopped(run: &AppRun, how: Stop) {
     let Some(stopped) = &run.stopped else { return };
     for e in &stopped.failed {
-        eprintln!("error: the pause could not be stored: {e}");
+        eprintln!("error: not paused: {e}; `bgfetch run` continues it from what the store holds");
     }
     if !stopped.paused.is_empty() {
         eprintln!(
