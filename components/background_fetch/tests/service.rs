@@ -405,15 +405,45 @@ fn a_records_state_and_its_export_cross_the_protocol() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An engine on `store` and `network` whose worker host is a [`ServiceWorkerHost`] over
+/// `bridge`, behind a service (not yet given to the worker host), and a page's connection to it.
+fn engine_behind_a_worker_host(
+    executor: &background_fetch::testing::Executor,
+    clock: &background_fetch::testing::VirtualClock,
+    store: Arc<background_fetch::MemoryStore>,
+    network: background_fetch::testing::ScriptedNetwork,
+    bridge: &WorkerBridge,
+) -> (
+    background_fetch::service::ServiceWorkerHost,
+    Service,
+    Connection,
+) {
+    use background_fetch::{Engine, EngineConfig, Hosts};
+    let worker_host = background_fetch::service::ServiceWorkerHost::new(bridge.clone());
+    let hosts = Hosts::new(
+        store,
+        Arc::new(network),
+        Arc::new(worker_host.clone()),
+        Arc::new(clock.clone()),
+        Arc::new(executor.clone()),
+    );
+    let engine = executor
+        .block_on(clock, Engine::start(hosts, EngineConfig::default()))
+        .unwrap();
+    let service = Service::new(engine, bridge.clone());
+    let spawner: Arc<dyn Spawn> = Arc::new(executor.clone());
+    let page = in_process::connect(&service, page_environment(), spawner);
+    (worker_host, service, page)
+}
+
 /// A service worker that is active but not running (no connection yet, as after a restart
 /// before the embedder started it), and a worker host not yet given its service: the functional
 /// event waits for the worker's connection instead of being skipped (skipping drops the
 /// records the worker would have read). With no active worker the event is skipped.
 #[test]
 fn an_event_waits_for_an_active_worker_that_is_not_connected_yet() {
-    use background_fetch::service::ServiceWorkerHost;
     use background_fetch::testing::{Executor, ScriptedNetwork, VirtualClock};
-    use background_fetch::{Engine, EngineConfig, Hosts, MemoryStore, ServiceWorkerRegistrationId};
+    use background_fetch::{MemoryStore, ServiceWorkerRegistrationId};
 
     let (executor, clock) = (Executor::new(), VirtualClock::new());
     let network = ScriptedNetwork::new(clock.clone());
@@ -429,20 +459,14 @@ fn an_event_waits_for_an_active_worker_that_is_not_connected_yet() {
     let started: Arc<Mutex<Vec<String>>> = Arc::default();
     let st = started.clone();
     bridge.on_start_worker(move |r| st.lock().unwrap().push(r.scope.to_string()));
-    let worker_host = ServiceWorkerHost::new(bridge.clone());
-    let hosts = Hosts::new(
+    let (worker_host, service, page) = engine_behind_a_worker_host(
+        &executor,
+        &clock,
         Arc::new(MemoryStore::new()),
-        Arc::new(network),
-        Arc::new(worker_host.clone()),
-        Arc::new(clock.clone()),
-        Arc::new(executor.clone()),
+        network,
+        &bridge,
     );
-    let engine = executor
-        .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
-        .unwrap();
-    let service = Service::new(engine, bridge.clone());
     let spawner: Arc<dyn Spawn> = Arc::new(executor.clone());
-    let page = in_process::connect(&service, page_environment(), spawner.clone());
     let (m, idle_m) = (
         page.background_fetch(&registration),
         page.background_fetch(&idle),
@@ -547,9 +571,8 @@ fn a_denied_permission_comes_before_a_missing_active_worker() {
 /// life).
 #[test]
 fn a_dropped_service_frees_the_engine_behind_its_worker_host() {
-    use background_fetch::service::ServiceWorkerHost;
     use background_fetch::testing::{Executor, ScriptedNetwork, VirtualClock};
-    use background_fetch::{Engine, EngineConfig, Hosts, MemoryStore, ServiceWorkerRegistrationId};
+    use background_fetch::{MemoryStore, ServiceWorkerRegistrationId};
 
     let (executor, clock) = (Executor::new(), VirtualClock::new());
     let network = ScriptedNetwork::new(clock.clone());
@@ -559,21 +582,9 @@ fn a_dropped_service_frees_the_engine_behind_its_worker_host() {
     let scope = Url::parse("https://example.com/").unwrap();
     let registration = ServiceWorkerRegistrationId::for_scope(&scope);
     bridge.set_active_worker(&registration, true);
-    let worker_host = ServiceWorkerHost::new(bridge.clone());
-    let hosts = Hosts::new(
-        store.clone(),
-        Arc::new(network),
-        Arc::new(worker_host.clone()),
-        Arc::new(clock.clone()),
-        Arc::new(executor.clone()),
-    );
-    let engine = executor
-        .block_on(&clock, Engine::start(hosts, EngineConfig::default()))
-        .unwrap();
-    let service = Service::new(engine, bridge.clone());
+    let (worker_host, service, page) =
+        engine_behind_a_worker_host(&executor, &clock, store.clone(), network, &bridge);
     worker_host.serve(&service);
-    let spawner: Arc<dyn Spawn> = Arc::new(executor.clone());
-    let page = in_process::connect(&service, page_environment(), spawner);
     let m = page.background_fetch(&registration);
     let reg = executor
         .block_on(
