@@ -67,6 +67,20 @@ impl AppRun {
         }
     }
 
+    /// What a program prints of the run on stdout, a line each: `console.LEVEL: TEXT`,
+    /// `event: TYPE ID` (and `event: rejected ID: MESSAGE`), `ui: TITLE`, `cache NAME: URL...`.
+    /// The errors are [`AppRun::errors`], for stderr.
+    pub fn plain_lines(&self) -> Vec<String> {
+        let console = self.console.iter().map(|l| format!("console.{l}"));
+        let events = self.events.iter().map(|e| format!("event: {e}"));
+        let ui = self.ui_titles.iter().map(|t| format!("ui: {t}"));
+        let caches = self
+            .caches
+            .iter()
+            .map(|(name, urls)| format!("cache {name}: {}", urls.join(" ")));
+        console.chain(events).chain(ui).chain(caches).collect()
+    }
+
     fn failed(message: String) -> AppRun {
         AppRun {
             errors: vec![message],

@@ -70,14 +70,8 @@ fn main() {
         ));
     }
     let run = runner.run_app(&prelude, &page);
-    for line in &run.console {
-        println!("console.{line}");
-    }
-    for title in &run.ui_titles {
-        println!("ui: {title}");
-    }
-    for (name, urls) in &run.caches {
-        println!("cache {name}: {}", urls.join(" "));
+    for line in run.plain_lines() {
+        println!("{line}");
     }
     for e in &run.errors {
         eprintln!("error: {e}");

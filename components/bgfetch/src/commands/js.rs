@@ -114,17 +114,8 @@ fn print(run: &AppRun, mode: Mode) {
         }
         return;
     }
-    for line in &run.console {
-        println!("console.{line}");
-    }
-    for event in &run.events {
-        println!("event: {event}");
-    }
-    for title in &run.ui_titles {
-        println!("ui: {title}");
-    }
-    for (name, urls) in &run.caches {
-        println!("cache {name}: {}", urls.join(" "));
+    for line in run.plain_lines() {
+        println!("{line}");
     }
     for e in &run.errors {
         eprintln!("error: {e}");
