@@ -43,18 +43,23 @@ fn mdn_app(dir: &Path, worker: &str) {
     std::fs::write(dir.join("ep-5-artwork.jpg"), vec![0xffu8; 30 * 1024]).unwrap();
 }
 
-#[test]
-fn mdn_s_example_as_intended_runs_under_bgfetch_js() {
+/// Runs MDN's app with `worker` as its service worker under `bgfetch [global...] js`, on a new
+/// store.
+fn run_mdn_app(worker: &str, global: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("app");
     std::fs::create_dir(&app).unwrap();
-    mdn_app(&app, "sw-intended.js");
+    mdn_app(&app, worker);
     let store = dir.path().join("store.redb");
     let root = app.to_str().unwrap();
-    let out = bgfetch(
-        &store,
-        &["js", "--root", root, "--register", "/sw.js", "index.js"],
-    );
+    let mut args = global.to_vec();
+    args.extend(["js", "--root", root, "--register", "/sw.js", "index.js"]);
+    bgfetch(&store, &args)
+}
+
+#[test]
+fn mdn_s_example_as_intended_runs_under_bgfetch_js() {
+    let out = run_mdn_app("sw-intended.js", &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("event: backgroundfetchsuccess"), "{t}");
@@ -69,16 +74,7 @@ fn mdn_s_example_as_intended_runs_under_bgfetch_js() {
 
 #[test]
 fn mdn_s_example_verbatim_runs_under_bgfetch_js_and_copies_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = dir.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    mdn_app(&app, "sw.js");
-    let store = dir.path().join("store.redb");
-    let root = app.to_str().unwrap();
-    let out = bgfetch(
-        &store,
-        &["js", "--root", root, "--register", "/sw.js", "index.js"],
-    );
+    let out = run_mdn_app("sw.js", &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     // The event fires; waitUntil is given a function, so nothing runs in it.
@@ -401,21 +397,7 @@ fn sigint_pauses_the_app_s_fetch_and_bgfetch_run_continues_it() {
 /// worker received, the UI's titles and the caches.
 #[test]
 fn json_prints_one_object_per_line() {
-    let dir = tempfile::tempdir().unwrap();
-    mdn_app(dir.path(), "sw-intended.js");
-    let store = dir.path().join("store.redb");
-    let out = bgfetch(
-        &store,
-        &[
-            "--json",
-            "js",
-            "--root",
-            dir.path().to_str().unwrap(),
-            "--register",
-            "/sw.js",
-            "index.js",
-        ],
-    );
+    let out = run_mdn_app("sw-intended.js", &["--json"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
